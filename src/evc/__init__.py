@@ -1,0 +1,24 @@
+"""evc: EVC neural image codec (Wang et al., ICLR 2023) — one model for every bitrate."""
+
+from evc.codec import Codec, EncodeResult, FileInfo, decompress, file_info, load
+from evc.errors import EVCError, FormatError, ImageError, ModelError, UntrainedModelError
+from evc.models.registry import MODELS, create_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MODELS",
+    "Codec",
+    "EVCError",
+    "EncodeResult",
+    "FileInfo",
+    "FormatError",
+    "ImageError",
+    "ModelError",
+    "UntrainedModelError",
+    "__version__",
+    "create_model",
+    "decompress",
+    "file_info",
+    "load",
+]

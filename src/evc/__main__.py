@@ -1,0 +1,3 @@
+from evc.cli.main import main
+
+raise SystemExit(main())

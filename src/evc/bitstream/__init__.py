@@ -1,0 +1,5 @@
+"""The .evc container: header, streams and checksum (see docs/format.md)."""
+
+from evc.bitstream.container import FORMAT_VERSION, MAGIC, Header, pack, parse
+
+__all__ = ["FORMAT_VERSION", "MAGIC", "Header", "pack", "parse"]

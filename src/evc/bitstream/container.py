@@ -1,0 +1,123 @@
+"""Pack and parse .evc files. The layout is specified in docs/format.md; keep the two in step.
+
+    magic "\\x89EVC" | version u8 | model id u8 | weights fingerprint u32 | colour u8 | q index u16
+    | width u32 | height u32 | symbols CRC-32 u32 | stream count u8 | stream lengths u32 x count
+    | streams | CRC-32 u32
+
+All integers are big-endian. The CRC-32 (zlib) covers every byte before it.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+from evc.errors import FormatError
+
+MAGIC = b"\x89EVC"
+FORMAT_VERSION = 1
+COLOUR_CODES = {"RGB": 0, "L": 1}
+_COLOURS = {code: name for name, code in COLOUR_CODES.items()}
+
+_PREFIX = struct.Struct(">4sB")  # magic, version: readable in every version
+# model id, weights fingerprint, colour, q index, width, height, symbols CRC, stream count
+_FIELDS = struct.Struct(">BIBHIIIB")
+_CRC = struct.Struct(">I")
+HEADER_BYTES = _PREFIX.size + _FIELDS.size
+MAX_STREAMS = 16
+MAX_DIMENSION = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Header:
+    model_id: int
+    weights_fingerprint: int
+    colour: str
+    q_index: int
+    width: int
+    height: int
+    symbols_crc: int  # CRC-32 of the coded symbols, checked by the decoder after entropy decoding
+
+    def __post_init__(self) -> None:
+        if self.colour not in COLOUR_CODES:
+            raise ValueError(f"colour must be one of {sorted(COLOUR_CODES)}")
+        if not (1 <= self.width <= MAX_DIMENSION and 1 <= self.height <= MAX_DIMENSION):
+            raise ValueError(f"image size {self.width}x{self.height} cannot be stored")
+        if not 1 <= self.q_index <= 0xFFFF:
+            raise ValueError(f"q index {self.q_index} out of range 1..65535")
+
+
+def pack(header: Header, streams: list[bytes]) -> bytes:
+    if not 1 <= len(streams) <= MAX_STREAMS:
+        raise ValueError(f"between 1 and {MAX_STREAMS} streams, got {len(streams)}")
+    body = bytearray(_PREFIX.pack(MAGIC, FORMAT_VERSION))
+    body += _FIELDS.pack(
+        header.model_id,
+        header.weights_fingerprint,
+        COLOUR_CODES[header.colour],
+        header.q_index,
+        header.width,
+        header.height,
+        header.symbols_crc,
+        len(streams),
+    )
+    body += b"".join(struct.pack(">I", len(s)) for s in streams)
+    for s in streams:
+        body += s
+    body += _CRC.pack(zlib.crc32(body))
+    return bytes(body)
+
+
+def parse(data: bytes, known_model_ids: frozenset[int] | set[int] | None = None) -> tuple[Header, list[bytes]]:
+    """Validate and split a file. Every problem raises :class:`FormatError` with a precise message."""
+    data = bytes(data)
+    if not data:
+        raise FormatError("empty file: not an evc file")
+    if data[: len(MAGIC)] != MAGIC:
+        if MAGIC.startswith(data):
+            raise FormatError(f"truncated file: {len(data)} bytes, shorter than the header")
+        raise FormatError("not an evc file (wrong magic bytes)")
+    if len(data) < _PREFIX.size:
+        raise FormatError(f"truncated file: {len(data)} bytes, shorter than the header")
+    _, version = _PREFIX.unpack_from(data)
+    if version > FORMAT_VERSION:
+        raise FormatError(
+            f"file uses format version {version}, newer than this evc supports ({FORMAT_VERSION}); upgrade evc"
+        )
+    if version < 1:
+        raise FormatError(f"invalid format version {version}")
+    if len(data) < HEADER_BYTES:
+        raise FormatError(f"truncated file: {len(data)} bytes, shorter than the {HEADER_BYTES}-byte header")
+    model_id, fingerprint, colour_code, q_index, width, height, symbols_crc, count = _FIELDS.unpack_from(
+        data, _PREFIX.size
+    )
+    if not 1 <= count <= MAX_STREAMS:
+        raise FormatError(f"corrupt header: {count} streams (expected 1..{MAX_STREAMS})")
+    lengths_end = HEADER_BYTES + 4 * count
+    if len(data) < lengths_end:
+        raise FormatError(f"truncated file: {len(data)} bytes, the header alone needs {lengths_end}")
+    lengths = struct.unpack_from(f">{count}I", data, HEADER_BYTES)
+    expected = lengths_end + sum(lengths) + _CRC.size
+    if len(data) < expected:
+        raise FormatError(f"truncated file: {len(data)} bytes of the {expected} its header announces")
+    if len(data) > expected:
+        raise FormatError(f"corrupt file: {len(data) - expected} unexpected bytes after the end of the data")
+    (stored_crc,) = _CRC.unpack_from(data, expected - _CRC.size)
+    if zlib.crc32(data[: expected - _CRC.size]) != stored_crc:
+        raise FormatError("corrupt file: checksum (CRC-32) mismatch")
+    if known_model_ids is not None and model_id not in known_model_ids:
+        raise FormatError(f"file was made by an unknown model (id {model_id}); a newer evc may know it")
+    if colour_code not in _COLOURS:
+        raise FormatError(f"corrupt header: unknown colour mode {colour_code}")
+    if q_index == 0:
+        raise FormatError("corrupt header: q index 0")
+    if width == 0 or height == 0 or width > MAX_DIMENSION or height > MAX_DIMENSION:
+        raise FormatError(f"corrupt header: image size {width}x{height}")
+    streams = []
+    offset = lengths_end
+    for length in lengths:
+        streams.append(data[offset : offset + length])
+        offset += length
+    header = Header(model_id, fingerprint, _COLOURS[colour_code], q_index, width, height, symbols_crc)
+    return header, streams

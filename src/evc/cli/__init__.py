@@ -1,0 +1,1 @@
+"""The `evc` command line: a thin layer over the Python API."""

@@ -1,0 +1,61 @@
+"""Safe file output: write to a temporary file beside the target, then move it into place.
+
+A failed or interrupted command leaves no partial output, and an existing file is replaced only when
+the user asked for it (``force``); without it the final step refuses atomically if the file appeared.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from evc.errors import EVCError
+
+
+class OutputExistsError(EVCError):
+    pass
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def check_output(path: Path, force: bool) -> None:
+    """Fail early (before any work) when ``path`` cannot or must not be written."""
+    if path.is_dir():
+        raise EVCError(f"output {path} is a directory")
+    if path.exists() and not force:
+        raise OutputExistsError(f"output {path} exists; pass --force to overwrite it")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise EVCError(f"output folder {parent} does not exist")
+
+
+def write_output(path: Path, write: Callable[[Path], None], force: bool) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then move it to ``path``."""
+    check_output(path, force)
+    parent = path.parent if str(path.parent) else Path(".")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes private files; outputs get the usual mode
+        if force:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if path exists: no window for a silent overwrite
+            except FileExistsError:
+                raise OutputExistsError(f"output {path} exists; pass --force to overwrite it") from None
+            except OSError:  # file systems without hard links
+                if path.exists():
+                    raise OutputExistsError(f"output {path} exists; pass --force to overwrite it") from None
+                os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,1 @@
+"""Entropy models (rate estimates for training, probability tables for coding) and the ANS coder."""

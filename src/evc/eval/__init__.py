@@ -1,0 +1,1 @@
+"""Evaluation tools: complexity counting (parameters, MACs)."""

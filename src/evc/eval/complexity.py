@@ -1,0 +1,85 @@
+"""Parameters and multiply-accumulates (MACs) of each part of a model, counted by our own code.
+
+Networks run on PyTorch's "meta" device, so only shapes are computed: counting a large model at
+1920x1080 costs milliseconds and no memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from evc.models.evc import EVC
+from evc.models.registry import get_spec
+from evc.nn.hyperprior import HYPER_CHANNELS
+from evc.nn.transforms import LATENT_CHANNELS
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def count_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
+    """MACs of one forward pass: convolutions only (everything else is negligible here)."""
+    total = 0
+
+    def hook(conv: nn.Conv2d, _inp, out: torch.Tensor) -> None:
+        nonlocal total
+        kh, kw = conv.kernel_size
+        total += out.numel() * (conv.in_channels // conv.groups) * kh * kw
+
+    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            module(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+@dataclass(frozen=True)
+class Complexity:
+    name: str
+    width: int
+    height: int
+    params: dict[str, int]  # encoder, decoder, entropy
+    macs: dict[str, int]
+
+    @property
+    def total_params(self) -> int:
+        return sum(self.params.values())
+
+    def macs_per_pixel(self, part: str) -> float:
+        return self.macs[part] / (self.width * self.height)
+
+
+def model_complexity(name: str, width: int = 768, height: int = 512) -> Complexity:
+    """Complexity of model ``name`` on a ``width`` x ``height`` image (dimensions multiple of 64).
+
+    For scalable models the encoder figure counts all encoders (the most expensive level).
+    """
+    spec = get_spec(name)
+    with torch.device("meta"):
+        model: EVC = spec.build()
+        x = torch.empty(1, 3, height, width)
+        y = torch.empty(1, LATENT_CHANNELS, height // 16, width // 16)
+        z = torch.empty(1, HYPER_CHANNELS, height // 64, width // 64)
+        context = torch.empty(1, 4 * LATENT_CHANNELS, height // 16, width // 16)
+        encoders = model.g_a if isinstance(model.g_a, nn.ModuleList) else [model.g_a]
+        macs = {
+            "encoder": sum(count_macs(e, x) for e in encoders),
+            "decoder": count_macs(model.g_s, y),
+            "entropy": count_macs(model.h_a, y)
+            + count_macs(model.h_s, z)
+            + count_macs(model.prior_fusion, y)
+            + count_macs(model.dual_prior.net, context),
+        }
+    params = {
+        "encoder": count_parameters(model.g_a),
+        "decoder": count_parameters(model.g_s),
+        "entropy": count_parameters(model) - count_parameters(model.g_a) - count_parameters(model.g_s),
+    }
+    return Complexity(spec.name, width, height, params, macs)

@@ -1,0 +1,1 @@
+"""Assembled codec models: the variable-rate EVC model, the scalable (RRL) model, and their registry."""

@@ -1,0 +1,90 @@
+"""Every EVC model by name: its structure, its stable id in files, and where its shipped weights live."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from evc.errors import ModelError
+from evc.models.evc import EVC
+from evc.models.scalable import ScalableEVC
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    model_id: int  # written into every file; never reuse or renumber
+    encoder: str
+    decoder: str
+    scalable: bool = False
+
+    @property
+    def description(self) -> str:
+        sizes = {"L": "large", "M": "medium", "S": "small"}
+        if self.scalable:
+            return f"scalable: four {sizes[self.encoder]} encoders (RRL), {sizes[self.decoder]} decoder"
+        return f"{sizes[self.encoder]} encoder, {sizes[self.decoder]} decoder"
+
+    def build(self) -> EVC:
+        if self.scalable:
+            return ScalableEVC(decoder_size=self.decoder, encoder_size=self.encoder)
+        return EVC(self.encoder, self.decoder)
+
+    @property
+    def weights_dir(self) -> Path:
+        return WEIGHTS_DIR / self.name
+
+    def has_weights(self) -> bool:
+        return any(self.weights_dir.glob("*.safetensors"))
+
+
+_SPECS = (
+    ModelSpec("EVC-LL", 1, "L", "L"),
+    ModelSpec("EVC-LM", 2, "L", "M"),
+    ModelSpec("EVC-LS", 3, "L", "S"),
+    ModelSpec("EVC-ML", 4, "M", "L"),
+    ModelSpec("EVC-MM", 5, "M", "M"),
+    ModelSpec("EVC-MS", 6, "M", "S"),
+    ModelSpec("EVC-SL", 7, "S", "L"),
+    ModelSpec("EVC-SS", 8, "S", "S"),
+    ModelSpec("Scale-SL", 9, "S", "L", scalable=True),
+    ModelSpec("Scale-SS", 10, "S", "S", scalable=True),
+)
+MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _SPECS}
+MODELS_BY_ID: dict[int, ModelSpec] = {spec.model_id: spec for spec in _SPECS}
+# Preference order for the default model: best RD first among those that ship trained weights.
+DEFAULT_PREFERENCE = ("EVC-LL", "EVC-LM", "EVC-ML", "EVC-MM", "EVC-LS", "EVC-SL", "EVC-MS", "EVC-SS")
+
+
+def get_spec(name: str) -> ModelSpec:
+    """Look a model up by name, case-insensitively; the "EVC-" prefix may be left out."""
+    wanted = name.strip().lower()
+    for spec in _SPECS:
+        if wanted in (spec.name.lower(), spec.name.lower().removeprefix("evc-")):
+            return spec
+    raise ModelError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
+
+
+def create_model(name: str, seed: int | None = None) -> EVC:
+    """A freshly initialised (untrained) model; ``seed`` makes its weights reproducible."""
+    spec = get_spec(name)
+    if seed is None:
+        return spec.build()
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        return spec.build()
+    finally:
+        torch.random.set_rng_state(state)
+
+
+def default_model_name() -> str | None:
+    """The best model that ships trained weights, or None if none does."""
+    for name in DEFAULT_PREFERENCE:
+        if MODELS[name].has_weights():
+            return name
+    return None

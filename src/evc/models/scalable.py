@@ -1,0 +1,57 @@
+"""Scalable encoder by residual representation learning (RRL): four small encoders, one decoder.
+
+Level k's latent is the running mean of the first k + 1 encoder outputs. In training, earlier outputs
+enter with stopped gradient, y_k = (sum_{j<k} sg(e_j) + e_k) / (k + 1), so encoder k learns a residual
+correction to what the cheaper levels already produce. The decoder and entropy model are shared, and a
+file does not say which level made it: any level decodes with the ordinary decoder.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from evc.models.evc import EVC, RDOutput
+from evc.nn.transforms import AnalysisTransform
+
+NUM_LEVELS = 4
+
+
+class ScalableEVC(EVC):
+    def __init__(self, decoder_size: str = "S", encoder_size: str = "S", num_levels: int = NUM_LEVELS) -> None:
+        super().__init__(encoder_size, decoder_size)
+        self.num_levels = num_levels
+        self.g_a = nn.ModuleList([AnalysisTransform(encoder_size) for _ in range(num_levels)])  # type: ignore[arg-type]
+
+    def analyse(self, x: torch.Tensor, level: int | None = None) -> torch.Tensor:
+        """Latent of ``level`` (default: the last): mean of encoders 0..level; runs only those."""
+        level = self.num_levels - 1 if level is None else level
+        if not 0 <= level < self.num_levels:
+            raise ValueError(f"encoder level must be in 0..{self.num_levels - 1}, got {level}")
+        return self.level_latents(x, level)[-1]
+
+    def level_latents(self, x: torch.Tensor, up_to: int | None = None) -> list[torch.Tensor]:
+        """Latents of levels 0..up_to (default: all), running only those encoders (coding path)."""
+        up_to = self.num_levels - 1 if up_to is None else up_to
+        total = None
+        latents = []
+        for k in range(up_to + 1):
+            out = self.g_a[k](x)
+            total = out if total is None else total + out
+            latents.append(total / (k + 1))
+        return latents
+
+    def training_latents(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every level's latent with earlier encoders' outputs detached (residual learning)."""
+        detached_sum = None
+        latents = []
+        for k, encoder in enumerate(self.g_a):
+            out = encoder(x)
+            latents.append(out / (k + 1) if detached_sum is None else (detached_sum + out) / (k + 1))
+            detached_sum = out.detach() if detached_sum is None else detached_sum + out.detach()
+        return latents
+
+    def forward(self, x: torch.Tensor, anchor: torch.Tensor) -> list[RDOutput]:  # type: ignore[override]
+        """One RD output per level (train with the sum of the levels' losses)."""
+        q_scale = self.rate.anchor_q_scale(anchor)
+        return [self.rd_forward(x, y, q_scale) for y in self.training_latents(x)]

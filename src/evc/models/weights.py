@@ -1,0 +1,121 @@
+"""Weights files: fp16 safetensors with metadata, split into parts, and a fingerprint of the weights.
+
+A weights location is a .safetensors file or a folder of them (a model split into parts, each under
+16 MiB); all parts are merged. Each file's metadata names the model ("evc.model").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from evc.errors import ModelError
+from evc.models.evc import EVC
+
+MODEL_KEY = "evc.model"
+PARTS_KEY = "evc.parts"
+MAX_PART_BYTES = 15 * 1024 * 1024
+
+
+def weights_fingerprint(model: torch.nn.Module) -> int:
+    """32-bit fingerprint of the exact weights in use; files carry it so a decoder with other weights
+    refuses them instead of producing a wrong image."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().to("cpu", torch.float32).contiguous()
+        digest.update(name.encode())
+        digest.update(str(tuple(t.shape)).encode())
+        digest.update(t.numpy().tobytes())
+    return int.from_bytes(digest.digest()[:4], "big")
+
+
+def _weight_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(path.glob("*.safetensors"))
+        if not files:
+            raise ModelError(f"no .safetensors files in {path}")
+        return files
+    if not path.exists():
+        raise ModelError(f"weights file not found: {path}")
+    return [path]
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """Metadata of a weights file or folder (of its first part), without loading tensors."""
+    first = _weight_files(Path(path))[0]
+    try:
+        with safe_open(str(first), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"{first} is not a readable safetensors file ({exc})") from None
+
+
+def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """All tensors (as float32) and the metadata of a weights file or folder."""
+    files = _weight_files(Path(path))
+    metadata = read_metadata(path)
+    declared = metadata.get(PARTS_KEY)
+    if declared is not None and declared != str(len(files)):
+        raise ModelError(f"{path} holds {len(files)} weights files but they say the model has {declared} parts")
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        try:
+            part = load_file(str(file))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelError(f"{file} is not a readable safetensors file ({exc})") from None
+        state.update({k: v.float() for k, v in part.items()})
+    return state, metadata
+
+
+def apply_state(model: EVC, state: dict[str, torch.Tensor], source: str) -> None:
+    result = model.load_state_dict(state, strict=False)
+    problems = []
+    if result.missing_keys:
+        problems.append(f"{len(result.missing_keys)} missing (e.g. {result.missing_keys[0]})")
+    if result.unexpected_keys:
+        problems.append(f"{len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[0]})")
+    if problems:
+        raise ModelError(f"weights in {source} do not fit this model: tensors " + ", ".join(problems))
+
+
+def save_weights(
+    model: EVC,
+    folder: str | Path,
+    model_name: str,
+    metadata: dict[str, object] | None = None,
+    overwrite: bool = False,
+) -> list[Path]:
+    """Write the model in fp16 to ``folder`` as parts of at most 15 MiB; returns the files written.
+
+    A folder that already holds weights is only replaced with ``overwrite=True``.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    existing = sorted(folder.glob("*.safetensors"))
+    if existing and not overwrite:
+        raise ModelError(f"{folder} already holds weights ({existing[0].name}); pass overwrite=True to replace them")
+    meta = {MODEL_KEY: model_name, "evc.anchors_q_scale": json.dumps([round(float(s), 6) for s in model.rate.q_scale.detach().cpu()])}
+    meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
+    parts: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().to("cpu", torch.float16).contiguous()
+        if parts[-1] and size + t.numel() * 2 > MAX_PART_BYTES:
+            parts.append({})
+            size = 0
+        parts[-1][name] = t
+        size += t.numel() * 2
+    meta[PARTS_KEY] = str(len(parts))
+    for old in existing:
+        old.unlink()
+    files = []
+    for i, part in enumerate(parts, start=1):
+        file = folder / f"{model_name}.part{i}of{len(parts)}.safetensors"
+        save_file(part, str(file), metadata=meta)
+        files.append(file)
+    return files

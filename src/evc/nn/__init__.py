@@ -1,0 +1,1 @@
+"""Network pieces of the codec: building blocks, analysis/synthesis transforms, hyperprior."""

@@ -1,0 +1,59 @@
+"""Hyperprior networks: h_a, h_s and the prior fusion that yields (Q_step, sigma, mu)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from evc.nn.blocks import DepthConvBlock, SubpelConv1x1, conv3x3
+from evc.nn.transforms import LATENT_CHANNELS
+
+HYPER_CHANNELS = 192
+
+
+class HyperAnalysis(nn.Module):
+    """h_a: scaled latent (192, H/16) -> hyper-latent z (192, H/64)."""
+
+    def __init__(self, y_ch: int = LATENT_CHANNELS, z_ch: int = HYPER_CHANNELS) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            DepthConvBlock(y_ch, z_ch, entropy_variant=True),
+            conv3x3(z_ch, z_ch, stride=2),
+            nn.LeakyReLU(0.01),
+            conv3x3(z_ch, z_ch, stride=2),
+        )
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.layers(y)
+
+
+class HyperSynthesis(nn.Module):
+    """h_s: z_hat (192, H/64) -> hyper features (192, H/16)."""
+
+    def __init__(self, y_ch: int = LATENT_CHANNELS, z_ch: int = HYPER_CHANNELS) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            DepthConvBlock(z_ch, y_ch, entropy_variant=True),
+            SubpelConv1x1(y_ch, y_ch),
+            DepthConvBlock(y_ch, y_ch, entropy_variant=True),
+            SubpelConv1x1(y_ch, y_ch),
+            DepthConvBlock(y_ch, y_ch, entropy_variant=True),
+        )
+
+    def forward(self, z_hat: torch.Tensor) -> torch.Tensor:
+        return self.layers(z_hat)
+
+
+class PriorFusion(nn.Module):
+    """Hyper features -> 576 channels, split in this order into (Q_step, sigma, mu)."""
+
+    def __init__(self, y_ch: int = LATENT_CHANNELS) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            DepthConvBlock(y_ch, 2 * y_ch, entropy_variant=True),
+            DepthConvBlock(2 * y_ch, 3 * y_ch, entropy_variant=True),
+        )
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        q_step, sigma, mu = self.layers(features).chunk(3, dim=1)
+        return q_step, sigma, mu

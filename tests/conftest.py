@@ -1,0 +1,34 @@
+"""Shared test helpers: seeded random-weight codecs (cached per session) and small test images."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pytest
+import torch
+
+import evc
+
+torch.set_num_threads(2)
+
+
+@lru_cache(maxsize=None)
+def random_codec(name: str, seed: int = 0) -> evc.Codec:
+    """An untrained codec with seeded weights (never shipped: tests only)."""
+    return evc.Codec(evc.create_model(name, seed=seed), name, device="cpu")
+
+
+def smooth_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A natural-ish (smooth plus noise) uint8 RGB image."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack(
+        [np.sin(xx / 7.0 + c) * np.cos(yy / 5.0 - c) for c in range(3)], axis=-1
+    ) * 80 + 128
+    return np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def codec_ss() -> evc.Codec:
+    return random_codec("EVC-SS")

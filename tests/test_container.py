@@ -1,0 +1,117 @@
+"""The .evc container: every malformed file raises FormatError with a precise message."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from evc.bitstream.container import FORMAT_VERSION, HEADER_BYTES, MAGIC, Header, pack, parse
+from evc.errors import FormatError
+from evc.models.registry import MODELS_BY_ID
+
+from conftest import random_codec, smooth_image
+
+KNOWN = set(MODELS_BY_ID)
+
+
+def _with_crc(body: bytes) -> bytes:
+    """Re-seal a modified file so that the check under test is not the CRC."""
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+@pytest.fixture(scope="module")
+def valid_file() -> bytes:
+    return random_codec("EVC-SS").compress(smooth_image(40, 72), quality=0.5)
+
+
+def test_pack_parse_round_trip() -> None:
+    header = Header(
+        model_id=5, weights_fingerprint=0xDEADBEEF, colour="L", q_index=1234, width=1, height=70000, symbols_crc=7
+    )
+    streams = [b"abc", b"", b"\x00" * 17]
+    parsed, out = parse(pack(header, streams), KNOWN)
+    assert parsed == header and out == streams
+
+
+def test_layout_is_as_documented(valid_file: bytes) -> None:
+    assert valid_file[:4] == MAGIC and valid_file[4] == FORMAT_VERSION
+    model_id, _, colour, q_index, width, height, _, count = struct.unpack_from(">BIBHIIIB", valid_file, 5)
+    assert (model_id, colour, width, height, count) == (8, 0, 72, 40, 3)
+    lengths = struct.unpack_from(">3I", valid_file, HEADER_BYTES)
+    assert len(valid_file) == HEADER_BYTES + 12 + sum(lengths) + 4
+    assert struct.unpack(">I", valid_file[-4:])[0] == zlib.crc32(valid_file[:-4])
+
+
+def test_every_truncation_is_reported(valid_file: bytes) -> None:
+    for cut in range(len(valid_file)):
+        with pytest.raises(FormatError, match="truncated|empty"):
+            parse(valid_file[:cut], KNOWN)
+
+
+def test_every_single_bit_flip_is_detected(valid_file: bytes) -> None:
+    rng = np.random.default_rng(0)
+    positions = range(len(valid_file)) if len(valid_file) < 3000 else rng.choice(len(valid_file), 3000, replace=False)
+    for pos in positions:
+        for bit in (0, 7):
+            data = bytearray(valid_file)
+            data[pos] ^= 1 << bit
+            with pytest.raises(FormatError):
+                random_codec("EVC-SS").decompress(bytes(data))
+
+
+def test_wrong_magic(valid_file: bytes) -> None:
+    for data in (b"\x89PNG\r\n\x1a\n" + valid_file[8:], b"hello world, not an image", b"EVC1" + valid_file[4:]):
+        with pytest.raises(FormatError, match="not an evc file"):
+            parse(data, KNOWN)
+
+
+def test_empty_file() -> None:
+    with pytest.raises(FormatError, match="empty"):
+        parse(b"", KNOWN)
+
+
+def test_future_version(valid_file: bytes) -> None:
+    data = bytearray(valid_file)
+    data[4] = FORMAT_VERSION + 1
+    with pytest.raises(FormatError, match="newer than this evc supports"):
+        parse(bytes(data), KNOWN)
+    # Even if the rest of a future file is laid out differently (here: cut short), the version is what
+    # the user is told about.
+    with pytest.raises(FormatError, match="newer"):
+        parse(bytes(data[:6]), KNOWN)
+
+
+def test_unknown_model(valid_file: bytes) -> None:
+    body = bytearray(valid_file[:-4])
+    body[5] = 200
+    with pytest.raises(FormatError, match="unknown model"):
+        parse(_with_crc(bytes(body)), KNOWN)
+
+
+def test_trailing_bytes(valid_file: bytes) -> None:
+    with pytest.raises(FormatError, match="unexpected bytes after the end"):
+        parse(valid_file + b"\x00", KNOWN)
+
+
+@pytest.mark.parametrize(
+    ("offset", "value", "message"),
+    [(10, 7, "colour"), (11, 0, "q index 0"), (13, 0, "image size"), (25, 0, "streams")],
+)
+def test_invalid_header_fields(valid_file: bytes, offset: int, value: int, message: str) -> None:
+    body = bytearray(valid_file[:-4])
+    field = {10: 1, 11: 2, 13: 4, 25: 1}[offset]
+    body[offset : offset + field] = value.to_bytes(field, "big")
+    with pytest.raises(FormatError, match=message):
+        parse(_with_crc(bytes(body)), KNOWN)
+
+
+def test_header_refuses_unstorable_values() -> None:
+    with pytest.raises(ValueError):
+        Header(1, 0, "RGB", 0, 10, 10, 0)
+    with pytest.raises(ValueError):
+        Header(1, 0, "CMYK", 5, 10, 10, 0)
+    with pytest.raises(ValueError):
+        Header(1, 0, "RGB", 5, 0, 10, 0)
