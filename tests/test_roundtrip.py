@@ -167,3 +167,23 @@ def test_symbol_checksum_mismatch_is_refused() -> None:
     forged = pack(type(header)(**{**header.__dict__, "symbols_crc": header.symbols_crc ^ 1}), streams)
     with pytest.raises(FormatError, match="checksum mismatch"):
         codec.decompress(forged)
+
+
+def test_pixel_limit_is_enforced_on_both_sides() -> None:
+    from evc.bitstream.container import parse, pack
+
+    codec = random_codec("EVC-SS")
+    data = codec.compress(smooth_image(32, 32), 0.5)
+    header, streams = parse(data)
+    huge = pack(type(header)(**{**header.__dict__, "width": 60000, "height": 60000}), streams)
+    with pytest.raises(FormatError, match="over the limit"):
+        codec.decompress(huge)
+    small = evc.Codec(codec.model, "EVC-SS")
+    small.max_pixels = 32 * 31
+    with pytest.raises(evc.ImageError, match="exceeds the limit"):
+        small.compress(smooth_image(32, 32))
+
+
+def test_training_forward_refuses_unpadded_input() -> None:
+    with pytest.raises(ValueError, match="multiples of 64"):
+        random_codec("EVC-SS").model(torch.rand(1, 3, 60, 64), torch.tensor([0]))

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from evc.bitstream.container import Header, pack, parse
-from evc.errors import EVCError, FormatError, ModelError, UntrainedModelError
+from evc.errors import EVCError, FormatError, ImageError, ModelError, UntrainedModelError
 from evc.image import ColourMode, ImageInput, rgb_to_pil, rgb_to_tensor, tensor_to_rgb, to_rgb_array
 from evc.models.evc import EVC, PADDING_MULTIPLE, CodedLatent
 from evc.models.registry import MODELS_BY_ID, ModelSpec, default_model_name, get_spec
@@ -28,6 +28,9 @@ from evc.models.weights import MODEL_KEY, apply_state, load_state, read_metadata
 from evc.ratecontrol import meet_target_bpp, meet_target_psnr
 
 DEFAULT_QUALITY = 0.5
+# Whole-image coding needs about 1 KB of memory per pixel for the large decoder; beyond this many
+# pixels evc refuses rather than exhaust memory. Settable per codec (Codec.max_pixels).
+DEFAULT_MAX_PIXELS = 1 << 25
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class Codec:
         self.device = _pick_device(device)
         self.model = model.to(self.device).eval()
         self.fingerprint = weights_fingerprint(self.model)
+        self.max_pixels = DEFAULT_MAX_PIXELS
 
     @property
     def name(self) -> str:
@@ -118,9 +122,9 @@ class Codec:
                 encoder_level=encoder_level,
             ).data
         # Plain coding at one rate: the synthesis transform is not needed.
-        rgb, colour = to_rgb_array(image)
+        rgb, colour = self._image(image)
         q = self._resolve_q_index(quality, q_index)
-        (level, y), = self._latents(rgb, encoder_level)
+        [(_, y)] = self._latents(rgb, encoder_level)
         coded, _ = self.model.compress_latent(y, q_index_to_scale(q), reconstruct=False)
         return pack(self._header(rgb, colour, q, coded.symbols_crc), coded.streams)
 
@@ -138,7 +142,7 @@ class Codec:
         chosen = [v is not None for v in (quality, q_index, target_bpp, target_psnr)]
         if sum(chosen) > 1:
             raise ValueError("give at most one of quality, q_index, target_bpp, target_psnr")
-        rgb, colour = to_rgb_array(image)
+        rgb, colour = self._image(image)
         latents = self._latents(rgb, encoder_level)
 
         def encode_at(q: int) -> EncodeResult:
@@ -153,6 +157,15 @@ class Codec:
         if target_psnr is not None:
             return meet_target_psnr(encode_at, q_best, q_worst, float(target_psnr))
         return encode_at(self._resolve_q_index(quality, q_index))
+
+    def _image(self, image: ImageInput) -> tuple[np.ndarray, ColourMode]:
+        rgb, colour = to_rgb_array(image)
+        height, width = rgb.shape[:2]
+        if height * width > self.max_pixels:
+            raise ImageError(
+                f"image of {width}x{height} pixels exceeds the limit of {self.max_pixels} pixels (Codec.max_pixels)"
+            )
+        return rgb, colour
 
     def _resolve_q_index(self, quality: float | None, q_index: int | None) -> int:
         if quality is not None and q_index is not None:
@@ -207,6 +220,11 @@ class Codec:
             raise FormatError(
                 f"file was made with other weights for {self.name} (fingerprint {header.weights_fingerprint:08x}, "
                 f"loaded {self.fingerprint:08x}); decode it with the weights that encoded it"
+            )
+        if header.width * header.height > self.max_pixels:
+            raise FormatError(
+                f"file declares {header.width}x{header.height} pixels, over the limit of {self.max_pixels} "
+                "(Codec.max_pixels)"
             )
         if len(streams) != self.model.num_streams:
             raise FormatError(f"corrupt file: {len(streams)} streams, {self.name} writes {self.model.num_streams}")

@@ -4,8 +4,8 @@ Colour rules (each deliberate, each tested):
 - RGB is coded as is. Grayscale ("L", "1") is coded as RGB with equal channels and decoded back to "L".
 - 16-bit and 32-bit integer grayscale ("I;16*", "I") is scaled to 8 bits: round(v / 257), clipped to
   0..255 (evc codes 8-bit images). Float images ("F") are refused: their range is unknown.
-- An alpha channel ("RGBA", "LA", "PA", palette transparency) is dropped when every pixel is fully
-  opaque; with any transparency the image is refused, since evc does not code alpha.
+- An alpha channel ("RGBA", "LA", "PA", palette or colour-key transparency) is dropped when every
+  pixel is fully opaque; with any transparency the image is refused, since evc does not code alpha.
 - Palette ("P") is expanded to RGB. CMYK is converted to RGB with Pillow's conversion (no ICC colour
   management). YCbCr, LAB and HSV are converted to RGB by Pillow.
 """
@@ -38,6 +38,10 @@ def _drop_opaque_alpha(image: Image.Image, colour: ColourMode) -> Image.Image:
 def pil_to_array(image: Image.Image) -> tuple[np.ndarray, ColourMode]:
     """(H, W, 3) uint8 RGB array and the colour mode to restore on decoding."""
     mode = image.mode
+    if mode in ("RGB", "L") and "transparency" in image.info:
+        # A colour key (PNG tRNS): refused like alpha if that colour occurs, ignored otherwise.
+        image = image.convert("RGBA" if mode == "RGB" else "LA")
+        mode = image.mode
     if mode == "P" or mode == "PA":
         has_alpha = mode == "PA" or "transparency" in image.info
         image = image.convert("RGBA" if has_alpha else "RGB")

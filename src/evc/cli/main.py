@@ -164,24 +164,24 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _quality(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"quality must be a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"quality must be in [0, 1], got {text}")
-    return value
+def _number_in(low: float, high: float, what: str, low_inclusive: bool = True):
+    """argparse type: a finite float in [low, high] (or (low, high] when not low_inclusive)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        above_low = value >= low if low_inclusive else value > low
+        if not (above_low and value <= high):  # also false for NaN
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return value
+
+    return parse
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
+_quality = _number_in(0.0, 1.0, "a quality in [0, 1]")
+_positive = _number_in(0.0, 1e9, "a positive number", low_inclusive=False)
 
 
 def build_parser() -> argparse.ArgumentParser:

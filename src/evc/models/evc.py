@@ -33,6 +33,13 @@ PADDING_MULTIPLE = 64
 _MAX_ABS_SYMBOL = 2.0**31 - 1
 
 
+def check_padded(x: torch.Tensor) -> None:
+    if x.dim() != 4 or x.shape[1] != 3 or x.shape[-1] % PADDING_MULTIPLE or x.shape[-2] % PADDING_MULTIPLE:
+        raise ValueError(
+            f"expected images of shape (B, 3, H, W) with H, W multiples of {PADDING_MULTIPLE}, got {tuple(x.shape)}"
+        )
+
+
 @dataclass
 class RDOutput:
     """Training forward result, per sample: reconstruction and estimated bits."""
@@ -173,7 +180,11 @@ class EVC(nn.Module):
 
     # -- training --------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, anchor: torch.Tensor) -> RDOutput:
-        """Training/validation forward; ``anchor`` holds each sample's rate anchor (0..3)."""
+        """Training/validation forward; ``anchor`` holds each sample's rate anchor (0..3).
+
+        ``x``: (B, 3, H, W) in [0, 1] with H and W multiples of 64 (pad or crop first).
+        """
+        check_padded(x)
         return self.rd_forward(x, self.analyse(x), self.rate.anchor_q_scale(anchor))
 
     def rd_forward(self, x: torch.Tensor, y: torch.Tensor, q_scale: torch.Tensor) -> RDOutput:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from evc.models.evc import EVC, RDOutput
+from evc.models.evc import EVC, RDOutput, check_padded
 from evc.nn.transforms import AnalysisTransform
 
 NUM_LEVELS = 4
@@ -53,5 +53,6 @@ class ScalableEVC(EVC):
 
     def forward(self, x: torch.Tensor, anchor: torch.Tensor) -> list[RDOutput]:  # type: ignore[override]
         """One RD output per level (train with the sum of the levels' losses)."""
+        check_padded(x)
         q_scale = self.rate.anchor_q_scale(anchor)
         return [self.rd_forward(x, y, q_scale) for y in self.training_latents(x)]

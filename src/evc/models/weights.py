@@ -73,14 +73,25 @@ def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str
 
 
 def apply_state(model: EVC, state: dict[str, torch.Tensor], source: str) -> None:
-    result = model.load_state_dict(state, strict=False)
+    """Load ``state`` into ``model``, or raise ModelError naming the first tensor that does not fit."""
+    expected = model.state_dict()
     problems = []
-    if result.missing_keys:
-        problems.append(f"{len(result.missing_keys)} missing (e.g. {result.missing_keys[0]})")
-    if result.unexpected_keys:
-        problems.append(f"{len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[0]})")
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing:
+        problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    misshapen = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if misshapen:
+        k = misshapen[0]
+        problems.append(
+            f"{len(misshapen)} of the wrong shape (e.g. {k}: {tuple(state[k].shape)} in the file, "
+            f"{tuple(expected[k].shape)} in the model)"
+        )
     if problems:
         raise ModelError(f"weights in {source} do not fit this model: tensors " + ", ".join(problems))
+    model.load_state_dict(state)
 
 
 def save_weights(

@@ -1,0 +1,457 @@
+"""Image inputs and colour rules of the codec (src/evc/image.py through evc.Codec).
+
+Every test codes with a seeded, untrained EVC-SS (the ``codec_ss`` fixture of conftest.py): rates and
+PSNR are meaningless, so only correctness is checked: which inputs are accepted or refused, which
+inputs must code to identical bytes, the decoded mode and size, and that decoding returns exactly the
+reconstruction ``encode`` promised.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import evc
+from evc import ImageError
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def rgb_array(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A smooth-plus-noise uint8 RGB image (H, W, 3) covering most of 0..255."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack([np.sin(xx / 6.0 + c) * np.cos(yy / 4.0 - c) for c in range(3)], axis=-1) * 100 + 128
+    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+
+
+def gray_array(height: int, width: int, seed: int = 0) -> np.ndarray:
+    gray = rgb_array(height, width, seed)[:, :, 1].copy()
+    gray[0, 0], gray[-1, -1] = 0, 255  # both extremes present
+    return gray
+
+
+def assert_round_trip(codec: evc.Codec, image, mode: str, size: tuple[int, int]) -> evc.EncodeResult:
+    """encode, then decompress: same pixels as the promised reconstruction, given mode and (W, H) size."""
+    result = codec.encode(image, 0.5)
+    assert result.reconstruction.mode == mode
+    assert result.reconstruction.size == size
+    assert (result.width, result.height) == size
+    decoded = codec.decompress(result.data)
+    assert decoded.mode == mode
+    assert decoded.size == size
+    assert np.array_equal(np.asarray(decoded), np.asarray(result.reconstruction))
+    return result
+
+
+def code(codec: evc.Codec, image) -> bytes:
+    return codec.compress(image, quality=0.5)
+
+
+H, W = 20, 24  # small and not a multiple of the padding
+
+
+# -- RGB and the basic contract --------------------------------------------------------------------
+
+
+def test_rgb_pil_round_trip_and_result_fields(codec_ss):
+    rgb = rgb_array(H, W)
+    result = assert_round_trip(codec_ss, Image.fromarray(rgb), "RGB", (W, H))
+    assert result.q_index == codec_ss.q_index(0.5)
+    assert result.bpp == pytest.approx(len(result.data) * 8 / (W * H))
+    # psnr is that of the reconstruction the decoder returns, against the input
+    mse = np.mean((np.asarray(result.reconstruction, dtype=np.float64) - rgb) ** 2) / 255.0**2
+    assert result.psnr == pytest.approx(10 * math.log10(1 / mse))
+
+
+def test_compress_equals_encode_data(codec_ss):
+    rgb = rgb_array(H, W)
+    assert codec_ss.compress(rgb, quality=0.3) == codec_ss.encode(rgb, 0.3).data
+    gray = gray_array(H, W)
+    assert codec_ss.compress(gray, q_index=120) == codec_ss.encode(gray, q_index=120).data
+
+
+def test_decoding_with_a_fresh_codec_of_the_same_weights(codec_ss):
+    """The file alone (plus the same weights) determines the decoded image: no encoder state leaks."""
+    result = codec_ss.encode(rgb_array(H, W, seed=3), 0.7)
+    fresh = evc.Codec(evc.create_model("EVC-SS", seed=0), "EVC-SS", device="cpu")
+    assert np.array_equal(np.asarray(fresh.decompress(result.data)), np.asarray(result.reconstruction))
+
+
+def test_coding_is_deterministic(codec_ss):
+    rgb = rgb_array(H, W, seed=5)
+    assert code(codec_ss, rgb) == code(codec_ss, rgb.copy())
+
+
+def test_different_images_code_differently(codec_ss):
+    """Guards the byte-equality tests below against a codec that ignores its input."""
+    assert code(codec_ss, rgb_array(H, W, seed=1)) != code(codec_ss, rgb_array(H, W, seed=2))
+    assert code(codec_ss, gray_array(H, W)) != code(codec_ss, rgb_array(H, W))
+
+
+def test_input_is_not_modified(codec_ss):
+    rgb = rgb_array(H, W)
+    before = rgb.copy()
+    image = Image.fromarray(gray_array(H, W)).convert("LA")
+    image_before = image.tobytes()
+    codec_ss.compress(rgb)
+    codec_ss.compress(image)
+    assert np.array_equal(rgb, before)
+    assert image.mode == "LA" and image.tobytes() == image_before
+
+
+# -- grayscale -------------------------------------------------------------------------------------
+
+
+def _gray_variants() -> dict[str, tuple[Image.Image, np.ndarray]]:
+    """Gray-coded inputs and the 8-bit gray image each must code exactly like."""
+    gray = gray_array(H, W)
+    wide = gray.astype(np.uint16) * 257
+    # offsets below half a step (128.5 of 257) must round back to the same 8-bit value
+    offsets = np.where(gray < 255, np.where(gray % 2 == 0, 100, 0), 0).astype(np.uint16)
+    wide_offset = wide + offsets
+    bits = (gray > 127).astype(np.uint8) * 255
+    return {
+        "L": (Image.fromarray(gray, "L"), gray),
+        "1": (Image.fromarray(bits, "L").convert("1"), bits),
+        "I;16": (Image.fromarray(wide_offset), gray),
+        "I;16B": (Image.frombytes("I;16B", (W, H), wide.astype(">u2").tobytes()), gray),
+        "I": (Image.fromarray(wide.astype(np.int32)), gray),
+        "LA opaque": (Image.fromarray(gray, "L").convert("LA"), gray),
+    }
+
+
+@pytest.mark.parametrize("variant", list(_gray_variants()))
+def test_gray_modes_code_as_8bit_gray_and_decode_to_L(codec_ss, variant):
+    image, gray8 = _gray_variants()[variant]
+    assert image.mode == variant.split()[0]
+    result = assert_round_trip(codec_ss, image, "L", (W, H))
+    assert result.data == code(codec_ss, Image.fromarray(gray8, "L"))
+
+
+def test_16bit_white_codes_like_8bit_white(codec_ss):
+    white16 = Image.fromarray(np.full((H, W), 65535, dtype=np.uint16))
+    assert white16.mode == "I;16"
+    white8 = Image.fromarray(np.full((H, W), 255, dtype=np.uint8), "L")
+    black8 = Image.fromarray(np.zeros((H, W), dtype=np.uint8), "L")
+    assert code(codec_ss, white16) == code(codec_ss, white8)
+    assert code(codec_ss, white8) != code(codec_ss, black8)  # the comparison can tell images apart
+
+
+def test_16bit_scaling_rounds_to_nearest(codec_ss):
+    """round(v / 257) to the nearest 8-bit value: 128 -> 0, 129 -> 1, 385 -> 1, 386 -> 2, 65535 -> 255."""
+    values16 = np.array([0, 128, 129, 385, 386, 32896, 65278, 65535], dtype=np.uint16)
+    expected8 = np.array([0, 0, 1, 1, 2, 128, 254, 255], dtype=np.uint8)
+    img16 = np.tile(values16, (H, W // len(values16)))
+    img8 = np.tile(expected8, (H, W // len(values16)))
+    assert code(codec_ss, Image.fromarray(img16)) == code(codec_ss, Image.fromarray(img8, "L"))
+    assert code(codec_ss, img16) == code(codec_ss, img8)  # numpy uint16 follows the same rule
+
+
+def test_32bit_gray_out_of_16bit_range_is_clipped(codec_ss):
+    values = np.where(gray_array(H, W) > 127, 100_000, -5).astype(np.int32)
+    expected = np.where(values > 0, 255, 0).astype(np.uint8)
+    image = Image.fromarray(values)
+    assert image.mode == "I"
+    assert code(codec_ss, image) == code(codec_ss, Image.fromarray(expected, "L"))
+
+
+def test_gray_is_coded_as_equal_rgb_channels(codec_ss):
+    """Same latent as the RGB image with three equal channels: only the decoded mode differs."""
+    gray = gray_array(H, W)
+    gray_result = codec_ss.encode(Image.fromarray(gray, "L"), 0.5)
+    rgb_result = codec_ss.encode(np.repeat(gray[:, :, None], 3, axis=2), 0.5)
+    assert gray_result.data != rgb_result.data  # the colour flag in the header differs
+    assert rgb_result.reconstruction.mode == "RGB"
+    assert np.array_equal(np.asarray(gray_result.reconstruction), np.asarray(rgb_result.reconstruction.convert("L")))
+
+
+def test_gray_psnr_is_measured_on_the_gray_output(codec_ss):
+    gray = gray_array(H, W)
+    result = codec_ss.encode(Image.fromarray(gray, "L"), 0.5)
+    mse = np.mean((np.asarray(result.reconstruction, dtype=np.float64) - gray) ** 2) / 255.0**2
+    assert result.psnr == pytest.approx(10 * math.log10(1 / mse))
+
+
+# -- colour modes ----------------------------------------------------------------------------------
+
+
+def _palette_image() -> Image.Image:
+    return Image.fromarray(rgb_array(H, W)).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+
+
+def _colour_variants() -> dict[str, Image.Image]:
+    rgb = Image.fromarray(rgb_array(H, W))
+    unused_index = _palette_image()
+    unused_index.info["transparency"] = 200  # an adaptive 16-colour palette never uses index 200
+    opaque_bytes = _palette_image()
+    opaque_bytes.info["transparency"] = bytes([255] * 256)
+    return {
+        "RGBA opaque": rgb.convert("RGBA"),
+        "RGBX": rgb.convert("RGBX"),
+        "P": _palette_image(),
+        "P unused transparent index": unused_index,
+        "P opaque transparency table": opaque_bytes,
+        "PA opaque": _palette_image().convert("PA"),
+        "CMYK": rgb.convert("CMYK"),
+        "YCbCr": rgb.convert("YCbCr"),
+        "HSV": rgb.convert("HSV"),
+        "LAB": rgb.convert("LAB"),
+    }
+
+
+@pytest.mark.parametrize("variant", list(_colour_variants()))
+def test_colour_modes_code_as_pillow_rgb_and_decode_to_RGB(codec_ss, variant):
+    image = _colour_variants()[variant]
+    assert image.mode == variant.split()[0]
+    reference = image.convert("RGBA").convert("RGB") if image.mode in ("P", "PA") else image.convert("RGB")
+    assert_round_trip(codec_ss, image, "RGB", (W, H))
+    assert code(codec_ss, image) == code(codec_ss, reference)
+
+
+def test_opaque_alpha_is_dropped(codec_ss):
+    rgb = rgb_array(H, W)
+    rgba = np.dstack([rgb, np.full((H, W), 255, np.uint8)])
+    assert code(codec_ss, Image.fromarray(rgba, "RGBA")) == code(codec_ss, Image.fromarray(rgb))
+
+
+def test_cmyk_uses_pillow_conversion(codec_ss):
+    cmyk = np.random.default_rng(4).integers(0, 256, (H, W, 4), dtype=np.uint8)
+    image = Image.frombytes("CMYK", (W, H), cmyk.tobytes())
+    assert code(codec_ss, image) == code(codec_ss, np.asarray(image.convert("RGB")))
+
+
+# -- transparency is refused -----------------------------------------------------------------------
+
+
+def _transparent_variants() -> dict[str, Image.Image]:
+    rgb = rgb_array(H, W)
+    gray = gray_array(H, W)
+    rgba = np.dstack([rgb, np.full((H, W), 255, np.uint8)])
+    rgba[3, 4, 3] = 254  # a single barely transparent pixel
+    la = np.dstack([gray, np.full((H, W), 255, np.uint8)])
+    la[-1, -1, 1] = 0
+    used_index = _palette_image()
+    used_index.info["transparency"] = used_index.getpixel((0, 0))
+    semi = _palette_image()
+    table = [255] * 256
+    table[semi.getpixel((5, 5))] = 128
+    semi.info["transparency"] = bytes(table)
+    pa = _palette_image().convert("PA")
+    pa.putpixel((1, 1), (pa.getpixel((1, 1))[0], 0))
+    # palette transparency read back from a real PNG file
+    buffer = io.BytesIO()
+    semi.save(buffer, "PNG")
+    buffer.seek(0)
+    from_png = Image.open(buffer)
+    from_png.load()
+    return {
+        "RGBA": Image.fromarray(rgba, "RGBA"),
+        "LA": Image.fromarray(la, "LA"),
+        "P transparent index": used_index,
+        "P transparency table": semi,
+        "PA": pa,
+        "P from PNG": from_png,
+    }
+
+
+@pytest.mark.parametrize("variant", list(_transparent_variants()))
+def test_transparency_is_refused(codec_ss, variant):
+    image = _transparent_variants()[variant]
+    assert image.mode == variant.split()[0]
+    with pytest.raises(ImageError, match="transparen"):
+        codec_ss.compress(image)
+    with pytest.raises(ImageError):
+        codec_ss.encode(image, 0.5)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_colour_key_transparency_is_refused(codec_ss, mode):
+    image = Image.fromarray(rgb_array(H, W)).convert(mode)
+    key = image.getpixel((0, 0))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", transparency=key)  # pixels of colour `key` are transparent in viewers
+    buffer.seek(0)
+    loaded = Image.open(buffer)
+    loaded.load()
+    assert loaded.mode == mode and "transparency" in loaded.info
+    with pytest.raises(ImageError):
+        codec_ss.compress(loaded)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_unused_colour_key_is_ignored(codec_ss, mode):
+    image = Image.fromarray(rgb_array(H, W)).convert(mode)
+    key = (1, 2, 3) if mode == "RGB" else 7
+    pixels_of = np.asarray(image).reshape(-1, 3 if mode == "RGB" else 1)
+    assert not (pixels_of == np.asarray(key)).all(axis=1).any()
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", transparency=key)
+    buffer.seek(0)
+    loaded = Image.open(buffer)
+    loaded.load()
+    assert "transparency" in loaded.info
+    assert codec_ss.compress(loaded) == codec_ss.compress(image)
+
+
+# -- numpy arrays ----------------------------------------------------------------------------------
+
+
+def test_numpy_rgb_uint8_codes_like_pil(codec_ss):
+    rgb = rgb_array(H, W)
+    assert_round_trip(codec_ss, rgb, "RGB", (W, H))
+    assert code(codec_ss, rgb) == code(codec_ss, Image.fromarray(rgb))
+
+
+@pytest.mark.parametrize("shape", ["HW", "HW1"])
+def test_numpy_gray_uint8_codes_like_pil_L(codec_ss, shape):
+    gray = gray_array(H, W)
+    array = gray if shape == "HW" else gray[:, :, None]
+    assert_round_trip(codec_ss, array, "L", (W, H))
+    assert code(codec_ss, array) == code(codec_ss, Image.fromarray(gray, "L"))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_numpy_float_in_unit_range_codes_like_uint8(codec_ss, dtype):
+    rgb = rgb_array(H, W)
+    gray = gray_array(H, W)
+    assert code(codec_ss, (rgb / 255.0).astype(dtype)) == code(codec_ss, rgb)
+    result = assert_round_trip(codec_ss, (gray / 255.0).astype(dtype), "L", (W, H))
+    assert result.data == code(codec_ss, gray)
+
+
+def test_numpy_uint16_rgb_is_scaled(codec_ss):
+    rgb = rgb_array(H, W)
+    wide = rgb.astype(np.uint16) * 257
+    assert_round_trip(codec_ss, wide, "RGB", (W, H))
+    assert code(codec_ss, wide) == code(codec_ss, rgb)
+
+
+def test_numpy_non_contiguous_views(codec_ss):
+    rgb = rgb_array(H, 2 * W)
+    view = rgb[::-1, ::2]  # negative and non-unit strides
+    assert not view.flags.c_contiguous
+    assert code(codec_ss, view) == code(codec_ss, np.ascontiguousarray(view))
+    bgr_view = rgb[:, :W, ::-1]
+    assert code(codec_ss, bgr_view) == code(codec_ss, np.ascontiguousarray(bgr_view))
+
+
+# -- torch tensors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["HW", "1HW", "11HW"])
+def test_tensor_gray_layouts(codec_ss, layout):
+    gray = gray_array(H, W)
+    t = torch.from_numpy(gray.astype(np.float32) / 255.0)
+    t = {"HW": t, "1HW": t[None], "11HW": t[None, None]}[layout]
+    assert_round_trip(codec_ss, t, "L", (W, H))
+    assert code(codec_ss, t) == code(codec_ss, gray)
+
+
+@pytest.mark.parametrize("layout", ["CHW", "1CHW"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.uint8])
+def test_tensor_rgb_layouts(codec_ss, layout, dtype):
+    rgb = rgb_array(H, W)
+    t = torch.from_numpy(rgb).permute(2, 0, 1)
+    t = t.to(dtype) / 255.0 if dtype.is_floating_point else t.to(dtype)
+    if layout == "1CHW":
+        t = t[None]
+    assert_round_trip(codec_ss, t, "RGB", (W, H))
+    assert code(codec_ss, t) == code(codec_ss, rgb)
+
+
+def test_tensor_requiring_grad_and_half_precision(codec_ss):
+    gray = (np.arange(H * W).reshape(H, W) % 256).astype(np.uint8)
+    exact = torch.from_numpy(gray.astype(np.float32) / 255.0)
+    assert code(codec_ss, exact.clone().requires_grad_(True)) == code(codec_ss, gray)
+    # half precision loses exactness: compare with what the half values are in float64
+    half = exact.half()
+    expected = np.rint(half.double().numpy() * 255.0).astype(np.uint8)
+    assert code(codec_ss, half) == code(codec_ss, expected)
+    assert code(codec_ss, exact.bfloat16()) == code(
+        codec_ss, np.rint(exact.bfloat16().double().numpy() * 255.0).astype(np.uint8)
+    )
+
+
+# -- refused inputs --------------------------------------------------------------------------------
+
+
+def _bad_inputs() -> dict[str, object]:
+    rgb = rgb_array(8, 8)
+    nan = (rgb / 255.0).astype(np.float32)
+    nan[2, 3, 1] = np.nan
+    return {
+        "numpy 4 channels": np.zeros((8, 8, 4), np.uint8),
+        "numpy 2 channels": np.zeros((8, 8, 2), np.uint8),
+        "numpy 0 channels": np.zeros((8, 8, 0), np.uint8),
+        "numpy 1-d": np.zeros(8, np.uint8),
+        "numpy 0-d": np.array(3, np.uint8),
+        "numpy 4-d": np.zeros((1, 8, 8, 3), np.uint8),
+        "numpy empty": np.zeros((0, 8), np.uint8),
+        "numpy empty rgb": np.zeros((8, 0, 3), np.uint8),
+        "numpy NaN": nan,
+        "numpy inf": np.full((8, 8), np.inf),
+        "numpy float above 1": np.full((8, 8, 3), 1.0001),
+        "numpy float below 0": np.full((8, 8), -0.001),
+        "numpy float 0..255": rgb.astype(np.float32),
+        "numpy int32": rgb.astype(np.int32),
+        "numpy int64": rgb.astype(np.int64),
+        "numpy bool": rgb > 127,
+        "numpy complex": rgb.astype(np.complex64),
+        "numpy object": rgb.astype(object),
+        "tensor batch 2": torch.zeros(2, 3, 8, 8),
+        "tensor batch 0": torch.zeros(0, 3, 8, 8),
+        "tensor 2 channels": torch.zeros(2, 8, 8),
+        "tensor 4 channels": torch.zeros(1, 4, 8, 8),
+        "tensor HWC": torch.zeros(8, 8, 3),
+        "tensor 5-d": torch.zeros(1, 1, 3, 8, 8),
+        "tensor 1-d": torch.zeros(8),
+        "tensor empty": torch.zeros(3, 0, 8),
+        "tensor NaN": torch.full((3, 8, 8), float("nan")),
+        "tensor above 1": torch.full((1, 8, 8), 2.0),
+        "tensor int64": torch.zeros(3, 8, 8, dtype=torch.int64),
+        "tensor bool": torch.zeros(8, 8, dtype=torch.bool),
+        "PIL mode F": Image.fromarray(np.zeros((8, 8), np.float32)),
+        "PIL empty": Image.new("RGB", (0, 5)),
+        "PIL RGBa": Image.new("RGBa", (8, 8)),
+        "list": rgb.tolist(),
+        "None": None,
+        "bytes": rgb.tobytes(),
+        "path string": "image.png",
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_inputs()))
+def test_bad_inputs_raise_image_error(codec_ss, case):
+    image = _bad_inputs()[case]
+    with pytest.raises(ImageError):
+        codec_ss.compress(image)
+
+
+def test_image_error_is_an_evc_error():
+    assert issubclass(ImageError, evc.EVCError)
+
+
+# -- sizes -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("height, width", [(1, 1), (1, 200), (200, 1), (63, 65), (64, 64), (65, 129)])
+def test_sizes_round_trip(codec_ss, height, width):
+    assert_round_trip(codec_ss, rgb_array(height, width, seed=height + width), "RGB", (width, height))
+
+
+@pytest.mark.parametrize("height, width", [(1, 1), (65, 129)])
+def test_gray_sizes_round_trip(codec_ss, height, width):
+    assert_round_trip(codec_ss, gray_array(height, width), "L", (width, height))
+
+
+def test_transposed_images_are_not_confused(codec_ss):
+    rgb = rgb_array(30, 50)
+    wide = codec_ss.decompress(code(codec_ss, rgb))
+    tall = codec_ss.decompress(code(codec_ss, np.ascontiguousarray(rgb.transpose(1, 0, 2))))
+    assert wide.size == (50, 30) and tall.size == (30, 50)
