@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from evc.bitstream.container import Header, pack, parse
+from evc.bitstream.container import FORMAT_VERSION, Header, pack, parse
 from evc.errors import EVCError, FormatError, ImageError, ModelError, UntrainedModelError
 from evc.image import ColourMode, ImageInput, rgb_to_pil, rgb_to_tensor, tensor_to_rgb, to_rgb_array
 from evc.models.evc import EVC, PADDING_MULTIPLE, CodedLatent
@@ -293,8 +293,6 @@ class FileInfo:
 
 def file_info(data: bytes) -> FileInfo:
     """Describe a file without decoding it."""
-    from evc.bitstream.container import FORMAT_VERSION
-
     header, _ = parse(data, known_model_ids=set(MODELS_BY_ID))
     spec = MODELS_BY_ID[header.model_id]
     quality = None

@@ -94,15 +94,18 @@ def cmd_encode(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     codec = _load(args, args.model)
     _log(args, f"loaded {codec.name} on {codec.device} in {time.perf_counter() - start:.2f} s")
-    start = time.perf_counter()
-    result = codec.encode(
-        image,
-        args.quality,
+    rate = dict(
         q_index=args.q_index,
         target_bpp=args.target_bpp,
         target_psnr=args.target_psnr,
         encoder_level=args.encoder_level,
     )
+    start = time.perf_counter()
+    if not args.verbose:  # the bytes only: no reconstruction unless the rate search needs one
+        data = codec.compress(image, args.quality, **rate)
+        write_output(output, lambda tmp: tmp.write_bytes(data), args.force)
+        return EXIT_OK
+    result = codec.encode(image, args.quality, **rate)
     elapsed = time.perf_counter() - start
     write_output(output, lambda tmp: tmp.write_bytes(result.data), args.force)
     level = "" if result.encoder_level is None else f", encoder level {result.encoder_level}"
