@@ -12,16 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from evc.errors import EVCError
+from evc.fileutil import default_file_mode
 
 
 class OutputExistsError(EVCError):
     pass
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def check_output(path: Path, force: bool) -> None:
@@ -44,7 +39,7 @@ def write_output(path: Path, write: Callable[[Path], None], force: bool) -> None
     tmp = Path(tmp_name)
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes private files; outputs get the usual mode
+        os.chmod(tmp, default_file_mode())  # mkstemp makes private files; outputs get the usual mode
         if force:
             os.replace(tmp, path)
         else:

@@ -224,11 +224,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list the models, their size and whether trained weights ship")
     models.set_defaults(run=cmd_models)
+
+    # Listed here for --help; its own options are parsed by evc.train.cli (see main()).
+    commands.add_parser("train", help="train a model (evc train --help)", add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        if argv[:1] == ["train"]:
+            from evc.train.cli import run as run_training
+
+            return run_training(argv[1:])
         args = build_parser().parse_args(argv)
         return args.run(args)
     except KeyboardInterrupt:

@@ -188,18 +188,23 @@ class EVC(nn.Module):
         return self.rd_forward(x, self.analyse(x), self.rate.anchor_q_scale(anchor))
 
     def rd_forward(self, x: torch.Tensor, y: torch.Tensor, q_scale: torch.Tensor) -> RDOutput:
-        divisor = self.rate.divisor(q_scale)
-        y = y / divisor
-        z = self.h_a(y)
-        if self.training:
-            z_for_rate = z + torch.empty_like(z).uniform_(-0.5, 0.5)
-        else:
-            z_for_rate = torch.round(z)
-        z_bits = self.z_density.bits(z_for_rate).sum(dim=(1, 2, 3))
-        q_step, sigma, mu = self.entropy_params(ste_round(z))
-        quantize = _TrainingQuantizer(y / q_step)
-        y_hat = self.dual_prior(mu, sigma, q_step, quantize)
-        x_hat = self.synthesise(y_hat, q_step, divisor)
+        """Rate and reconstruction from a latent. Under autocast only the transforms run in reduced
+        precision: the entropy model always runs in float32, since rounding y - mu in bf16 would
+        quantise a different value than the codec does."""
+        with torch.autocast(y.device.type, enabled=False):
+            y = y.float()
+            divisor = self.rate.divisor(q_scale)
+            y = y / divisor
+            z = self.h_a(y)
+            if self.training:
+                z_for_rate = z + torch.empty_like(z).uniform_(-0.5, 0.5)
+            else:
+                z_for_rate = torch.round(z)
+            z_bits = self.z_density.bits(z_for_rate).sum(dim=(1, 2, 3))
+            q_step, sigma, mu = self.entropy_params(ste_round(z))
+            quantize = _TrainingQuantizer(y / q_step)
+            y_hat = self.dual_prior(mu, sigma, q_step, quantize)
+        x_hat = self.synthesise(y_hat, q_step, divisor).float()
         num_pixels = x.shape[-2] * x.shape[-1]
         return RDOutput(x_hat=x_hat, y_bits=quantize.bits, z_bits=z_bits, bpp=(quantize.bits + z_bits) / num_pixels)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -15,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from evc.errors import ModelError
+from evc.fileutil import default_file_mode
 from evc.models.evc import EVC
 
 MODEL_KEY = "evc.model"
@@ -128,5 +130,6 @@ def save_weights(
     for i, part in enumerate(parts, start=1):
         file = folder / f"{model_name}.part{i}of{len(parts)}.safetensors"
         save_file(part, str(file), metadata=meta)
+        os.chmod(file, default_file_mode())
         files.append(file)
     return files

@@ -1,0 +1,3 @@
+from evc.train.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""One training run's settings: defaults, overridden by a TOML file, overridden by the command line.
+
+The resolved settings are written to ``<out>/config.toml`` so every run can be repeated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from evc.errors import EVCError
+
+
+class ConfigError(EVCError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    model: str = "EVC-LL"
+    data: list[str] = field(default_factory=list)  # folders of images and/or shard roots with manifest.json
+    out: str = "runs/evc"
+    init_weights: str = ""  # start from these weights (file or folder) instead of random init
+    steps: int = 100_000
+    batch_size: int = 8  # per process
+    crop: int = 256
+    # Adam with a short linear warm-up and a cosine decay to lr_final_fraction * lr: one knob for any
+    # budget, and the end-of-training decay gives the usual gain of a final low-lr phase.
+    lr: float = 1e-4
+    lr_final_fraction: float = 0.1
+    warmup_steps: int = 500
+    grad_clip: float = 1.0
+    seed: int = 0
+    workers: int = 2
+    device: str = ""  # "" = cuda if available, else cpu
+    amp: bool = True  # bf16 autocast for the transforms on CUDA (the entropy model stays float32)
+    channels_last: bool = True  # on CUDA
+    compile: bool = False  # torch.compile the transforms
+    log_every: int = 50
+    val_every: int = 2_000
+    val_images: int = 4  # first N Kodak images; 0 disables validation
+    kodak: str = ""  # Kodak folder for validation ("" = ../shared/data/kodak if present)
+    checkpoint_every: int = 1_000
+    time_limit_minutes: float = 0.0  # stop cleanly (checkpoint + export) after this long; 0 = no limit
+
+    def validate(self) -> None:
+        if not self.data:
+            raise ConfigError("no training data: give --data FOLDER (a folder of images or a shard root)")
+        positive = ("steps", "batch_size", "crop", "log_every", "val_every", "checkpoint_every")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.crop % 64:
+            raise ConfigError(f"crop must be a multiple of 64, got {self.crop}")
+        if not self.lr > 0 or not 0 <= self.lr_final_fraction <= 1:
+            raise ConfigError("lr must be positive and lr_final_fraction in [0, 1]")
+        if min(self.warmup_steps, self.workers, self.val_images, self.grad_clip, self.time_limit_minutes) < 0:
+            raise ConfigError("warmup_steps, workers, val_images, grad_clip and time_limit_minutes must not be negative")
+
+    def to_toml(self) -> str:
+        lines = ["# evc training run (resolved settings)"]
+        for f in fields(self):
+            lines.append(f"{f.name} = {_toml_value(getattr(self, f.name))}")
+        return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            values = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown settings {', '.join(unknown)}")
+    return values
+
+
+def make_config(file_values: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
+    """Defaults <- file values <- command-line overrides (None means "not given")."""
+    config = TrainConfig()
+    types = {f.name: type(getattr(config, f.name)) for f in fields(TrainConfig)}
+    merged = {**file_values, **{k: v for k, v in overrides.items() if v is not None}}
+    for name, value in merged.items():
+        expected = types[name]
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ConfigError(f"setting {name} must be {expected.__name__}, got {value!r}")
+        if expected is list and not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"setting {name} must be a list of strings")
+    config = dataclasses.replace(config, **merged)
+    config.validate()
+    return config

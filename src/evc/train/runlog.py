@@ -1,0 +1,56 @@
+"""Run logs: CSV files (train.csv, val.csv) and TensorBoard event files in the run folder."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from evc.errors import EVCError
+
+TRAIN_COLUMNS = ["step", "loss", "bpp", "mse", "psnr", "lr", "images_per_s", "elapsed_s"]
+VAL_COLUMNS = ["step", "anchor", "q_index", "bpp", "psnr"]
+
+
+def _summary_writer(folder: Path, purge_step: int | None):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise EVCError("training needs TensorBoard: pip install 'evc[train]'") from None
+    return SummaryWriter(str(folder), purge_step=purge_step)
+
+
+class RunLog:
+    def __init__(self, out: Path, start_step: int) -> None:
+        self.train_file, self.train_csv = self._open(out / "train.csv", TRAIN_COLUMNS)
+        self.val_file, self.val_csv = self._open(out / "val.csv", VAL_COLUMNS)
+        # On resume, drop TensorBoard events logged after the checkpoint we resume from.
+        self.tensorboard = _summary_writer(out / "tensorboard", start_step if start_step else None)
+
+    @staticmethod
+    def _open(path: Path, columns: list[str]):
+        new = not path.exists()
+        handle = open(path, "a", newline="")
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        if new:
+            writer.writeheader()
+        return handle, writer
+
+    def train(self, row: dict[str, Any]) -> None:
+        self.train_csv.writerow(row)
+        self.train_file.flush()
+        for key in ("loss", "bpp", "psnr", "lr", "images_per_s"):
+            self.tensorboard.add_scalar(f"train/{key}", row[key], row["step"])
+
+    def validation(self, step: int, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            self.val_csv.writerow({"step": step, **row})
+            self.tensorboard.add_scalar(f"val/bpp_anchor{row['anchor']}", row["bpp"], step)
+            self.tensorboard.add_scalar(f"val/psnr_anchor{row['anchor']}", row["psnr"], step)
+        self.val_file.flush()
+        self.tensorboard.flush()
+
+    def close(self) -> None:
+        self.train_file.close()
+        self.val_file.close()
+        self.tensorboard.close()
