@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 import evc
+import evc.models.registry
 from evc.cli.files import check_output, write_output
 from evc.errors import EVCError, UntrainedModelError
 
@@ -167,6 +168,153 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_complexity(args: argparse.Namespace) -> int:
+    from evc.eval.complexity import PUBLISHED, PUBLISHED_ENTROPY, model_complexity, module_breakdown
+
+    names = [evc.models.registry.get_spec(n).name for n in args.models] if args.models else list(evc.MODELS)
+    sizes = [(768, 512), (1920, 1088)]  # 1080 rows are padded to 1088
+    for name in names:
+        print(f"{name}  (parameters; MACs counted on convolutions)")
+        print(f"  {'module':<18} {'params':>10} " + " ".join(f"{f'GMAC @{w}x{h}':>16}" for w, h in sizes))
+        tables = [module_breakdown(name, w, h) for w, h in sizes]
+        for rows in zip(*tables):
+            label, params, _ = rows[0]
+            print(f"  {label:<18} {params / 1e6:>9.3f}M " + " ".join(f"{macs / 1e9:>16.2f}" for _, _, macs in rows))
+        total = model_complexity(name, *sizes[0])
+        line = (f"  total {total.total_params / 1e6:.2f} M parameters; at 768x512 g_a {total.macs['encoder'] / 1e9:.1f} G, "
+                f"g_s {total.macs['decoder'] / 1e9:.1f} G, entropy model {total.macs['entropy'] / 1e9:.1f} G MACs")
+        print(line)
+        if name in PUBLISHED:
+            p, enc, dec = PUBLISHED[name]
+            print(f"  paper: {p} M parameters; g_a {enc} G, g_s {dec} G, entropy model "
+                  f"{PUBLISHED_ENTROPY[1]} G MACs ({PUBLISHED_ENTROPY[0]} M parameters)")
+        print()
+    return EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from evc.eval.results import save_curve
+    from evc.eval.runner import EVCUnderTest, evaluate, list_images
+
+    images = list_images(args.folder)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file; give a folder")
+    jobs = []
+    if args.model:
+        codec = _load(args, args.model)
+        weights = str(args.weights) if args.weights else "shipped"
+        under_test = (
+            EVCUnderTest.at_anchors(codec, weights) if args.anchors
+            else EVCUnderTest.at_qualities(codec, args.qualities, weights)
+        )
+        jobs.append((codec.name, under_test, "ours"))
+    if args.baseline:
+        from evc.eval.baselines import baseline_codecs, unavailable_baselines
+
+        available, missing = baseline_codecs(), unavailable_baselines()
+        keys = list(available) if args.baseline == ["all"] else args.baseline
+        for key in keys:
+            if key in missing:
+                raise CLIError(f"baseline {key} is not available here: {missing[key]}")
+            if key not in available:
+                raise CLIError(f"unknown baseline {key!r}; known: {', '.join(sorted({*available, *missing}))}")
+            jobs.append((key, available[key], "baseline"))
+    if not jobs:
+        raise CLIError("nothing to evaluate: give --model NAME and/or --baseline KEY (or --baseline all)")
+    targets = [out / f"{key}.json" for key, _, _ in jobs]
+    for target in targets:
+        check_output(target, args.force) if out.is_dir() else None
+    out.mkdir(parents=True, exist_ok=True)
+    for (key, under_test, kind), target in zip(jobs, targets):
+        curve = evaluate(under_test, images, kind, progress=not args.quiet)
+        write_output(target, lambda tmp: save_curve(curve, tmp), args.force)
+        print(f"{curve.name}: {len(images)} images -> {target}")
+        ms = curve.ms_ssim or [float("nan")] * len(curve.bpp)
+        for bpp, psnr, m, te, td in zip(curve.bpp, curve.psnr or [], ms, curve.encoding_time or [], curve.decoding_time or []):
+            print(f"  {bpp:7.4f} bpp  {psnr:6.2f} dB  MS-SSIM {m:.4f}  encode {te * 1e3:8.1f} ms  decode {td * 1e3:8.1f} ms")
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from evc.eval.bdrate import bd_rate_table, format_bd_table
+    from evc.eval.published import PUBLISHED_EVC, VTM_KODAK
+    from evc.eval.results import load_curve
+
+    curves = [load_curve(p) for p in args.results]
+    styles = {c.name: "ours" if c.meta.get("kind") == "ours" else "baseline" for c in curves}
+    if args.published:
+        missing = [p for p in PUBLISHED_EVC if not p.is_file()]
+        if missing:
+            raise CLIError(f"published EVC curves not found ({missing[0]}); give them as RESULTS files instead")
+        published = [load_curve(p) for p in PUBLISHED_EVC]
+        for c in published:
+            c.name = f"{c.name} (paper)"
+            styles[c.name] = "published"
+        curves += published
+    anchor_paths = args.anchor or [VTM_KODAK]
+    for path in anchor_paths:
+        if not Path(path).is_file():
+            raise CLIError(f"anchor curve not found: {path} (give one with --anchor FILE)")
+    anchors = [load_curve(p) for p in anchor_paths]
+    for a in anchors:
+        styles.setdefault(a.name, "published")
+    # Live baselines measured on the same images are anchors too.
+    anchors += [c for c in curves if c.meta.get("kind") == "baseline" and c not in anchors]
+    metrics = ["psnr", "ms-ssim"] if args.metric == "both" else [args.metric]
+    for metric in metrics:
+        table = bd_rate_table(curves, anchors, metric)
+        print(f"BD-rate ({metric}); negative = fewer bits than the anchor at equal quality; "
+              "PCHIP on log-rate over the overlapping quality range shown in brackets")
+        print(format_bd_table(curves, anchors, table, metric))
+        if args.plot:
+            from evc.eval.plots import plot_rd
+
+            stem = Path(f"{args.plot}-{metric}")
+            plotted = [*curves, *[a for a in anchors if a not in curves]]
+            for path in plot_rd(plotted, stem, metric=metric, title=args.title, styles=styles):
+                print(f"wrote {path}")
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from evc.eval.bench import SIZES, bench_codec, coder_throughput, synthetic_image
+
+    names = [evc.models.registry.get_spec(n).name for n in args.models] if args.models else list(evc.MODELS)
+    devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    sizes = [s for s in SIZES if not args.sizes or f"{s[0]}x{s[1]}" in args.sizes]
+    print(f"evc {evc.__version__}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+          f"median of {args.repeat} after warm-up; times in ms")
+    print(f"{'model':<9} {'weights':<8} {'device':<6} {'size':<10} {'enc ms':>8} {'enc FPS':>8} {'(coding':>8} "
+          f"{'io':>6} {'nets)':>8} {'dec ms':>8} {'dec FPS':>8} {'(coding':>8} {'io':>6} {'nets)':>8} {'peak MB':>8}")
+    for device in devices:
+        for name in names:
+            if args.weights or evc.MODELS[name].has_weights():
+                codec, weights = _load(args, name), "trained"
+                codec = evc.Codec(codec.model, name, device)
+            else:
+                codec, weights = evc.Codec(evc.create_model(name, seed=0), name, device), "random"
+            for width, height in sizes:
+                r = bench_codec(codec, synthetic_image(width, height), args.repeat)
+                enc_nets = r.encode_s - r.encode_coding_s - r.io_encode_s
+                dec_nets = r.decode_s - r.decode_coding_s - r.io_decode_s
+                print(
+                    f"{name:<9} {weights:<8} {device:<6} {f'{width}x{height}':<10} {r.encode_s * 1e3:>8.1f} "
+                    f"{r.encode_fps:>8.2f} {r.encode_coding_s * 1e3:>8.1f} {r.io_encode_s * 1e3:>6.1f} "
+                    f"{enc_nets * 1e3:>8.1f} {r.decode_s * 1e3:>8.1f} {r.decode_fps:>8.2f} "
+                    f"{r.decode_coding_s * 1e3:>8.1f} {r.io_decode_s * 1e3:>6.1f} {dec_nets * 1e3:>8.1f} "
+                    f"{r.peak_memory_mb:>8.0f}",
+                    flush=True,
+                )
+    for width, height in sizes:
+        enc_s, dec_s, n = coder_throughput(width, height - height % 16, args.repeat)
+        print(f"entropy coder, {width}x{height} latent ({n} symbols, trained-like statistics): "
+              f"encode {n / enc_s / 1e6:.1f} M symbols/s, decode {n / dec_s / 1e6:.1f} M symbols/s")
+    return EXIT_OK
+
+
 def _number_in(low: float, high: float, what: str, low_inclusive: bool = True):
     """argparse type: a finite float in [low, high] (or (low, high] when not low_inclusive)."""
 
@@ -224,6 +372,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list the models, their size and whether trained weights ship")
     models.set_defaults(run=cmd_models)
+
+    ev = commands.add_parser("eval", help="measure RD and speed on a folder of images (JSON results)")
+    ev.add_argument("folder", help="folder of images, e.g. ../shared/data/kodak")
+    ev.add_argument("--model", help="one of our models (see evc models)")
+    ev.add_argument("--baseline", action="append", metavar="KEY",
+                    help="a live baseline codec: jpeg420, jpeg444, webp, avif, jxl, jpeg2000, heic, or all (repeatable)")
+    points = ev.add_mutually_exclusive_group()
+    points.add_argument("--qualities", type=int, default=8, metavar="N", help="N qualities evenly in [0, 1] (default 8)")
+    points.add_argument("--anchors", action="store_true", help="the model's 4 trained rate anchors")
+    ev.add_argument("--out", default="evc-results", help="folder for the JSON results (default: evc-results)")
+    ev.add_argument("--force", action="store_true", help="overwrite existing result files")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.add_argument("--weights", metavar="PATH", help="weights file or folder instead of the shipped ones")
+    ev.add_argument("--device", default=None, help="cpu, cuda, cuda:N")
+    ev.set_defaults(run=cmd_eval)
+
+    compare = commands.add_parser("compare", help="BD-rates of RD results against anchors, and RD plots")
+    compare.add_argument("results", nargs="+", metavar="RESULTS.json", help="curves (evc eval output or CompressAI JSON)")
+    compare.add_argument("--anchor", action="append", metavar="FILE",
+                         help="anchor curve (repeatable; default ../shared/rd_results/compressai_kodak/vtm.json); "
+                              "live-baseline results among RESULTS are anchors too")
+    compare.add_argument("--metric", choices=["psnr", "ms-ssim", "both"], default="both")
+    compare.add_argument("--published", action="store_true", help="add the paper's EVC-LL/MM/SS Kodak curves")
+    compare.add_argument("--plot", metavar="STEM", help="write STEM-psnr.png/.svg (and -ms-ssim)")
+    compare.add_argument("--title", default="Kodak", help="plot title")
+    compare.set_defaults(run=cmd_compare)
+
+    bench = commands.add_parser("bench", help="encode/decode latency and FPS at 768x512 and 1920x1080")
+    bench.add_argument("--models", nargs="+", help="default: every model")
+    bench.add_argument("--device", default=None, help="default: cpu, and cuda when present")
+    bench.add_argument("--sizes", nargs="+", choices=["768x512", "1920x1080"], help="default: both")
+    bench.add_argument("--repeat", type=int, default=3)
+    bench.add_argument("--weights", metavar="PATH", help="weights to use (else shipped, else random)")
+    bench.set_defaults(run=cmd_bench)
+
+    complexity = commands.add_parser("complexity", help="parameters and MACs per module, next to the paper's")
+    complexity.add_argument("--models", nargs="+", help="default: every model")
+    complexity.set_defaults(run=cmd_complexity)
 
     # Listed here for --help; its own options are parsed by evc.train.cli (see main()).
     commands.add_parser("train", help="train a model (evc train --help)", add_help=False)

@@ -40,6 +40,15 @@ def count_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
     return total
 
 
+# DESIGN.md section 2 (the paper and the authors' release): parameters (M), g_a / g_s GMACs at 768x512.
+PUBLISHED = {
+    "EVC-LL": (17.4, 103.6, 101.6),
+    "EVC-MM": (15.2, 49.6, 48.8),
+    "EVC-SS": (12.8, 13.8, 13.9),
+}
+PUBLISHED_ENTROPY = (10.8, 14.4)  # parameters (M), GMACs at 768x512, the same in every model
+
+
 @dataclass(frozen=True)
 class Complexity:
     name: str
@@ -54,6 +63,29 @@ class Complexity:
 
     def macs_per_pixel(self, part: str) -> float:
         return self.macs[part] / (self.width * self.height)
+
+
+def module_breakdown(name: str, width: int = 768, height: int = 512) -> list[tuple[str, int, int]]:
+    """(module, parameters, MACs) for each network of model ``name`` at ``width`` x ``height``."""
+    spec = get_spec(name)
+    with torch.device("meta"):
+        model: EVC = spec.build()
+        x = torch.empty(1, 3, height, width)
+        y = torch.empty(1, LATENT_CHANNELS, height // 16, width // 16)
+        z = torch.empty(1, HYPER_CHANNELS, height // 64, width // 64)
+        context = torch.empty(1, 4 * LATENT_CHANNELS, height // 16, width // 16)
+        encoders = list(model.g_a) if isinstance(model.g_a, nn.ModuleList) else [model.g_a]
+        rows = [(f"g_a[{i}]" if len(encoders) > 1 else "g_a", e, count_macs(e, x)) for i, e in enumerate(encoders)]
+        rows += [
+            ("g_s", model.g_s, count_macs(model.g_s, y)),
+            ("h_a", model.h_a, count_macs(model.h_a, y)),
+            ("h_s", model.h_s, count_macs(model.h_s, z)),
+            ("prior_fusion", model.prior_fusion, count_macs(model.prior_fusion, y)),
+            ("dual_prior", model.dual_prior, count_macs(model.dual_prior.net, context)),
+            ("z_density + rate", None, 0),
+        ]
+    other = count_parameters(model.z_density) + count_parameters(model.rate)
+    return [(label, count_parameters(m) if m is not None else other, macs) for label, m, macs in rows]
 
 
 def model_complexity(name: str, width: int = 768, height: int = 512) -> Complexity:

@@ -6,17 +6,16 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from evc.errors import EVCError
+from evc.extras import require
 
 TRAIN_COLUMNS = ["step", "loss", "bpp", "mse", "psnr", "lr", "images_per_s", "elapsed_s"]
 VAL_COLUMNS = ["step", "anchor", "q_index", "bpp", "psnr"]
 
 
 def _summary_writer(folder: Path, purge_step: int | None):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise EVCError("training needs TensorBoard: pip install 'evc[train]'") from None
+    require("tensorboard", "train")
+    from torch.utils.tensorboard import SummaryWriter
+
     return SummaryWriter(str(folder), purge_step=purge_step)
 
 

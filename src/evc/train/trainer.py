@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from evc.errors import EVCError
+from evc.extras import require
 from evc.models.evc import EVC
 from evc.models.registry import create_model, get_spec
 from evc.models.variable_rate import LAMBDAS
@@ -91,9 +92,7 @@ def build_model(config: TrainConfig) -> EVC:
 
 
 def _say(message: str) -> None:
-    from tqdm import tqdm
-
-    tqdm.write(message, file=sys.stderr)
+    require("tqdm", "train").tqdm.write(message, file=sys.stderr)
 
 
 class Trainer:
@@ -219,7 +218,7 @@ class Trainer:
 
     def run(self, until_step: int | None = None) -> Path:
         """Train to ``config.steps`` (or stop, with a checkpoint, at ``until_step``); returns the export."""
-        from tqdm import tqdm
+        tqdm = require("tqdm", "train").tqdm
 
         config, procs = self.config, self.procs
         if procs.is_main:

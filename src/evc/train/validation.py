@@ -9,13 +9,13 @@ import numpy as np
 from PIL import Image
 
 from evc.codec import Codec
+from evc.eval.published import KODAK_DIR
 from evc.models.evc import EVC
 
-DEFAULT_KODAK = Path(__file__).resolve().parents[4] / "shared" / "data" / "kodak"
 
 
 def kodak_images(folder: str, count: int) -> list[Path]:
-    root = Path(folder) if folder else DEFAULT_KODAK
+    root = Path(folder) if folder else KODAK_DIR
     if count == 0 or not root.is_dir():
         return []
     return sorted(p for p in root.iterdir() if p.suffix.lower() == ".png")[:count]

@@ -1,0 +1,165 @@
+"""Run a codec over a folder of images: real file sizes, PSNR, MS-SSIM, encode and decode times.
+
+Anything with ``name``, ``settings``, ``encode(rgb, setting) -> bytes`` and ``decode(bytes) -> rgb``
+can be evaluated: our models (through :class:`EVCUnderTest`) and the live baselines alike, so both
+are measured by the same code.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+
+from evc.codec import Codec
+from evc.errors import EVCError
+from evc.eval.metrics import ms_ssim, psnr
+from evc.eval.results import RDCurve
+from evc.extras import require
+
+IMAGE_SUFFIXES = {".png", ".ppm", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp"}
+
+
+class CodecUnderTest(Protocol):
+    name: str
+    settings: Sequence[Any]
+    setting_name: str
+
+    def encode(self, rgb: np.ndarray, setting: Any) -> bytes: ...
+
+    def decode(self, data: bytes) -> np.ndarray: ...
+
+    def versions(self) -> dict[str, str]: ...
+
+
+class EVCUnderTest:
+    """One of our codecs, at given q indices (the anchors, or qualities evenly spread in [0, 1])."""
+
+    setting_name = "q index"
+
+    def __init__(self, codec: Codec, q_indices: Sequence[int], weights: str) -> None:
+        self.codec = codec
+        self.name = codec.name
+        self.settings = list(q_indices)
+        self.weights = weights
+
+    @classmethod
+    def at_anchors(cls, codec: Codec, weights: str) -> EVCUnderTest:
+        return cls(codec, codec.anchor_q_indices, weights)
+
+    @classmethod
+    def at_qualities(cls, codec: Codec, count: int, weights: str) -> EVCUnderTest:
+        if count < 2:
+            raise EVCError("--qualities needs at least 2 points")
+        qualities = np.linspace(0.0, 1.0, count)
+        return cls(codec, sorted({codec.q_index(float(q)) for q in qualities}, reverse=True), weights)
+
+    def _sync(self) -> None:
+        if self.codec.device.type == "cuda":
+            torch.cuda.synchronize(self.codec.device)
+
+    def encode(self, rgb: np.ndarray, setting: int) -> bytes:
+        data = self.codec.compress(rgb, q_index=setting)
+        self._sync()
+        return data
+
+    def decode(self, data: bytes) -> np.ndarray:
+        image = self.codec.decompress(data)
+        self._sync()
+        return np.asarray(image.convert("RGB"))
+
+    def versions(self) -> dict[str, str]:
+        import evc
+
+        return {"evc": evc.__version__, "torch": torch.__version__, "weights": self.weights, "device": str(self.codec.device)}
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    root = Path(folder)
+    if not root.is_dir():
+        raise EVCError(f"image folder not found: {root}")
+    images = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not images:
+        raise EVCError(f"no images in {root}")
+    return images
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except OSError as exc:
+        raise EVCError(f"cannot read {path}: {exc}") from None
+
+
+def evaluate(
+    codec: CodecUnderTest, images: list[Path], kind: str, progress: bool = True, warmup: bool = True
+) -> RDCurve:
+    """Code every image at every setting; the curve holds the means, ``per_image`` the rest.
+
+    ``kind`` ("ours", "baseline") is recorded in the curve's meta for plots and comparisons.
+    """
+    tqdm = require("tqdm", "eval").tqdm
+    pixels = {p.name: load_rgb(p) for p in images}
+    if warmup:  # first calls pay for tables, allocators, lazy library loading
+        codec.decode(codec.encode(next(iter(pixels.values())), codec.settings[0]))
+    per_image: dict[str, dict[str, list[float]]] = {
+        name: {"bpp": [], "psnr-rgb": [], "ms-ssim-rgb": [], "encoding_time": [], "decoding_time": []}
+        for name in pixels
+    }
+    bar = tqdm(total=len(codec.settings) * len(pixels), desc=codec.name, disable=not progress or None, unit="img")
+    for setting in codec.settings:
+        for name, rgb in pixels.items():
+            start = time.perf_counter()
+            data = codec.encode(rgb, setting)
+            encode_s = time.perf_counter() - start
+            start = time.perf_counter()
+            decoded = codec.decode(data)
+            decode_s = time.perf_counter() - start
+            if decoded.shape != rgb.shape:
+                raise EVCError(f"{codec.name} decoded {name} to shape {decoded.shape}, expected {rgb.shape}")
+            row = per_image[name]
+            row["bpp"].append(len(data) * 8 / (rgb.shape[0] * rgb.shape[1]))
+            row["psnr-rgb"].append(psnr(rgb, decoded))
+            ms = ms_ssim(rgb, decoded)
+            row["ms-ssim-rgb"].append(float("nan") if ms is None else ms)
+            row["encoding_time"].append(encode_s)
+            row["decoding_time"].append(decode_s)
+            bar.update(1)
+    bar.close()
+
+    means: dict[str, list[float] | None] = {}
+    for key in ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"):
+        values = np.array([row[key] for row in per_image.values()])  # (images, settings)
+        # MS-SSIM is undefined for images under 161 pixels: no mean unless every image has it.
+        means[key] = None if np.isnan(values).any() else values.mean(axis=0).tolist()
+    for row in per_image.values():  # keep the JSON valid: no NaN
+        if np.isnan(row["ms-ssim-rgb"]).any():
+            del row["ms-ssim-rgb"]
+    return RDCurve(
+        name=codec.name,
+        bpp=means["bpp"],  # type: ignore[arg-type]
+        psnr=means["psnr-rgb"],
+        ms_ssim=means["ms-ssim-rgb"],
+        encoding_time=means["encoding_time"],
+        decoding_time=means["decoding_time"],
+        description=f"{codec.name}, {len(pixels)} images, settings ({codec.setting_name}): {list(codec.settings)}",
+        meta={
+            "kind": kind,
+            "images": len(pixels),
+            "dataset": Path(images[0]).parent.name,
+            "settings": list(codec.settings),
+            "setting_name": codec.setting_name,
+            "versions": codec.versions(),
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        },
+        per_image=per_image,
+    )

@@ -1,0 +1,123 @@
+"""Evaluation: metrics against reference values, the eval runner and CLI, bench and complexity."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import evc
+from evc.cli.main import main as evc_main
+from evc.eval.bench import bench_codec, coder_throughput, synthetic_image
+from evc.eval.metrics import MS_SSIM_MIN_SIDE, ms_ssim, ms_ssim_db, psnr
+from evc.eval.results import load_curve
+from evc.eval.runner import EVCUnderTest, evaluate
+
+from conftest import random_codec, smooth_image
+
+
+def test_psnr_reference_values() -> None:
+    a = np.zeros((4, 4, 3), np.uint8)
+    b = a.copy()
+    b[0, 0, 0] = 255  # MSE = 1/48 on [0, 1] -> PSNR = 10 log10(48)
+    assert psnr(a, b) == pytest.approx(10 * math.log10(48))
+    assert psnr(a, a) == math.inf
+    assert psnr(np.full((8, 8, 3), 100, np.uint8), np.full((8, 8, 3), 110, np.uint8)) == pytest.approx(
+        20 * math.log10(255 / 10)
+    )
+
+
+def test_ms_ssim_reference_values() -> None:
+    """Reference values computed once with pytorch-msssim 1.0 (data_range=255, float64 input)."""
+    a = smooth_image(192, 256, seed=1)
+    rng = np.random.default_rng(5)
+    expected = {2: 0.9993886052151991, 10: 0.9861088087113307, 40: 0.8664047421084214}
+    for sd, value in expected.items():
+        b = np.clip(a.astype(float) + rng.normal(0, sd, a.shape), 0, 255).astype(np.uint8)
+        assert ms_ssim(a, b) == pytest.approx(value, abs=1e-6)
+    assert ms_ssim(a, a) == pytest.approx(1.0)
+    assert ms_ssim(a[:100], a[:100]) is None  # too small for five scales
+    assert MS_SSIM_MIN_SIDE == 161
+    assert ms_ssim_db(0.99) == pytest.approx(20.0)
+
+
+def test_evaluate_our_codec_on_two_images(tmp_path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(smooth_image(192, 224, seed=1)).save(folder / "a.png")
+    Image.fromarray(smooth_image(176, 200, seed=2)).save(folder / "b.png")
+    codec = random_codec("EVC-SS")
+    curve = evaluate(EVCUnderTest.at_qualities(codec, 3, "random"), sorted(folder.iterdir()), "ours", progress=False)
+    assert len(curve.bpp) == 3 and set(curve.per_image) == {"a.png", "b.png"}
+    # Means are the means of the per-image values; bpp is the real file size.
+    a_bpp = [len(codec.compress(smooth_image(192, 224, seed=1), q_index=q)) * 8 / (192 * 224) for q in curve.meta["settings"]]
+    assert curve.per_image["a.png"]["bpp"] == pytest.approx(a_bpp)
+    assert curve.bpp == pytest.approx(np.mean([curve.per_image[n]["bpp"] for n in ("a.png", "b.png")], axis=0))
+    assert curve.ms_ssim is not None and all(0 < v <= 1 for v in curve.ms_ssim)
+    assert all(t > 0 for t in curve.encoding_time + curve.decoding_time)
+
+
+def test_eval_cli_writes_results_json(tmp_path, capsys) -> None:
+    from evc.models.weights import save_weights
+
+    save_weights(evc.create_model("EVC-SS", seed=0), tmp_path / "w", "EVC-SS")
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(smooth_image(64, 96, seed=3)).save(folder / "tiny.png")  # too small for MS-SSIM
+    out = tmp_path / "res"
+    args = ["eval", str(folder), "--model", "EVC-SS", "--weights", str(tmp_path / "w"), "--anchors", "--out", str(out), "--quiet"]
+    assert evc_main(args) == 0
+    data = json.loads((out / "EVC-SS.json").read_text())
+    assert set(data["results"]) == {"bpp", "psnr-rgb", "encoding_time", "decoding_time"}  # no MS-SSIM: image too small
+    assert len(data["results"]["bpp"]) == 4 and data["meta"]["kind"] == "ours"
+    assert load_curve(out / "EVC-SS.json").name == "EVC-SS"
+    assert evc_main(args) == 2  # exists: not overwritten without --force
+    assert "exists" in capsys.readouterr().err
+    assert evc_main(args + ["--force"]) == 0
+    assert evc_main(["eval", str(tmp_path / "nope"), "--model", "EVC-SS"]) == 2
+    assert evc_main(["eval", str(folder)]) == 2
+    assert evc_main(["eval", str(folder), "--baseline", "mp3"]) == 2
+
+
+def test_bench_reports_a_breakdown() -> None:
+    result = bench_codec(random_codec("EVC-SS"), synthetic_image(128, 64), repeat=1)
+    assert result.encode_s > 0 and result.decode_s > 0
+    assert 0 < result.encode_coding_s < result.encode_s and 0 < result.decode_coding_s < result.decode_s
+    assert result.io_encode_s < result.encode_s and result.peak_memory_mb > 0
+    enc, dec, n = coder_throughput(128, 64, repeat=1)
+    assert n == 192 * 4 * 8 and enc > 0 and dec > 0
+
+
+def test_complexity_and_bench_cli(capsys) -> None:
+    assert evc_main(["complexity", "--models", "EVC-SS"]) == 0
+    out = capsys.readouterr().out
+    assert "dual_prior" in out and "paper: 12.8 M parameters" in out and "1920x1088" in out
+    assert evc_main(["bench", "--models", "EVC-SS", "--sizes", "768x512", "--repeat", "1", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "EVC-SS" in out and "random" in out and "M symbols/s" in out
+
+
+def test_compare_cli(tmp_path, capsys) -> None:
+    from evc.eval.published import VTM_KODAK
+
+    if not VTM_KODAK.is_file():
+        pytest.skip("shared rd_results not present")
+    webp = VTM_KODAK.parent / "webp.json"
+    assert evc_main(["compare", str(webp), "--published", "--metric", "psnr", "--plot", str(tmp_path / "rd")]) == 0
+    out = capsys.readouterr().out
+    assert "| WebP | +78.7 %" in out and "| EVC_LL (paper) | -1.0 %" in out
+    assert (tmp_path / "rd-psnr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (tmp_path / "rd-psnr.svg").is_file()
+    # A live baseline among the inputs becomes an anchor column too.
+    curve = json.loads(webp.read_text())
+    curve["name"], curve["meta"] = "live-webp", {"kind": "baseline"}
+    (tmp_path / "live.json").write_text(json.dumps(curve))
+    assert evc_main(["compare", str(VTM_KODAK.parent / "jpeg.json"), str(tmp_path / "live.json"), "--metric", "psnr"]) == 0
+    assert "vs live-webp" in capsys.readouterr().out
+    (tmp_path / "bad.json").write_text("{not json")
+    assert evc_main(["compare", str(tmp_path / "bad.json")]) == 2
+    assert evc_main(["compare", str(webp), "--anchor", str(tmp_path / "missing.json")]) == 2
+    err = capsys.readouterr().err
+    assert "not valid JSON" in err and "anchor curve not found" in err
