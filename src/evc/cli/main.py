@@ -24,6 +24,7 @@ EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 
 
 class CLIError(EVCError):
@@ -428,6 +429,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("evc: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `evc models | head`: the reader left; stop quietly like other tools
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0)
     except (EVCError, ValueError, OSError) as exc:

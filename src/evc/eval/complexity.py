@@ -89,29 +89,15 @@ def module_breakdown(name: str, width: int = 768, height: int = 512) -> list[tup
 
 
 def model_complexity(name: str, width: int = 768, height: int = 512) -> Complexity:
-    """Complexity of model ``name`` on a ``width`` x ``height`` image (dimensions multiple of 64).
+    """Complexity of model ``name`` on a ``width`` x ``height`` image (dimensions multiple of 64),
+    grouped into encoder (g_a), decoder (g_s) and entropy model (everything else).
 
     For scalable models the encoder figure counts all encoders (the most expensive level).
     """
-    spec = get_spec(name)
-    with torch.device("meta"):
-        model: EVC = spec.build()
-        x = torch.empty(1, 3, height, width)
-        y = torch.empty(1, LATENT_CHANNELS, height // 16, width // 16)
-        z = torch.empty(1, HYPER_CHANNELS, height // 64, width // 64)
-        context = torch.empty(1, 4 * LATENT_CHANNELS, height // 16, width // 16)
-        encoders = model.g_a if isinstance(model.g_a, nn.ModuleList) else [model.g_a]
-        macs = {
-            "encoder": sum(count_macs(e, x) for e in encoders),
-            "decoder": count_macs(model.g_s, y),
-            "entropy": count_macs(model.h_a, y)
-            + count_macs(model.h_s, z)
-            + count_macs(model.prior_fusion, y)
-            + count_macs(model.dual_prior.net, context),
-        }
-    params = {
-        "encoder": count_parameters(model.g_a),
-        "decoder": count_parameters(model.g_s),
-        "entropy": count_parameters(model) - count_parameters(model.g_a) - count_parameters(model.g_s),
-    }
-    return Complexity(spec.name, width, height, params, macs)
+    params = {"encoder": 0, "decoder": 0, "entropy": 0}
+    macs = dict(params)
+    for label, module_params, module_macs in module_breakdown(name, width, height):
+        part = "encoder" if label.startswith("g_a") else "decoder" if label == "g_s" else "entropy"
+        params[part] += module_params
+        macs[part] += module_macs
+    return Complexity(get_spec(name).name, width, height, params, macs)
