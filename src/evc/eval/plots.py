@@ -39,6 +39,7 @@ def plot_rd(
     all points); the y range fits the points inside it. Returns the written paths (PNG, SVG).
     """
     try:
+        import matplotlib
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
@@ -65,8 +66,11 @@ def plot_rd(
     fig = Figure(figsize=(7.0, 5.0), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    for curve, bpp, quality in series:
-        ax.plot(bpp, quality, label=curve.name, **_STYLES[styles.get(curve.name, "baseline")])
+    # Distinct colours for up to 20 curves (the default cycle repeats after 10).
+    palette = matplotlib.colormaps["tab10" if len(series) <= 10 else "tab20"].colors
+    for i, (curve, bpp, quality) in enumerate(series):
+        ax.plot(bpp, quality, label=curve.name, color=palette[i % len(palette)],
+                **_STYLES[styles.get(curve.name, "baseline")])
 
     x_hi = bpp_max if bpp_max is not None else 1.05 * max(float(b.max()) for _, b, _ in series)
     ax.set_xlim(0.0, x_hi)
