@@ -1,0 +1,1 @@
+"""Teacher -> student: mask decay (channel masks, selection, exact merge) and, later, its training."""

@@ -1,0 +1,103 @@
+"""Mask decay structure: masks leave the teacher unchanged, and merging is exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import evc
+from evc.distill.mask_decay import MaskedTeacher, channel_importance, merge, removed_masks, select_channels
+from evc.eval.complexity import count_parameters
+from evc.models.variable_rate import NUM_ANCHORS
+
+
+@pytest.fixture(scope="module")
+def teacher() -> evc.models.evc.EVC:
+    return evc.create_model("EVC-LL", seed=0).eval()
+
+
+def _x(seed: int = 0) -> torch.Tensor:
+    return torch.rand(1, 3, 64, 128, generator=torch.Generator().manual_seed(seed))
+
+
+def test_masks_at_one_leave_the_teacher_unchanged(teacher) -> None:
+    x = _x()
+    with torch.no_grad():
+        before_y = teacher.g_a(x)
+        before_x = teacher.g_s(before_y)
+        masked = MaskedTeacher(teacher, "S", "S")
+        try:
+            assert torch.equal(teacher.g_a(x), before_y) and torch.equal(teacher.g_s(before_y), before_x)
+        finally:
+            masked.remove_hooks()
+    assert torch.equal(teacher.g_a(x), before_y)  # hooks removed: the teacher is itself again
+
+
+def test_groups_follow_the_channel_plans(teacher) -> None:
+    masked = MaskedTeacher(teacher, "M", "S")
+    try:
+        widths = {g.name: (g.width, g.keep) for g in masked.groups}
+        assert widths["g_a.0.stream"] == (192, 128) and widths["g_a.2.stream"] == (192, 192)
+        assert widths["g_a.1.hidden"] == (768, 512)
+        assert widths["g_s.0.stream"] == (192, 128) and widths["g_s.2.stream"] == (192, 64)
+        assert widths["g_s.2.dw"] == (192, 64) and widths["g_s.1.rb_hidden"] == (192, 64)
+        kept = select_channels(masked)
+        assert all(len(kept[g.name]) == g.keep for g in masked.groups)
+        importance = channel_importance(masked.groups[0])
+        assert importance.shape == (masked.groups[0].width,) and (importance > 0).all()
+    finally:
+        masked.remove_hooks()
+
+
+@pytest.mark.parametrize(("student", "enc", "dec"), [("EVC-SS", "S", "S"), ("EVC-MM", "M", "M"), ("EVC-LS", None, "S")])
+def test_merge_is_exact(student: str, enc, dec) -> None:
+    teacher = evc.create_model("EVC-LL", seed=1).eval()
+    masked = MaskedTeacher(teacher, enc, dec)
+    try:
+        kept = select_channels(masked)
+        generator = torch.Generator().manual_seed(3)
+        with torch.no_grad():  # arbitrary positive masks, exactly zero on the removed channels
+            for group in masked.groups:
+                values = 0.25 + torch.rand(group.width, generator=generator)
+                drop = torch.ones(group.width, dtype=torch.bool)
+                drop[kept[group.name]] = False
+                values[drop] = 0.0
+                masked.masks[group.name.replace(".", "_")].copy_(values)
+        assert all(bool((m == 0).all()) for m in removed_masks(masked, kept).values())
+        merged = merge(masked, kept, student).eval()
+        assert count_parameters(merged) == count_parameters(evc.create_model(student))
+        x = _x(1)
+        with torch.no_grad():
+            y_masked, y_merged = teacher.g_a(x), merged.g_a(x)
+            assert torch.allclose(y_merged, y_masked, rtol=1e-4, atol=1e-4 * y_masked.abs().max().item())
+            for anchor in range(NUM_ANCHORS):  # the synthesis of each anchor's quantised latent
+                q_scale = teacher.rate.anchor_q_scale(torch.tensor([anchor]))
+                out = teacher.rd_forward(x, y_masked, q_scale)
+                y_hat = torch.round(y_masked / teacher.rate.divisor(q_scale))  # a latent in the right range
+                a, b = teacher.g_s(y_hat), merged.g_s(y_hat)
+                assert torch.allclose(b, a, rtol=1e-4, atol=1e-4 * a.abs().max().item()), anchor
+                merged_out = merged.rd_forward(x, y_masked, q_scale)
+                assert torch.allclose(merged_out.bpp, out.bpp, rtol=1e-4)  # the entropy model is shared
+    finally:
+        masked.remove_hooks()
+
+
+def test_merged_student_codes_like_any_model(teacher) -> None:
+    masked = MaskedTeacher(teacher, "S", "S")
+    try:
+        merged = merge(masked, select_channels(masked), "EVC-SS")
+    finally:
+        masked.remove_hooks()
+    codec = evc.Codec(merged, "EVC-SS", "cpu")
+    result = codec.encode(torch.rand(3, 40, 56), 0.5)
+    assert np.array_equal(np.asarray(codec.decompress(result.data)), np.asarray(result.reconstruction))
+
+
+def test_merge_refuses_a_student_of_other_widths(teacher) -> None:
+    masked = MaskedTeacher(teacher, "S", "S")
+    try:
+        with pytest.raises(ValueError, match="widths"):
+            merge(masked, select_channels(masked), "EVC-MM")
+    finally:
+        masked.remove_hooks()
