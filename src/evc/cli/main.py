@@ -414,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Listed here for --help; its own options are parsed by evc.train.cli (see main()).
     commands.add_parser("train", help="train a model (evc train --help)", add_help=False)
+    commands.add_parser("distill", help="distil a smaller model by mask decay (evc distill --help)", add_help=False)
     return parser
 
 
@@ -424,6 +425,10 @@ def main(argv: list[str] | None = None) -> int:
             from evc.train.cli import run as run_training
 
             return run_training(argv[1:])
+        if argv[:1] == ["distill"]:
+            from evc.train.cli import run_distill_command
+
+            return run_distill_command(argv[1:])
         args = build_parser().parse_args(argv)
         return args.run(args)
     except KeyboardInterrupt:

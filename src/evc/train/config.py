@@ -79,7 +79,7 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
-def read_toml(path: str | Path) -> dict[str, Any]:
+def read_toml(path: str | Path, cls: type[TrainConfig] = TrainConfig) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             values = tomllib.load(f)
@@ -87,17 +87,17 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    known = {f.name for f in fields(TrainConfig)}
+    known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"config file {path}: unknown settings {', '.join(unknown)}")
     return values
 
 
-def make_config(file_values: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
+def make_config(file_values: dict[str, Any], overrides: dict[str, Any], cls: type[TrainConfig] = TrainConfig) -> TrainConfig:
     """Defaults <- file values <- command-line overrides (None means "not given")."""
-    config = TrainConfig()
-    types = {f.name: type(getattr(config, f.name)) for f in fields(TrainConfig)}
+    config = cls()
+    types = {f.name: type(getattr(config, f.name)) for f in fields(cls)}
     merged = {**file_values, **{k: v for k, v in overrides.items() if v is not None}}
     for name, value in merged.items():
         expected = types[name]

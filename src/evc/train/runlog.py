@@ -25,6 +25,8 @@ class RunLog:
         self.val_file, self.val_csv = self._open(out / "val.csv", VAL_COLUMNS)
         # On resume, drop TensorBoard events logged after the checkpoint we resume from.
         self.tensorboard = _summary_writer(out / "tensorboard", start_step if start_step else None)
+        self.out = out
+        self._extra: dict[str, tuple] = {}
 
     @staticmethod
     def _open(path: Path, columns: list[str]):
@@ -49,7 +51,20 @@ class RunLog:
         self.val_file.flush()
         self.tensorboard.flush()
 
+    def extra(self, name: str, row: dict[str, Any]) -> None:
+        """A task's own rows (e.g. mask statistics) in <name>.csv and TensorBoard."""
+        if name not in self._extra:
+            self._extra[name] = self._open(self.out / f"{name}.csv", list(row))
+        handle, writer = self._extra[name]
+        writer.writerow(row)
+        handle.flush()
+        for key, value in row.items():
+            if key != "step":
+                self.tensorboard.add_scalar(f"{name}/{key}", value, row["step"])
+
     def close(self) -> None:
         self.train_file.close()
         self.val_file.close()
+        for handle, _ in self._extra.values():
+            handle.close()
         self.tensorboard.close()

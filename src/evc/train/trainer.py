@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
@@ -95,11 +96,56 @@ def _say(message: str) -> None:
     require("tqdm", "train").tqdm.write(message, file=sys.stderr)
 
 
+class TrainingTask:
+    """What the loop trains: here a registry model on the rate-distortion loss. Mask decay subclasses
+    this (evc.distill) and so reuses the loop, data, checkpoints, logs, validation and DDP as they are."""
+
+    log_name = ""  # a task's own CSV in the run folder (log_row), if any
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+
+    @property
+    def name(self) -> str:
+        """What the checkpoint trains; a resumed run must match it."""
+        return get_spec(self.config.model).name
+
+    def build(self) -> nn.Module:
+        return build_model(self.config)
+
+    def transforms(self, module: nn.Module) -> list[nn.Module]:
+        return [module.g_a, module.g_s]
+
+    def objective(self, module: nn.Module) -> nn.Module:
+        """A module whose forward(x, anchor) returns (loss, mse, bpp)."""
+        return RateDistortionLoss(module)
+
+    def param_groups(self, module: nn.Module) -> list[dict]:
+        return [{"params": list(module.parameters())}]
+
+    def before_step(self, step: int) -> None:
+        """Called before each optimisation step with the step about to run."""
+
+    def after_step(self, step: int) -> None:
+        """Called right after the optimiser updated the parameters in that step."""
+
+    def codec_model(self, module: nn.Module) -> tuple[EVC, str]:
+        """The plain model (and its registry name) to validate and export."""
+        return module, self.name  # type: ignore[return-value]
+
+    def metadata(self) -> dict[str, object]:
+        return {}
+
+    def log_row(self, module: nn.Module) -> dict[str, float] | None:
+        return None
+
+
 class Trainer:
     """Trains ``config.model`` on ``config.data``; ``run()`` returns the folder of exported weights."""
 
-    def __init__(self, config: TrainConfig, resume: bool = False) -> None:
+    def __init__(self, config: TrainConfig, resume: bool = False, task: TrainingTask | None = None) -> None:
         self.config = config
+        self.task = task or TrainingTask(config)
         self.out = Path(config.out)
         self.procs = start_processes(config.device)
         checkpoint_path = self.out / CHECKPOINT_NAME
@@ -108,27 +154,27 @@ class Trainer:
         records = find_images(config.data, config.crop, _say if self.procs.is_main else (lambda _: None))
         self.data = RandomCrops(records, config.crop, config.seed)
 
-        self.model = build_model(config).to(self.procs.device)
+        self.model = self.task.build().to(self.procs.device)
         cuda = self.procs.device.type == "cuda"
         if cuda and config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         if config.compile:
-            for transform in (self.model.g_a, self.model.g_s):
+            for transform in self.task.transforms(self.model):
                 transform.compile()
-        self.objective = RateDistortionLoss(self.model).to(self.procs.device)
+        self.objective = self.task.objective(self.model).to(self.procs.device)
         if self.procs.world_size > 1:
             self.objective = DistributedDataParallel(
                 self.objective, device_ids=[self.procs.device.index] if cuda else None
             )
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.optimizer = torch.optim.Adam(self.task.param_groups(self.model), lr=config.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: learning_rate_factor(step, config)
         )
         self.step = 0
         if resume:
             state = load_checkpoint(checkpoint_path)
-            if state["model_name"] != get_spec(config.model).name:
-                raise EVCError(f"{checkpoint_path} trains {state['model_name']}, not {config.model}")
+            if state["model_name"] != self.task.name:
+                raise EVCError(f"{checkpoint_path} trains {state['model_name']}, not {self.task.name}")
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
@@ -148,6 +194,7 @@ class Trainer:
 
     def _train_step(self, images: torch.Tensor, anchors: torch.Tensor) -> tuple[float, float, float]:
         config, device = self.config, self.procs.device
+        self.task.before_step(self.step)
         torch.manual_seed(_step_seed(config.seed, self.step, self.procs.rank))
         x = images.to(device, non_blocking=True).float().div_(255.0)
         if device.type == "cuda" and config.channels_last:
@@ -160,6 +207,7 @@ class Trainer:
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
         self.optimizer.step()
+        self.task.after_step(self.step)
         self.scheduler.step()
         stats = torch.stack([loss.detach(), mse, bpp]).float()
         if self.procs.world_size > 1:
@@ -177,6 +225,7 @@ class Trainer:
             "evc.lambdas": list(LAMBDAS),
             "evc.init_weights": config.init_weights,
             "evc.date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            **self.task.metadata(),
         }
 
     def save(self) -> None:
@@ -186,7 +235,7 @@ class Trainer:
         save_checkpoint(
             self.out / CHECKPOINT_NAME,
             {
-                "model_name": get_spec(self.config.model).name,
+                "model_name": self.task.name,
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
@@ -194,12 +243,15 @@ class Trainer:
                 "config": dataclasses.asdict(self.config),
             },
         )
-        save_weights(self.model, self.out / EXPORT_DIR, get_spec(self.config.model).name, self._metadata(), overwrite=True)
+        exported, name = self.task.codec_model(self.model)
+        save_weights(exported, self.out / EXPORT_DIR, name, self._metadata(), overwrite=True)
 
     def _validate(self, log: RunLog) -> None:
         if not self.validation_images:
             return
-        rows = validate(self.model, get_spec(self.config.model).name, self.validation_images, self.procs.device)
+        exported, name = self.task.codec_model(self.model)
+        rows = validate(exported, name, self.validation_images, self.procs.device)
+        self.model.train()
         log.validation(self.step, rows)
         summary = ", ".join(f"{r['bpp']:.3f} bpp / {r['psnr']:.2f} dB" for r in rows)
         _say(f"step {self.step}: Kodak[{len(self.validation_images)}] at the 4 anchors: {summary}")
@@ -244,6 +296,9 @@ class Trainer:
                     rate = window_images / max(now - window_start, 1e-9)
                     window_start, window_images = now, 0
                     bar.set_postfix(loss=f"{loss:.3f}", bpp=f"{bpp:.3f}", psnr=f"{psnr:.2f}", img_s=f"{rate:.1f}")
+                    extra = self.task.log_row(self.model)
+                    if log is not None and extra is not None:
+                        log.extra(self.task.log_name, {"step": self.step, **extra})
                     if log is not None:
                         log.train(
                             {
