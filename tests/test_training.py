@@ -204,3 +204,24 @@ def test_cli_refuses_to_overwrite_a_run_and_reports_bad_options(image_folder, tm
     err = capsys.readouterr().err
     assert "--resume needs" in err and "training data not found" in err and "Traceback" not in err
     assert evc_main(args[:-8] + ["--steps", "2", "--batch-size", "1", "--crop", "64", "--workers", "0", "--val-images", "0", "--resume"]) == 0
+
+
+def test_scalable_model_starts_from_a_single_encoder_model(image_folder, tmp_path) -> None:
+    """RRL: Scale-SS initialised from an EVC-SS export has that encoder at every level, then trains."""
+    from evc.models.weights import save_weights
+
+    single = evc.create_model("EVC-SS", seed=4)
+    save_weights(single, tmp_path / "ss", "EVC-SS")
+    config = tiny_config(image_folder, tmp_path / "scalable", model="Scale-SS", steps=2, init_weights=str(tmp_path / "ss"))
+    trainer = Trainer(config)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = evc.load(weights=tmp_path / "ss", device="cpu").model.g_a(x)
+        latents = trainer.model.level_latents(x)
+    for latent in latents[:3]:
+        assert torch.allclose(latent, expected, atol=1e-6)
+    trainer.run()
+    meta = evc.models.weights.read_metadata(tmp_path / "scalable" / "export")
+    assert meta["evc.model"] == "Scale-SS"
+    with pytest.raises(ConfigError, match="holds EVC-SS, not Scale-SL"):
+        Trainer(dataclasses.replace(config, model="Scale-SL", out=str(tmp_path / "bad")))

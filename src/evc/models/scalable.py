@@ -56,3 +56,20 @@ class ScalableEVC(EVC):
         check_padded(x)
         q_scale = self.rate.anchor_q_scale(anchor)
         return [self.rd_forward(x, y, q_scale) for y in self.training_latents(x)]
+
+
+def expand_single_encoder_state(state: dict[str, torch.Tensor], num_levels: int = NUM_LEVELS) -> dict[str, torch.Tensor]:
+    """A single-encoder model's tensors arranged for a scalable model: its encoder in every slot.
+
+    This is how a scalable model starts from a decayed encoder (e.g. EVC-SL distilled from EVC-LL for
+    Scale-SL): every level then begins as that encoder, and RRL training turns encoders 1..3 into
+    residual corrections.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in state.items():
+        if name.startswith("g_a."):
+            for level in range(num_levels):
+                out[f"g_a.{level}." + name.removeprefix("g_a.")] = tensor.clone()
+        else:
+            out[name] = tensor
+    return out

@@ -27,6 +27,7 @@ from evc.errors import EVCError
 from evc.extras import require
 from evc.models.evc import EVC
 from evc.models.registry import create_model, get_spec
+from evc.models.scalable import expand_single_encoder_state
 from evc.models.variable_rate import LAMBDAS
 from evc.models.weights import MODEL_KEY, apply_state, load_state, read_metadata, save_weights
 from evc.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
@@ -82,12 +83,21 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
 
 
 def build_model(config: TrainConfig) -> EVC:
-    model = create_model(config.model, seed=config.seed)
+    """The model to train: fresh, or from --init-weights. A scalable model also starts from the
+    single-encoder model of the same sizes (Scale-SL from EVC-SL): that encoder fills every level."""
+    spec = get_spec(config.model)
+    model = create_model(spec.name, seed=config.seed)
     if config.init_weights:
         named = read_metadata(config.init_weights).get(MODEL_KEY)
-        if named is not None and get_spec(named).name != get_spec(config.model).name:
-            raise ConfigError(f"--init-weights {config.init_weights} holds {named}, not {config.model}")
         state, _ = load_state(config.init_weights)
+        source = get_spec(named) if named is not None else spec
+        single_for_scalable = spec.scalable and not source.scalable and (source.encoder, source.decoder) == (
+            spec.encoder, spec.decoder
+        )
+        if single_for_scalable:
+            state = expand_single_encoder_state(state, model.num_levels)  # type: ignore[attr-defined]
+        elif source.name != spec.name:
+            raise ConfigError(f"--init-weights {config.init_weights} holds {source.name}, not {spec.name}")
         apply_state(model, state, config.init_weights)
     return model
 
