@@ -11,12 +11,14 @@ with trained-like statistics.
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 import torch
 from PIL import Image
 
 import evc
+import evc.models.evc as evc_model
 from evc.eval.bench import bench_codec, coder_throughput
 
 KODAK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak" / "kodim01.png"
@@ -28,6 +30,11 @@ def main() -> None:
     parser.add_argument("--image", type=Path, default=KODAK)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--entropy-threads-ab", action="store_true",
+        help="also time each model with the entropy-parameter networks on all threads (not decodable "
+             "across thread counts; shows what the single-threaded default costs)",
+    )
     args = parser.parse_args()
     image = Image.open(args.image).convert("RGB")
     print(f"image {args.image.name} {image.width}x{image.height}, {args.device}, {torch.get_num_threads()} torch "
@@ -39,6 +46,14 @@ def main() -> None:
         r = bench_codec(codec, image, args.repeat)
         print(f"{name:<8} {'trained' if trained else 'random':<8} {r.encode_s:>9.3f} {r.encode_coding_s:>9.3f} "
               f"{r.decode_s:>9.3f} {r.decode_coding_s:>9.3f} {r.bpp:>8.3f}")
+        if args.entropy_threads_ab:
+            single_threaded = evc_model.entropy_parameter_threads
+            evc_model.entropy_parameter_threads = lambda device: contextlib.nullcontext()
+            try:
+                r = bench_codec(codec, image, args.repeat)
+            finally:
+                evc_model.entropy_parameter_threads = single_threaded
+            print(f"{'  (all threads for the entropy parameters)':<44} encode {r.encode_s:.3f} s, decode {r.decode_s:.3f} s")
     enc_s, dec_s, n = coder_throughput(image.width, image.height, args.repeat)
     print(f"entropy coding of a {image.width}x{image.height} latent ({n} y symbols, synthetic trained-like "
           f"statistics): encode {enc_s * 1e3:.1f} ms ({n / enc_s / 1e6:.1f} M symbols/s), "
