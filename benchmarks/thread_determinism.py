@@ -1,0 +1,87 @@
+"""Does the CPU thread count change the networks' results? And what does that do to decoding?
+
+    python benchmarks/thread_determinism.py [--model EVC-LL] [--threads 1 2 3 4 8 16]
+
+Part 1 runs each network of a (seeded) model in a fresh process per thread count and prints the
+largest difference to the 2-thread result. Part 2 encodes kodim05 with 2 threads and decodes it in
+fresh processes with each thread count, printing how many 8-bit values differ from the encoder's
+reconstruction (the entropy-parameter networks run single-threaded, so the latent itself is exact).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+KODIM05 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak" / "kodim05.png"
+
+NETWORKS = """
+import sys, torch, evc
+torch.set_num_threads(int(sys.argv[1]))
+m = evc.create_model(sys.argv[2], seed=0).eval()
+x = torch.rand(1, 3, 512, 768, generator=torch.Generator().manual_seed(1))
+with torch.no_grad():
+    y = m.g_a(x) / m.rate.divisor(torch.tensor(0.9))
+    z = torch.round(m.h_a(y))
+    h = m.h_s(z)
+    q, s, mu = m.prior_fusion(h)
+    out = {"g_a": y, "h_s": h, "prior_fusion": torch.cat([q, s, mu], 1),
+           "spatial_prior": m.dual_prior.net(torch.cat([y, mu, s, q], 1)), "g_s": m.g_s(y)}
+torch.save(out, sys.argv[3])
+"""
+
+CODEC = """
+import sys, numpy as np, torch, evc
+from PIL import Image
+torch.set_num_threads(int(sys.argv[1]))
+codec = evc.Codec(evc.create_model(sys.argv[2], seed=0), sys.argv[2], device="cpu")
+if sys.argv[3] == "encode":
+    result = codec.encode(Image.open(sys.argv[4]).convert("RGB"), 0.5)
+    open(sys.argv[5], "wb").write(result.data)
+    np.save(sys.argv[6], np.asarray(result.reconstruction))
+else:
+    decoded = np.asarray(codec.decompress(open(sys.argv[5], "rb").read())).astype(int)
+    reference = np.load(sys.argv[6]).astype(int)
+    print(int((decoded != reference).sum()), decoded.size, int(np.abs(decoded - reference).max()))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="EVC-LL")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2, 3, 4, 8, 16])
+    args = parser.parse_args()
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        results = {}
+        for t in args.threads:
+            path = Path(tmp) / f"{t}.pt"
+            subprocess.run([sys.executable, "-c", NETWORKS, str(t), args.model, str(path)], check=True)
+            results[t] = torch.load(path)
+        print(f"{args.model}, random weights, 768x512: largest |difference| to the 2-thread result")
+        print(f"{'network':<14}" + "".join(f"{f'{t} thr':>12}" for t in args.threads))
+        for name in results[2]:
+            diffs = [(results[t][name] - results[2][name]).abs().max().item() for t in args.threads]
+            print(f"{name:<14}" + "".join(f"{d:>12.2e}" for d in diffs))
+
+        data, recon = Path(tmp) / "a.evc", Path(tmp) / "recon.npy"
+        base = [sys.executable, "-c", CODEC]
+        subprocess.run([*base, "2", args.model, "encode", str(KODIM05), str(data), str(recon)], check=True)
+        print(f"\n{KODIM05.name} encoded with 2 threads; decoded in a new process with:")
+        for t in args.threads:
+            out = subprocess.run([*base, str(t), args.model, "decode", "-", str(data), str(recon)],
+                                 capture_output=True, text=True)
+            if out.returncode:
+                print(f"  {t:>2} threads: refused: {out.stderr.strip().splitlines()[-1]}")
+            else:
+                differing, total, largest = out.stdout.split()
+                print(f"  {t:>2} threads: {differing} of {total} values differ from the encoder's reconstruction "
+                      f"(largest difference {largest})")
+
+
+if __name__ == "__main__":
+    main()
