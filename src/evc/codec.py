@@ -19,6 +19,7 @@ from PIL import Image
 
 from evc.bitstream.container import FORMAT_VERSION, Header, pack, parse
 from evc.errors import EVCError, FormatError, ImageError, ModelError, UntrainedModelError
+from evc.eval.metrics import mse
 from evc.image import ColourMode, ImageInput, rgb_to_pil, rgb_to_tensor, tensor_to_rgb, to_rgb_array
 from evc.models.evc import EVC, PADDING_MULTIPLE, CodedLatent
 from evc.models.registry import MODELS_BY_ID, ModelSpec, default_model_name, get_spec
@@ -202,12 +203,11 @@ class Codec:
         recon = tensor_to_rgb(x_hat[:, :, :height, :width])
         image = rgb_to_pil(recon, colour)
         if colour == "L":  # measure what the user gets back: the gray image against the gray input
-            reference = rgb[:, :, 0].astype(np.float64)
-            mse = float(np.mean((np.asarray(image, dtype=np.float64) - reference) ** 2)) / 255.0**2
+            error = mse(np.asarray(image), rgb[:, :, 0])
         else:
-            mse = float(np.mean((recon.astype(np.float64) - rgb.astype(np.float64)) ** 2)) / 255.0**2
+            error = mse(recon, rgb)
         data = pack(self._header(rgb, colour, q_index, coded.symbols_crc), coded.streams)
-        return EncodeResult(data, image, q_index, width, height, mse, level)
+        return EncodeResult(data, image, q_index, width, height, error, level)
 
     # -- decoding --------------------------------------------------------------------------------
     def decompress(self, data: bytes) -> Image.Image:
