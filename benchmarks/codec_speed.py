@@ -17,9 +17,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-import evc
 import evc.models.evc as evc_model
-from evc.eval.bench import bench_codec, coder_throughput
+from evc.eval.bench import bench_codec, benchmark_codec, coder_throughput
 
 KODAK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak" / "kodim01.png"
 
@@ -41,10 +40,9 @@ def main() -> None:
           f"threads, torch {torch.__version__}, median of {args.repeat}")
     print(f"{'model':<8} {'weights':<8} {'encode s':>9} {'(coding)':>9} {'decode s':>9} {'(coding)':>9} {'bpp':>8}")
     for name in args.models:
-        trained = evc.MODELS[name].has_weights()
-        codec = evc.load(name, device=args.device) if trained else evc.Codec(evc.create_model(name, seed=0), name, args.device)
+        codec, weights = benchmark_codec(name, args.device)
         r = bench_codec(codec, image, args.repeat)
-        print(f"{name:<8} {'trained' if trained else 'random':<8} {r.encode_s:>9.3f} {r.encode_coding_s:>9.3f} "
+        print(f"{name:<8} {weights:<8} {r.encode_s:>9.3f} {r.encode_coding_s:>9.3f} "
               f"{r.decode_s:>9.3f} {r.decode_coding_s:>9.3f} {r.bpp:>8.3f}")
         if args.entropy_threads_ab:
             single_threaded = evc_model.entropy_parameter_threads

@@ -19,7 +19,7 @@ import torch
 import evc
 from evc.eval.baselines import baseline_codecs
 from evc.eval.bdrate import bd_rate_table, format_bd_table
-from evc.eval.bench import SIZES, bench_codec, synthetic_image
+from evc.eval.bench import SIZES, bench_codec, benchmark_codec, synthetic_image
 from evc.eval.complexity import PUBLISHED, model_complexity
 from evc.eval.plots import plot_rd
 from evc.eval.published import KODAK_DIR, PUBLISHED_EVC, VTM_KODAK
@@ -148,12 +148,11 @@ def main() -> None:
                   "| model | weights | size | encode ms (coding) | encode FPS | decode ms (coding) | decode FPS |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         for name in ("EVC-LL", "EVC-MM", "EVC-SS"):
-            trained = evc.MODELS[name].has_weights()
-            codec = evc.load(name, device="cpu") if trained else evc.Codec(evc.create_model(name, seed=0), name, "cpu")
+            codec, weights = benchmark_codec(name, "cpu")
             for width, height in SIZES:
                 r = bench_codec(codec, synthetic_image(width, height))
                 lines.append(
-                    f"| {name} | {'trained' if trained else 'random'} | {width}x{height} | {r.encode_s * 1e3:.0f} "
+                    f"| {name} | {weights} | {width}x{height} | {r.encode_s * 1e3:.0f} "
                     f"({r.encode_coding_s * 1e3:.0f}) | {r.encode_fps:.2f} | {r.decode_s * 1e3:.0f} "
                     f"({r.decode_coding_s * 1e3:.0f}) | {r.decode_fps:.2f} |"
                 )

@@ -45,9 +45,13 @@ def _warn(message: str) -> None:
     print(f"evc: warning: {message}", file=sys.stderr)
 
 
-def _read_image(path: Path) -> Image.Image:
+def _require_file(path: Path) -> None:
     if not path.is_file():
         raise CLIError(f"input {path} not found" if not path.exists() else f"input {path} is not a file")
+
+
+def _read_image(path: Path) -> Image.Image:
+    _require_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -67,8 +71,7 @@ def _read_image(path: Path) -> Image.Image:
 
 
 def _read_bytes(path: Path) -> bytes:
-    if not path.is_file():
-        raise CLIError(f"input {path} not found" if not path.exists() else f"input {path} is not a file")
+    _require_file(path)
     return path.read_bytes()
 
 
@@ -281,7 +284,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from evc.eval.bench import SIZES, bench_codec, coder_throughput, synthetic_image
+    from evc.eval.bench import SIZES, bench_codec, benchmark_codec, coder_throughput, synthetic_image
 
     names = [evc.models.registry.get_spec(n).name for n in args.models] if args.models else list(evc.MODELS)
     devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -292,11 +295,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
           f"{'io':>6} {'nets)':>8} {'dec ms':>8} {'dec FPS':>8} {'(coding':>8} {'io':>6} {'nets)':>8} {'peak MB':>8}")
     for device in devices:
         for name in names:
-            if args.weights or evc.MODELS[name].has_weights():
-                codec, weights = _load(args, name), "trained"
-                codec = evc.Codec(codec.model, name, device)
-            else:
-                codec, weights = evc.Codec(evc.create_model(name, seed=0), name, device), "random"
+            codec, weights = benchmark_codec(name, device, args.weights)
             for width, height in sizes:
                 r = bench_codec(codec, synthetic_image(width, height), args.repeat)
                 enc_nets = r.encode_s - r.encode_coding_s - r.io_encode_s

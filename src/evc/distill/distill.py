@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from evc.distill import sparsity_loss
-from evc.distill.mask_decay import MaskedTeacher, merge, removed_masks, select_channels
+from evc.distill.mask_decay import MaskedTeacher, merge, removed_channels, removed_masks, select_channels
 from evc.errors import EVCError
 from evc.models.evc import EVC
 from evc.models.registry import create_model, get_spec
@@ -135,10 +135,9 @@ class MaskDecayTask(TrainingTask):
             return
         masked = self.loss.masked
         for group in masked.groups:
-            removed = torch.ones(group.width, dtype=torch.bool)
-            removed[self.kept[group.name]] = False
             mask = masked.masks[group.name.replace(".", "_")]
-            sparsity_loss.project_below_ceiling(mask, removed.to(mask.device), step + 1, self.loss.ceiling_steps)
+            removed = removed_channels(group, self.kept[group.name]).to(mask.device)
+            sparsity_loss.project_below_ceiling(mask, removed, step + 1, self.loss.ceiling_steps)
 
     def current_kept(self, module: MaskedTeacher) -> dict[str, torch.Tensor]:
         if self.config.sparsity == "ours":

@@ -199,13 +199,19 @@ def select_channels(masked: MaskedTeacher) -> dict[str, torch.Tensor]:
     }
 
 
+def removed_channels(group: MaskGroup, kept: torch.Tensor) -> torch.Tensor:
+    """Boolean (width,): true for the group's channels that are not in ``kept``."""
+    removed = torch.ones(group.width, dtype=torch.bool)
+    removed[kept.cpu()] = False
+    return removed
+
+
 def removed_masks(masked: MaskedTeacher, kept: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The raw mask parameters of the channels to remove (what the sparsity loss drives to zero)."""
     out = {}
     for group in masked.groups:
-        drop = torch.ones(group.width, dtype=torch.bool)
-        drop[kept[group.name]] = False
-        out[group.name] = masked.masks[group.name.replace(".", "_")][drop]
+        mask = masked.masks[group.name.replace(".", "_")]
+        out[group.name] = mask[removed_channels(group, kept[group.name]).to(mask.device)]
     return out
 
 
@@ -285,6 +291,7 @@ __all__ = [
     "MaskedTeacher",
     "channel_importance",
     "merge",
+    "removed_channels",
     "removed_masks",
     "select_channels",
     "transform_groups",

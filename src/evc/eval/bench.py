@@ -79,6 +79,16 @@ def _clocked_coder() -> Iterator[_CoderClock]:
         evc_model.encode_symbols, evc_model.decode_symbols = encode_symbols, decode_symbols
 
 
+def benchmark_codec(name: str, device: str | torch.device, weights: str | None = None) -> tuple[Codec, str]:
+    """The codec to time and how its weights were chosen: given or shipped ("trained"), else seeded
+    random ("random"; network time is representative, entropy-coding time is not)."""
+    import evc
+
+    if weights or evc.MODELS[name].has_weights():
+        return evc.load(name, device=device, weights=weights), "trained"
+    return Codec(evc.create_model(name, seed=0), name, device), "random"
+
+
 def synthetic_image(width: int, height: int, seed: int = 0) -> Image.Image:
     """A smooth synthetic photo-like image (gradients, edges, noise) of the given size."""
     rng = np.random.default_rng(seed)
