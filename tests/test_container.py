@@ -8,7 +8,16 @@ import zlib
 import numpy as np
 import pytest
 
-from evc.bitstream.container import FORMAT_VERSION, HEADER_BYTES, MAGIC, Header, pack, parse
+from evc.bitstream.container import (
+    FLAG_EXACT,
+    FLAG_SKIP_CERTAIN,
+    FORMAT_VERSION,
+    HEADER_BYTES,
+    MAGIC,
+    Header,
+    pack,
+    parse,
+)
 from evc.errors import FormatError
 from evc.models.registry import MODELS_BY_ID
 
@@ -38,10 +47,12 @@ def test_pack_parse_round_trip() -> None:
 
 def test_layout_is_as_documented(valid_file: bytes) -> None:
     assert valid_file[:4] == MAGIC and valid_file[4] == FORMAT_VERSION
-    model_id, _, colour, q_index, width, height, _, count = struct.unpack_from(">BIBHIIIB", valid_file, 5)
-    assert (model_id, colour, width, height, count) == (8, 0, 72, 40, 3)
-    lengths = struct.unpack_from(">3I", valid_file, HEADER_BYTES)
-    assert len(valid_file) == HEADER_BYTES + 12 + sum(lengths) + 4
+    model_id, _, colour, q_index, width, height, flags, _, count = struct.unpack_from(">BIBHIIBIB", valid_file, 5)
+    assert (model_id, colour, width, height) == (8, 0, 72, 40)
+    assert HEADER_BYTES == 27 and flags & ~(FLAG_EXACT | FLAG_SKIP_CERTAIN) == 0
+    assert count >= 3 and count % 2 == 1  # z, then the same number of sub-streams for each y step
+    lengths = struct.unpack_from(f">{count}I", valid_file, HEADER_BYTES)
+    assert len(valid_file) == HEADER_BYTES + 4 * count + sum(lengths) + 4
     assert struct.unpack(">I", valid_file[-4:])[0] == zlib.crc32(valid_file[:-4])
 
 
@@ -98,11 +109,11 @@ def test_trailing_bytes(valid_file: bytes) -> None:
 
 @pytest.mark.parametrize(
     ("offset", "value", "message"),
-    [(10, 7, "colour"), (11, 0, "q index 0"), (13, 0, "image size"), (25, 0, "streams")],
+    [(10, 7, "colour"), (11, 0, "q index 0"), (13, 0, "image size"), (21, 0x80, "flags 0x80"), (26, 0, "streams")],
 )
 def test_invalid_header_fields(valid_file: bytes, offset: int, value: int, message: str) -> None:
     body = bytearray(valid_file[:-4])
-    field = {10: 1, 11: 2, 13: 4, 25: 1}[offset]
+    field = {10: 1, 11: 2, 13: 4, 21: 1, 26: 1}[offset]
     body[offset : offset + field] = value.to_bytes(field, "big")
     with pytest.raises(FormatError, match=message):
         parse(_with_crc(bytes(body)), KNOWN)
@@ -115,3 +126,22 @@ def test_header_refuses_unstorable_values() -> None:
         Header(1, 0, "CMYK", 5, 10, 10, 0)
     with pytest.raises(ValueError):
         Header(1, 0, "RGB", 5, 0, 10, 0)
+
+
+def test_flags_round_trip() -> None:
+    header = Header(3, 1, "RGB", 77, 640, 480, 9, flags=FLAG_EXACT | FLAG_SKIP_CERTAIN)
+    parsed, _ = parse(pack(header, [b"", b"abcd"]), KNOWN)
+    assert parsed == header and parsed.exact and parsed.skip_certain
+    with pytest.raises(ValueError, match="flags"):
+        Header(3, 1, "RGB", 77, 640, 480, 9, flags=0x04)
+
+
+def test_version_1_files_are_still_read() -> None:
+    """Version 1 had no flags byte; its files read as flags 0."""
+    streams = [b"\x01\x02\x03\x04", b""]
+    body = MAGIC + bytes([1]) + struct.pack(">BIBHIIIB", 8, 0xABCDEF01, 0, 150, 33, 17, 5, len(streams))
+    body += b"".join(struct.pack(">I", len(s)) for s in streams) + b"".join(streams)
+    header, out = parse(_with_crc(body), KNOWN)
+    assert header == Header(8, 0xABCDEF01, "RGB", 150, 33, 17, 5, flags=0) and out == streams
+    with pytest.raises(FormatError, match="truncated"):
+        parse(body[:20], KNOWN)

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from evc.bitstream.container import FORMAT_VERSION, Header, pack, parse
+from evc.bitstream.container import FLAG_EXACT, FLAG_SKIP_CERTAIN, MAGIC, Header, pack, parse
 from evc.errors import EVCError, FormatError, ImageError, ModelError, UntrainedModelError
 from evc.eval.metrics import mse
 from evc.image import ColourMode, ImageInput, rgb_to_pil, rgb_to_tensor, tensor_to_rgb, to_rgb_array
-from evc.models.evc import EVC, PADDING_MULTIPLE, CodedLatent
+from evc.models.evc import EVC, PADDING_MULTIPLE, CodedLatent, CodingOptions
 from evc.models.registry import MODELS_BY_ID, ModelSpec, default_model_name, get_spec
 from evc.models.scalable import ScalableEVC
 from evc.models.variable_rate import q_index_to_scale, rd_loss_weight
@@ -29,9 +31,11 @@ from evc.models.weights import MODEL_KEY, apply_state, load_state, read_metadata
 from evc.ratecontrol import meet_target_bpp, meet_target_psnr
 
 DEFAULT_QUALITY = 0.5
-# Whole-image coding needs about 1 KB of memory per pixel for the large decoder; beyond this many
-# pixels evc refuses rather than exhaust memory. Settable per codec (Codec.max_pixels).
-DEFAULT_MAX_PIXELS = 1 << 25
+# Large images run through the networks in tiles, so memory grows only with the buffers that hold the
+# whole image and latent (about 40 bytes per pixel); beyond this many pixels (134 M, e.g. 16384 x 8192)
+# evc refuses rather than risk exhausting memory or decoding for minutes. Settable (Codec.max_pixels).
+DEFAULT_MAX_PIXELS = 1 << 27
+PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -74,14 +78,44 @@ def _padded(size: int) -> int:
 
 
 class Codec:
-    """One model with its weights, ready to code images."""
+    """One model with its weights, ready to code images.
 
-    def __init__(self, model: EVC, name: str, device: str | torch.device | None = None) -> None:
+    ``exact`` (default): entropy parameters in exact fixed-point arithmetic, so files decode on any
+    CPU or GPU; ``exact=False`` uses the faster float32 networks, and the files then decode only on
+    the kind of device that wrote them (the decoder detects a mismatch and refuses). ``precision``
+    and ``channels_last`` set how the transforms run (the fast path on a GPU: "float16", True); they
+    never change which files decode. ``substreams`` splits each coding step of the latent into that
+    many independent streams. Decoding follows whatever the file says, whatever these settings.
+    """
+
+    def __init__(
+        self,
+        model: EVC,
+        name: str,
+        device: str | torch.device | None = None,
+        *,
+        exact: bool = True,
+        substreams: int = 1,
+        precision: str = "float32",
+        channels_last: bool = False,
+    ) -> None:
         self.spec: ModelSpec = get_spec(name)
         self.device = _pick_device(device)
         self.model = model.to(self.device).eval()
         self.fingerprint = weights_fingerprint(self.model)
         self.max_pixels = DEFAULT_MAX_PIXELS
+        self.options = CodingOptions(exact=exact, substreams=substreams)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        self.model.set_transform_precision(PRECISIONS[precision], channels_last)
+        self._coder: ThreadPoolExecutor | None = None
+
+    @property
+    def coder(self) -> ThreadPoolExecutor:
+        """One background thread for entropy coding, so it overlaps with the networks."""
+        if self._coder is None:
+            self._coder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evc-coder")
+        return self._coder
 
     @property
     def name(self) -> str:
@@ -126,7 +160,9 @@ class Codec:
         rgb, colour = self._image(image)
         q = self._resolve_q_index(quality, q_index)
         [(_, y)] = self._latents(rgb, encoder_level)
-        coded, _ = self.model.compress_latent(y, q_index_to_scale(q), reconstruct=False)
+        coded, _ = self.model.compress_latent(
+            y, q_index_to_scale(q), reconstruct=False, options=self.options, coder=self.coder
+        )
         return pack(self._header(rgb, colour, q, coded.symbols_crc), coded.streams)
 
     def encode(
@@ -179,7 +215,8 @@ class Codec:
 
     def _header(self, rgb: np.ndarray, colour: ColourMode, q_index: int, symbols_crc: int) -> Header:
         height, width = rgb.shape[:2]
-        return Header(self.spec.model_id, self.fingerprint, colour, q_index, width, height, symbols_crc)
+        flags = (FLAG_EXACT if self.options.exact else 0) | (FLAG_SKIP_CERTAIN if self.options.skip_certain else 0)
+        return Header(self.spec.model_id, self.fingerprint, colour, q_index, width, height, symbols_crc, flags)
 
     @torch.no_grad()
     def _latents(self, rgb: np.ndarray, encoder_level: int | None) -> list[tuple[int | None, torch.Tensor]]:
@@ -198,7 +235,7 @@ class Codec:
         self, y: torch.Tensor, rgb: np.ndarray, colour: ColourMode, q_index: int, level: int | None
     ) -> EncodeResult:
         height, width = rgb.shape[:2]
-        coded, x_hat = self.model.compress_latent(y, q_index_to_scale(q_index))
+        coded, x_hat = self.model.compress_latent(y, q_index_to_scale(q_index), options=self.options, coder=self.coder)
         assert x_hat is not None
         recon = tensor_to_rgb(x_hat[:, :, :height, :width])
         image = rgb_to_pil(recon, colour)
@@ -226,22 +263,26 @@ class Codec:
                 f"file declares {header.width}x{header.height} pixels, over the limit of {self.max_pixels} "
                 "(Codec.max_pixels)"
             )
-        if len(streams) != self.model.num_streams:
-            raise FormatError(f"corrupt file: {len(streams)} streams, {self.name} writes {self.model.num_streams}")
+        options = CodingOptions.for_streams(len(streams), header.exact, header.skip_certain)
         x_hat = self.model.decompress_latent(
             CodedLatent(streams, header.symbols_crc),
             _padded(header.height),
             _padded(header.width),
             q_index_to_scale(header.q_index),
+            options,
         )
         return rgb_to_pil(tensor_to_rgb(x_hat[:, :, : header.height, : header.width]), header.colour)  # type: ignore[arg-type]
 
 
 def load(
-    name: str | None = None, device: str | torch.device | None = None, weights: str | Path | None = None
+    name: str | None = None,
+    device: str | torch.device | None = None,
+    weights: str | Path | None = None,
+    **options: Any,
 ) -> Codec:
     """Load a codec. No name: the best model that ships trained weights. ``weights``: a .safetensors
-    file or folder to use instead of the shipped weights (its metadata may supply the name)."""
+    file or folder to use instead of the shipped weights (its metadata may supply the name).
+    ``options``: :class:`Codec`'s keyword options (exact, substreams, precision, channels_last)."""
     if weights is not None:
         metadata = read_metadata(weights)
         named = metadata.get(MODEL_KEY)
@@ -265,7 +306,7 @@ def load(
     state, _ = load_state(source)
     model = spec.build()
     apply_state(model, state, str(source))
-    return Codec(model, spec.name, device)
+    return Codec(model, spec.name, device, **options)
 
 
 def decompress(data: bytes, device: str | torch.device | None = None, weights: str | Path | None = None) -> Image.Image:
@@ -285,6 +326,8 @@ class FileInfo:
     size_bytes: int
     format_version: int
     weights_fingerprint: int
+    exact: bool  # entropy parameters in exact arithmetic: decodes on any device
+    substreams: int
 
     @property
     def bpp(self) -> float:
@@ -293,7 +336,8 @@ class FileInfo:
 
 def file_info(data: bytes) -> FileInfo:
     """Describe a file without decoding it."""
-    header, _ = parse(data, known_model_ids=set(MODELS_BY_ID))
+    header, streams = parse(data, known_model_ids=set(MODELS_BY_ID))
+    options = CodingOptions.for_streams(len(streams), header.exact, header.skip_certain)
     spec = MODELS_BY_ID[header.model_id]
     quality = None
     if spec.has_weights():
@@ -304,5 +348,5 @@ def file_info(data: bytes) -> FileInfo:
                 quality = (math.log(q_index_to_scale(header.q_index)) - low) / (high - low)
     return FileInfo(
         spec.name, header.width, header.height, header.colour, header.q_index, quality, len(data),
-        FORMAT_VERSION, header.weights_fingerprint,
+        data[len(MAGIC)], header.weights_fingerprint, options.exact, options.substreams,
     )

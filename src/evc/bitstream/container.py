@@ -1,10 +1,13 @@
 """Pack and parse .evc files. The layout is specified in docs/format.md; keep the two in step.
 
+Version 2 (written):
     magic "\\x89EVC" | version u8 | model id u8 | weights fingerprint u32 | colour u8 | q index u16
-    | width u32 | height u32 | symbols CRC-32 u32 | stream count u8 | stream lengths u32 x count
+    | width u32 | height u32 | flags u8 | symbols CRC-32 u32 | stream count u8 | stream lengths u32 x count
     | streams | CRC-32 u32
+Version 1 (still read) is the same without the flags byte, which then counts as 0.
 
-All integers are big-endian. The CRC-32 (zlib) covers every byte before it.
+All integers are big-endian. The CRC-32 (zlib) covers every byte before it. Every size is checked
+against the bytes actually present before anything is sliced or allocated.
 """
 
 from __future__ import annotations
@@ -16,16 +19,25 @@ from dataclasses import dataclass
 from evc.errors import FormatError
 
 MAGIC = b"\x89EVC"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 COLOUR_CODES = {"RGB": 0, "L": 1}
 _COLOURS = {code: name for name, code in COLOUR_CODES.items()}
 
+# Flag bits. A reader refuses a file with a bit it does not know: it could not decode it correctly.
+FLAG_EXACT = 0x01  # entropy parameters computed in exact fixed-point arithmetic (evc.nn.exact)
+FLAG_SKIP_CERTAIN = 0x02  # nearly certain symbols skipped, exceptions coded apart (evc.entropy.coder)
+KNOWN_FLAGS = FLAG_EXACT | FLAG_SKIP_CERTAIN
+
 _PREFIX = struct.Struct(">4sB")  # magic, version: readable in every version
-# model id, weights fingerprint, colour, q index, width, height, symbols CRC, stream count
-_FIELDS = struct.Struct(">BIBHIIIB")
+# model id, weights fingerprint, colour, q index, width, height
+_COMMON = struct.Struct(">BIBHII")
+_FLAGS = struct.Struct(">B")
+# symbols CRC, stream count
+_TAIL = struct.Struct(">IB")
 _CRC = struct.Struct(">I")
-HEADER_BYTES = _PREFIX.size + _FIELDS.size
-MAX_STREAMS = 16
+HEADER_BYTES = _PREFIX.size + _COMMON.size + _FLAGS.size + _TAIL.size
+_HEADER_BYTES_V1 = HEADER_BYTES - _FLAGS.size
+MAX_STREAMS = 255
 MAX_DIMENSION = 2**31 - 1
 
 
@@ -38,6 +50,7 @@ class Header:
     width: int
     height: int
     symbols_crc: int  # CRC-32 of the coded symbols, checked by the decoder after entropy decoding
+    flags: int = 0
 
     def __post_init__(self) -> None:
         if self.colour not in COLOUR_CODES:
@@ -46,22 +59,32 @@ class Header:
             raise ValueError(f"image size {self.width}x{self.height} cannot be stored")
         if not 1 <= self.q_index <= 0xFFFF:
             raise ValueError(f"q index {self.q_index} out of range 1..65535")
+        if self.flags & ~KNOWN_FLAGS or not 0 <= self.flags <= 0xFF:
+            raise ValueError(f"unknown flags 0x{self.flags:02x}")
+
+    @property
+    def exact(self) -> bool:
+        return bool(self.flags & FLAG_EXACT)
+
+    @property
+    def skip_certain(self) -> bool:
+        return bool(self.flags & FLAG_SKIP_CERTAIN)
 
 
 def pack(header: Header, streams: list[bytes]) -> bytes:
     if not 1 <= len(streams) <= MAX_STREAMS:
         raise ValueError(f"between 1 and {MAX_STREAMS} streams, got {len(streams)}")
     body = bytearray(_PREFIX.pack(MAGIC, FORMAT_VERSION))
-    body += _FIELDS.pack(
+    body += _COMMON.pack(
         header.model_id,
         header.weights_fingerprint,
         COLOUR_CODES[header.colour],
         header.q_index,
         header.width,
         header.height,
-        header.symbols_crc,
-        len(streams),
     )
+    body += _FLAGS.pack(header.flags)
+    body += _TAIL.pack(header.symbols_crc, len(streams))
     body += b"".join(struct.pack(">I", len(s)) for s in streams)
     for s in streams:
         body += s
@@ -87,17 +110,23 @@ def parse(data: bytes, known_model_ids: frozenset[int] | set[int] | None = None)
         )
     if version < 1:
         raise FormatError(f"invalid format version {version}")
-    if len(data) < HEADER_BYTES:
-        raise FormatError(f"truncated file: {len(data)} bytes, shorter than the {HEADER_BYTES}-byte header")
-    model_id, fingerprint, colour_code, q_index, width, height, symbols_crc, count = _FIELDS.unpack_from(
-        data, _PREFIX.size
-    )
+    header_bytes = HEADER_BYTES if version >= 2 else _HEADER_BYTES_V1
+    if len(data) < header_bytes:
+        raise FormatError(f"truncated file: {len(data)} bytes, shorter than the {header_bytes}-byte header")
+    offset = _PREFIX.size
+    model_id, fingerprint, colour_code, q_index, width, height = _COMMON.unpack_from(data, offset)
+    offset += _COMMON.size
+    flags = 0
+    if version >= 2:
+        (flags,) = _FLAGS.unpack_from(data, offset)
+        offset += _FLAGS.size
+    symbols_crc, count = _TAIL.unpack_from(data, offset)
     if not 1 <= count <= MAX_STREAMS:
         raise FormatError(f"corrupt header: {count} streams (expected 1..{MAX_STREAMS})")
-    lengths_end = HEADER_BYTES + 4 * count
+    lengths_end = header_bytes + 4 * count
     if len(data) < lengths_end:
         raise FormatError(f"truncated file: {len(data)} bytes, the header alone needs {lengths_end}")
-    lengths = struct.unpack_from(f">{count}I", data, HEADER_BYTES)
+    lengths = struct.unpack_from(f">{count}I", data, header_bytes)
     expected = lengths_end + sum(lengths) + _CRC.size
     if len(data) < expected:
         raise FormatError(f"truncated file: {len(data)} bytes of the {expected} its header announces")
@@ -108,6 +137,8 @@ def parse(data: bytes, known_model_ids: frozenset[int] | set[int] | None = None)
         raise FormatError("corrupt file: checksum (CRC-32) mismatch")
     if known_model_ids is not None and model_id not in known_model_ids:
         raise FormatError(f"file was made by an unknown model (id {model_id}); a newer evc may know it")
+    if flags & ~KNOWN_FLAGS:
+        raise FormatError(f"file uses coding features this evc does not know (flags 0x{flags:02x}); upgrade evc")
     if colour_code not in _COLOURS:
         raise FormatError(f"corrupt header: unknown colour mode {colour_code}")
     if q_index == 0:
@@ -119,5 +150,5 @@ def parse(data: bytes, known_model_ids: frozenset[int] | set[int] | None = None)
     for length in lengths:
         streams.append(data[offset : offset + length])
         offset += length
-    header = Header(model_id, fingerprint, _COLOURS[colour_code], q_index, width, height, symbols_crc)
+    header = Header(model_id, fingerprint, _COLOURS[colour_code], q_index, width, height, symbols_crc, flags)
     return header, streams

@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 import evc
+import evc.codec
 import evc.models.registry
 from evc.cli.files import check_output, write_output
 from evc.errors import EVCError, UntrainedModelError
@@ -83,13 +84,19 @@ def _image_format(path: Path) -> str:
 
 
 def _load(args: argparse.Namespace, name: str | None) -> evc.Codec:
+    options = dict(precision=getattr(args, "precision", "float32"), channels_last=getattr(args, "channels_last", False))
+    if args.command == "encode":
+        options.update(exact=args.arithmetic == "exact", substreams=args.substreams)
     try:
-        return evc.load(name, device=args.device, weights=args.weights)
+        codec = evc.load(name, device=args.device, weights=args.weights, **options)
     except UntrainedModelError as exc:
         what = f"model {exc.model} is untrained" if exc.model else "no model is trained yet"
         raise CLIError(
             f"{what}: evc {evc.__version__} ships no trained weights for it; give weights with --weights PATH"
         ) from None
+    if getattr(args, "max_pixels", None) is not None:
+        codec.max_pixels = args.max_pixels
+    return codec
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -151,6 +158,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("bytes", str(info.size_bytes)),
         ("bpp", f"{info.bpp:.4f}"),
         ("format", f"version {info.format_version}, weights {info.weights_fingerprint:08x}"),
+        ("coding", ("exact arithmetic (decodes on any device)" if info.exact
+                    else "float arithmetic (decodes on the kind of device that wrote it)")
+                   + f", {info.substreams} sub-stream{'s' if info.substreams > 1 else ''} per step"),
     ]
     for key, value in rows:
         print(f"{key:<8} {value}")
@@ -284,31 +294,49 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from evc.eval.bench import SIZES, bench_codec, benchmark_codec, coder_throughput, synthetic_image
+    from evc.eval.bench import PAPER_CASES, SIZES, bench_codec, benchmark_codec, coder_throughput, synthetic_image
 
-    names = [evc.models.registry.get_spec(n).name for n in args.models] if args.models else list(evc.MODELS)
+    if args.models or args.sizes:
+        names = [evc.models.registry.get_spec(n).name for n in args.models] if args.models else list(evc.MODELS)
+        sizes = [s for s in SIZES if not args.sizes or f"{s[0]}x{s[1]}" in args.sizes]
+        cases = [(name, w, h) for name in names for w, h in sizes]
+    else:
+        cases = list(PAPER_CASES)
     devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    sizes = [s for s in SIZES if not args.sizes or f"{s[0]}x{s[1]}" in args.sizes]
     print(f"evc {evc.__version__}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
-          f"median of {args.repeat} after warm-up; times in ms")
-    print(f"{'model':<9} {'weights':<8} {'device':<6} {'size':<10} {'enc ms':>8} {'enc FPS':>8} {'(coding':>8} "
-          f"{'io':>6} {'nets)':>8} {'dec ms':>8} {'dec FPS':>8} {'(coding':>8} {'io':>6} {'nets)':>8} {'peak MB':>8}")
+          f"{args.arithmetic} entropy parameters, median of {args.repeat} after warm-up; times in ms")
     for device in devices:
-        for name in names:
-            codec, weights = benchmark_codec(name, device, args.weights)
-            for width, height in sizes:
-                r = bench_codec(codec, synthetic_image(width, height), args.repeat)
-                enc_nets = r.encode_s - r.encode_coding_s - r.io_encode_s
-                dec_nets = r.decode_s - r.decode_coding_s - r.io_decode_s
+        if str(device).startswith("cuda"):
+            print(f"device: {torch.cuda.get_device_name(torch.device(device))}")
+    print(f"{'model':<9} {'weights':<8} {'device':<6} {'path':<22} {'size':<10} {'enc ms':>7} {'enc FPS':>7} "
+          f"{'(g_a/s':>7} {'coder':>6} {'other)':>7} {'dec ms':>7} {'dec FPS':>7} {'(g_s':>7} {'coder':>6} "
+          f"{'other)':>7} {'peak MB':>8} {'speed-up':>11}")
+    exact = args.arithmetic == "exact"
+    for device in devices:
+        fast_precision = args.fast_precision or ("float16" if str(device).startswith("cuda") else "bfloat16")
+        paths = [("plain float32", dict(precision="float32", channels_last=False))]
+        if not args.plain_only:
+            paths.append((f"fast {fast_precision} NHWC", dict(precision=fast_precision, channels_last=True)))
+        for name, width, height in cases:
+            image = synthetic_image(width, height)
+            plain = None
+            for label, options in paths:
+                codec, weights = benchmark_codec(
+                    name, device, args.weights, exact=exact, substreams=args.substreams, **options
+                )
+                r = bench_codec(codec, image, args.repeat)
+                plain = plain or r
+                speedup = f"{plain.encode_s / r.encode_s:.2f}/{plain.decode_s / r.decode_s:.2f}"
                 print(
-                    f"{name:<9} {weights:<8} {device:<6} {f'{width}x{height}':<10} {r.encode_s * 1e3:>8.1f} "
-                    f"{r.encode_fps:>8.2f} {r.encode_coding_s * 1e3:>8.1f} {r.io_encode_s * 1e3:>6.1f} "
-                    f"{enc_nets * 1e3:>8.1f} {r.decode_s * 1e3:>8.1f} {r.decode_fps:>8.2f} "
-                    f"{r.decode_coding_s * 1e3:>8.1f} {r.io_decode_s * 1e3:>6.1f} {dec_nets * 1e3:>8.1f} "
-                    f"{r.peak_memory_mb:>8.0f}",
+                    f"{name:<9} {weights:<8} {str(device):<6} {label:<22} {f'{width}x{height}':<10} "
+                    f"{r.encode_s * 1e3:>7.1f} {r.encode_fps:>7.2f} {r.encode_transform_s * 1e3:>7.1f} "
+                    f"{r.encode_coding_s * 1e3:>6.1f} {r.encode_other_s * 1e3:>7.1f} {r.decode_s * 1e3:>7.1f} "
+                    f"{r.decode_fps:>7.2f} {r.decode_transform_s * 1e3:>7.1f} {r.decode_coding_s * 1e3:>6.1f} "
+                    f"{r.decode_other_s * 1e3:>7.1f} {r.peak_memory_mb:>8.0f} {speedup:>11}",
                     flush=True,
                 )
-    for width, height in sizes:
+    print("coder: encoder-side time runs on a background thread, overlapped; speed-up: encode/decode vs plain float32")
+    for width, height in sorted({(w, h) for _, w, h in cases}):
         enc_s, dec_s, n = coder_throughput(width, height - height % 16, args.repeat)
         print(f"entropy coder, {width}x{height} latent ({n} symbols, trained-like statistics): "
               f"encode {n / enc_s / 1e6:.1f} M symbols/s, decode {n / dec_s / 1e6:.1f} M symbols/s")
@@ -331,6 +359,16 @@ def _number_in(low: float, high: float, what: str, low_inclusive: bool = True):
     return parse
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
 _quality = _number_in(0.0, 1.0, "a quality in [0, 1]")
 _positive = _number_in(0.0, 1e9, "a positive number", low_inclusive=False)
 
@@ -343,6 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--weights", metavar="PATH", help="weights file or folder instead of the shipped ones")
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+        p.add_argument("--precision", choices=["float32", "float16", "bfloat16"], default="float32",
+                       help="arithmetic of the image transforms (float16 + --channels-last: the GPU fast path); "
+                            "never changes which files decode")
+        p.add_argument("--channels-last", action="store_true", help="channels-last memory layout for the transforms")
+        p.add_argument("--max-pixels", type=_positive_int, metavar="N",
+                       help=f"refuse images (or files declaring images) over N pixels (default {evc.codec.DEFAULT_MAX_PIXELS})")
         p.add_argument("--verbose", "-v", action="store_true", help="progress and timings on stderr")
 
     enc = commands.add_parser("encode", help="compress an image into an .evc file")
@@ -355,6 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--target-psnr", type=_positive, metavar="Y", help="smallest file reaching Y dB PSNR")
     rate.add_argument("--q-index", type=int, metavar="N", help="exact q index (100 x q_scale)")
     enc.add_argument("--encoder-level", type=int, metavar="K", help="scalable models: run encoders 0..K only")
+    enc.add_argument("--arithmetic", choices=["exact", "float"], default="exact",
+                     help="entropy parameters in exact fixed-point arithmetic, so the file decodes on any "
+                          "device (default), or in float32: faster, but decodes only on the kind of device that wrote it")
+    enc.add_argument("--substreams", type=int, choices=range(1, 9), default=1, metavar="{1..8}",
+                     help="independent streams per coding step of the latent (default 1)")
     enc.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
     common(enc)
     enc.set_defaults(run=cmd_encode)
@@ -399,11 +448,19 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--title", default="Kodak", help="plot title")
     compare.set_defaults(run=cmd_compare)
 
-    bench = commands.add_parser("bench", help="encode/decode latency and FPS at 768x512 and 1920x1080")
-    bench.add_argument("--models", nargs="+", help="default: every model")
+    bench = commands.add_parser(
+        "bench", help="encode/decode latency and FPS (default: LL and MM at 768x512, SS and Scale-SS at 1920x1080)"
+    )
+    bench.add_argument("--models", nargs="+", help="these models (at --sizes, default both)")
     bench.add_argument("--device", default=None, help="default: cpu, and cuda when present")
-    bench.add_argument("--sizes", nargs="+", choices=["768x512", "1920x1080"], help="default: both")
-    bench.add_argument("--repeat", type=int, default=3)
+    bench.add_argument("--sizes", nargs="+", choices=["768x512", "1920x1080"], help="these sizes (every model)")
+    bench.add_argument("--repeat", type=_positive_int, default=3)
+    bench.add_argument("--arithmetic", choices=["exact", "float"], default="exact",
+                       help="entropy-parameter arithmetic of the files coded (default exact)")
+    bench.add_argument("--substreams", type=int, choices=range(1, 9), default=1, metavar="{1..8}")
+    bench.add_argument("--fast-precision", choices=["float16", "bfloat16"],
+                       help="precision of the fast path (default: float16 on CUDA, bfloat16 on CPU)")
+    bench.add_argument("--plain-only", action="store_true", help="time the plain float32 path only")
     bench.add_argument("--weights", metavar="PATH", help="weights to use (else shipped, else random)")
     bench.set_defaults(run=cmd_bench)
 

@@ -12,6 +12,7 @@ share this module's control flow and stay consistent by construction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
@@ -57,12 +58,20 @@ class DualSpatialPrior(nn.Module):
         return torch.cat([mu0, mu1], dim=1), torch.cat([sigma0, sigma1], dim=1)
 
     def forward(
-        self, mu: torch.Tensor, sigma: torch.Tensor, q_step: torch.Tensor, quantize: StepQuantizer
+        self,
+        mu: torch.Tensor,
+        sigma: torch.Tensor,
+        q_step: torch.Tensor,
+        quantize: StepQuantizer,
+        step_two: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> torch.Tensor:
-        """Run both steps; returns the full y_hat (in units of the latent divided by Q_step)."""
+        """Run both steps; returns the full y_hat (in units of the latent divided by Q_step).
+
+        ``step_two`` replaces :meth:`step_two_params` (same arguments and results) when the codec
+        evaluates this network another way: in exact arithmetic, or tile by tile."""
         _, c, h, w = mu.shape
         mask1 = step_one_mask(c, h, w, mu.device)
         y_hat1 = quantize(0, mu, sigma, mask1)
-        mu2, sigma2 = self.step_two_params(y_hat1, mu, sigma, q_step)
+        mu2, sigma2 = (step_two or self.step_two_params)(y_hat1, mu, sigma, q_step)
         y_hat2 = quantize(1, mu2, sigma2, ~mask1)
         return y_hat1 + y_hat2

@@ -36,7 +36,7 @@ class ScalableEVC(EVC):
         total = None
         latents = []
         for k in range(up_to + 1):
-            out = self.g_a[k](x)
+            out = self.run_transform(self.g_a[k], x)
             total = out if total is None else total + out
             latents.append(total / (k + 1))
         return latents

@@ -1,0 +1,387 @@
+"""Exact (device- and thread-independent) evaluation of the networks that set the entropy coder's tables.
+
+The decoder must compute the same Gaussian scale index and the same mean ``mu`` for every latent element
+as the encoder did, bit for bit, or ANS decoding derails. The float32 networks do not guarantee that:
+their sums are rounded, and the rounding depends on the summation order, which changes with the CPU, the
+thread count, the BLAS kernel and CPU vs CUDA. This module evaluates the *same* networks (``h_s``,
+``prior_fusion`` and the dual spatial prior's ``net``, read from an :class:`~evc.models.evc.EVC`) in
+fixed point, where every sum is exact and the result therefore cannot depend on the order of the sums.
+
+Fixed point
+    An activation is an integer ``a`` meaning ``a * 2**-ACTIVATION_FRAC_BITS``; a weight is the integer
+    ``round(w * 2**WEIGHT_FRAC_BITS)``; a bias is an integer in the accumulator's scale
+    ``2**-(ACTIVATION_FRAC_BITS + WEIGHT_FRAC_BITS)``. Integers are held in float64 tensors so that the
+    ordinary ``F.conv2d`` kernels (BLAS GEMM, CUDA kernels) do the work. A float64 product or sum of
+    integers is exact as long as its magnitude stays below 2**53, so a convolution is exact, and every
+    implementation returns the same integers in whatever order it adds, provided that every partial sum
+    stays below 2**53 (see the bound below).
+Rescaling
+    The accumulator goes back to the activation scale with round-half-up:
+    ``floor((acc + 2**(WEIGHT_FRAC_BITS - 1)) / 2**WEIGHT_FRAC_BITS)``; the half is folded into the bias
+    and the division by a power of two is exact, so the result is a deterministic integer. LeakyReLU
+    multiplies the negative side by an integer slope numerator (``round(slope * 2**WEIGHT_FRAC_BITS)``)
+    and rescales with the same rounding.
+Saturation
+    Every activation (inputs, conv outputs, residual sums) is clamped to +-ACTIVATION_LIMIT. This is what
+    makes the bound hold for *every* input, however odd: a conv input is never larger than the limit.
+The bound
+    Any partial sum of a conv output is at most ``sum_i |w_int_i| * A + |b_int|`` with
+    ``A = ACTIVATION_LIMIT * 2**ACTIVATION_FRAC_BITS``. It is checked exactly for every output channel
+    of every conv when the weights are converted; a layer that could exceed 2**53 raises
+    ``ValueError``. With the constants below a layer passes if each output channel's weight L1 norm
+    (sum of |w|) is below 2**(53 - 12 - 16 - 18) = 128 (less a negligible bias term); PyTorch's default
+    initialisation gives at most 18 in these networks, and trained 1x1 convs with 1024 inputs would
+    need a mean |w| of 1/8 to fail.
+Devices
+    The converted weights live on the model's device; CPU and CUDA give bit-identical results. CPU
+    float64 convolutions use the native im2col + GEMM / direct depthwise kernels (mkldnn does not take
+    float64); on CUDA cuDNN is switched off for the convolutions (see :func:`_exact_convolutions`).
+    Nothing depends on the thread count: threads only change the order of exact sums.
+Structure
+    The fixed-point networks are compiled from the float modules themselves (Sequential, DepthConvBlock,
+    DepthConv, ConvFFN, SubpelConv1x1, Conv2d, LeakyReLU, Identity, PixelShuffle), following their
+    forward code; any other module, a subclass, or a module with forward hooks raises ``TypeError``.
+    DepthConv's conv1 and 1x1 adaptor read the same input and run as one GEMM.
+
+Outputs are float64 tensors of exact multiples of 2**-ACTIVATION_FRAC_BITS. Keep them in float64:
+float32 holds only 24 significant bits, too few for large values with 16 fractional bits. (Casting them
+to float32 for ``scale_index`` is fine: IEEE conversion is deterministic.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from evc.entropy.dual_prior import DualSpatialPrior
+from evc.nn.blocks import ConvFFN, DepthConv, DepthConvBlock, SubpelConv1x1
+from evc.nn.hyperprior import HyperSynthesis, PriorFusion
+
+if TYPE_CHECKING:
+    from evc.models.evc import EVC
+
+# Fractional bits of activations: resolution 2**-16 ~ 1.5e-5, far below the scale table's 2.5% steps
+# (at the smallest sigma, 0.11, one step is 2.8e-3) and negligible as a shift of mu.
+ACTIVATION_FRAC_BITS = 16
+# Fractional bits of weights: a weight of typical size 0.03 keeps about 13 significant bits. Weight
+# rounding dominates the deviation from the float networks (about 1.5e-4 at most, on random weights:
+# 16 bits gave 6e-4, 20 bits 6e-5 but would leave only L1 < 32 for the bound).
+WEIGHT_FRAC_BITS = 18
+# Saturation of every activation (real units). sigma tops out at 64 and latent symbols beyond a few
+# hundred are freak events; a saturated value is still computed identically on both sides.
+ACTIVATION_LIMIT = 2.0**12
+# Integers up to this magnitude are exact in float64.
+EXACT_LIMIT = 2**53
+
+_ONE = 2.0**ACTIVATION_FRAC_BITS
+_LIMIT = ACTIVATION_LIMIT * _ONE  # saturation bound of activation integers (2**28)
+_WEIGHT_ONE = 2.0**WEIGHT_FRAC_BITS
+_RESCALE = 2.0**-WEIGHT_FRAC_BITS
+_HALF = 2.0 ** (WEIGHT_FRAC_BITS - 1)
+
+_Op = Callable[[torch.Tensor], torch.Tensor]
+
+
+def to_fixed(x: torch.Tensor) -> torch.Tensor:
+    """Real values -> saturated activation integers (float64), rounding half up to the 2**-FA grid.
+
+    Exact for inputs that already are multiples of 2**-ACTIVATION_FRAC_BITS (held in float64).
+    """
+    if not torch.isfinite(x).all():
+        raise ValueError("exact evaluation got a non-finite input")
+    x = x.to(torch.float64) * _ONE  # exact: a power of two
+    return x.add_(0.5).floor_().clamp_(-_LIMIT, _LIMIT)
+
+
+def from_fixed(x: torch.Tensor) -> torch.Tensor:
+    """Activation integers -> the real values they stand for (exact, float64)."""
+    return x * (1.0 / _ONE)
+
+
+def _rescale_(acc: torch.Tensor) -> torch.Tensor:
+    # The rounding half is already in the bias: floor(acc / 2**FW) is round-half-up. Then saturate.
+    return acc.mul_(_RESCALE).floor_().clamp_(-_LIMIT, _LIMIT)
+
+
+@contextmanager
+def _exact_convolutions(device: torch.device) -> Iterator[None]:
+    """On CUDA, keep convolutions off cuDNN.
+
+    cuDNN may pick FFT or Winograd algorithms, whose intermediates are not integers (transforms with
+    irrational or fractional coefficients), so their results are rounded. PyTorch's native CUDA kernels
+    (im2col + cuBLAS DGEMM, direct depthwise) only multiply and add the integers themselves.
+    """
+    context = torch.backends.cudnn.flags(enabled=False) if device.type == "cuda" else nullcontext()
+    with context:
+        yield
+
+
+# -- conversion ----------------------------------------------------------------------------------------
+
+
+def _check_bound(name: str, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    """Raise unless every output channel's worst-case partial sum stays below 2**53.
+
+    The test is exact although done in float64: once every |w_int| < 2**53 / A (< 2**25), each row sum
+    (fan-in far below 2**28) is exact, multiplying by A (a power of two) is exact, and adding |b_int|
+    rounds monotonically, so the result is >= 2**53 exactly when the true value is.
+    """
+    rows = weight.abs().flatten(1)
+    bias = bias.abs()
+    largest = rows.max().item()
+    if not (math.isfinite(largest) and math.isfinite(bias.max().item())):  # torch's max propagates NaN
+        raise ValueError(f"{name}: non-finite weights")
+    if largest * _LIMIT >= EXACT_LIMIT:
+        raise ValueError(f"{name}: a weight is too large for exact evaluation (|w| * A >= 2**53)")
+    worst = (rows.sum(dim=1) * _LIMIT + bias).max().item()
+    if worst >= EXACT_LIMIT:
+        l1 = (rows.sum(dim=1).max() / _WEIGHT_ONE).item()
+        raise ValueError(
+            f"{name}: worst-case accumulator {worst:.3e} reaches 2**53 = {float(EXACT_LIMIT):.3e} "
+            f"(largest weight row L1 norm {l1:.1f}, activation limit {ACTIVATION_LIMIT:g}); "
+            "its sums would not be exact"
+        )
+
+
+def _check_plain(module: nn.Module, name: str) -> None:
+    # Hooks (e.g. mask decay's channel masks) change what a module computes; we would silently skip them.
+    if module._forward_hooks or module._forward_pre_hooks:
+        raise TypeError(f"{name}: modules with forward hooks cannot be evaluated exactly")
+
+
+class _Conv:
+    """A stride-1 conv (1x1, or depthwise 3x3 with padding 1) in fixed point; several 1x1 convs reading
+    the same input are fused along the output channels."""
+
+    def __init__(self, convs: Sequence[tuple[str, nn.Conv2d]], device: torch.device) -> None:
+        weights, biases = [], []
+        for name, conv in convs:
+            _check_plain(conv, name)
+            if type(conv) is not nn.Conv2d:
+                raise TypeError(f"{name}: expected nn.Conv2d, got {type(conv).__name__}")
+            depthwise = conv.groups > 1
+            shape_ok = conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.padding_mode == "zeros"
+            if depthwise:
+                shape_ok &= conv.kernel_size == (3, 3) and conv.padding == (1, 1)
+                shape_ok &= conv.groups == conv.in_channels == conv.out_channels and len(convs) == 1
+            else:
+                shape_ok &= conv.kernel_size == (1, 1) and conv.padding == (0, 0) and conv.groups == 1
+            if not shape_ok:
+                raise TypeError(
+                    f"{name}: exact evaluation supports stride-1 1x1 and depthwise 3x3 (padding 1) convs only"
+                )
+            # Exact scaling by a power of two, then a deterministic rounding (out of place: a float64
+            # model's .to() would return its own parameter).
+            w_int = (conv.weight.detach().to(device=device, dtype=torch.float64) * _WEIGHT_ONE).round_()
+            if conv.bias is None:
+                b_int = torch.full((conv.out_channels,), _HALF, dtype=torch.float64, device=device)
+            else:
+                b_int = (conv.bias.detach().to(device=device, dtype=torch.float64) * (_ONE * _WEIGHT_ONE)).round_()
+                b_int += _HALF  # the rescale's rounding half, folded in
+            _check_bound(name, w_int, b_int)
+            weights.append(w_int)
+            biases.append(b_int)
+        self.groups = convs[0][1].groups
+        self.padding = convs[0][1].padding
+        self.weight = (weights[0] if len(weights) == 1 else torch.cat(weights)).contiguous()
+        self.bias = (biases[0] if len(biases) == 1 else torch.cat(biases)).contiguous()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return _rescale_(F.conv2d(x, self.weight, self.bias, padding=self.padding, groups=self.groups))
+
+
+class _LeakyReLU:
+    """Fixed-point LeakyReLU; overwrites its input, which is always a tensor made by this module."""
+
+    def __init__(self, module: nn.LeakyReLU, name: str) -> None:
+        _check_plain(module, name)
+        slope = round(module.negative_slope * _WEIGHT_ONE)  # the integer slope numerator
+        # x + round(min(x, 0) * (slope - 2**FW) / 2**FW) is round(x * slope / 2**FW) for x < 0 and x for
+        # x >= 0 (floor(0.5) = 0), in five passes. The product is an integer below 2**53 times a power
+        # of two, so it, the + 0.5 and the floor are exact.
+        self.factor = (slope - _WEIGHT_ONE) * _RESCALE
+        if abs(slope - _WEIGHT_ONE) * _LIMIT >= EXACT_LIMIT:
+            raise ValueError(f"{name}: negative slope {module.negative_slope} is too large for exact evaluation")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x.add_(x.clamp_max(0.0).mul_(self.factor).add_(0.5).floor_())
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+class _Sequence:
+    def __init__(self, ops: list[_Op]) -> None:
+        self.ops = ops
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        for op in self.ops:
+            x = op(x)
+        return x
+
+
+class _PixelShuffle:
+    def __init__(self, module: nn.PixelShuffle, name: str) -> None:
+        _check_plain(module, name)
+        self.factor = module.upscale_factor
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(x, self.factor)
+
+
+class _DepthConv:
+    """DepthConv.forward: act3(conv2(act2(depth(act1(conv1(x)))))) + (adaptor(x) or x)."""
+
+    def __init__(self, module: DepthConv, name: str, device: torch.device) -> None:
+        _check_plain(module, name)
+        entry = [(f"{name}.conv1", module.conv1)]
+        if module.adaptor is not None:
+            entry.append((f"{name}.adaptor", module.adaptor))
+        # conv1 and the adaptor both read x: one GEMM instead of two.
+        self.entry = _Conv(entry, device)
+        self.split = module.conv1.out_channels if module.adaptor is not None else None
+        self.act1 = _compile(module.act1, f"{name}.act1", device)
+        self.depth_conv = _Conv([(f"{name}.depth_conv", module.depth_conv)], device)
+        self.act2 = _compile(module.act2, f"{name}.act2", device)
+        self.conv2 = _Conv([(f"{name}.conv2", module.conv2)], device)
+        self.act3 = _compile(module.act3, f"{name}.act3", device)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.entry(x)
+        identity = x
+        if self.split is not None:
+            out, identity = out[:, : self.split], out[:, self.split :]
+        out = self.act2(self.depth_conv(self.act1(out)))
+        out = self.act3(self.conv2(out))
+        return out.add_(identity).clamp_(-_LIMIT, _LIMIT)
+
+
+class _ConvFFN:
+    """ConvFFN.forward: x + act2(project(act1(expand(x))))."""
+
+    def __init__(self, module: ConvFFN, name: str, device: torch.device) -> None:
+        _check_plain(module, name)
+        self.expand = _Conv([(f"{name}.expand", module.expand)], device)
+        self.act1 = _compile(module.act1, f"{name}.act1", device)
+        self.project = _Conv([(f"{name}.project", module.project)], device)
+        self.act2 = _compile(module.act2, f"{name}.act2", device)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act2(self.project(self.act1(self.expand(x))))
+        return out.add_(x).clamp_(-_LIMIT, _LIMIT)
+
+
+def _compile(module: nn.Module, name: str, device: torch.device) -> _Op:
+    """The fixed-point counterpart of ``module``, following its own forward structure.
+
+    Exact type checks: a subclass may override ``forward``, and we must not guess what it computes.
+    """
+    _check_plain(module, name)
+    kind = type(module)
+    if kind is nn.Sequential:
+        return _Sequence([_compile(child, f"{name}.{key}", device) for key, child in module.named_children()])
+    if kind is DepthConvBlock:
+        return _Sequence([_compile(module.depth, f"{name}.depth", device),
+                          _compile(module.ffn, f"{name}.ffn", device)])
+    if kind is DepthConv:
+        return _DepthConv(module, name, device)  # type: ignore[arg-type]
+    if kind is ConvFFN:
+        return _ConvFFN(module, name, device)  # type: ignore[arg-type]
+    if kind is SubpelConv1x1:
+        return _Sequence([_compile(module.conv, f"{name}.conv", device),
+                          _compile(module.shuffle, f"{name}.shuffle", device)])
+    if kind is nn.Conv2d:
+        return _Conv([(name, module)], device)  # type: ignore[list-item]
+    if kind is nn.LeakyReLU:
+        return _LeakyReLU(module, name)  # type: ignore[arg-type]
+    if kind is nn.PixelShuffle:
+        return _PixelShuffle(module, name)  # type: ignore[arg-type]
+    if kind is nn.Identity:
+        return _identity
+    raise TypeError(f"{name}: exact evaluation does not support {kind.__name__}")
+
+
+# -- public API ----------------------------------------------------------------------------------------
+
+
+def _entropy_modules(model: EVC) -> list[tuple[str, nn.Module]]:
+    return [("h_s", model.h_s), ("prior_fusion", model.prior_fusion), ("dual_prior.net", model.dual_prior.net)]
+
+
+class ExactEntropyParameters:
+    """Bit-exact (q_step, sigma, mu) and step-2 (mu, sigma) of an :class:`EVC` model, on any device.
+
+    The weights are converted once, on the model's device; every call first compares :meth:`weights_key`
+    with the converted one (cheap: no tensor data is read) and converts again if the model's weights were
+    replaced, modified in place, or moved to another device.
+    """
+
+    def __init__(self, model: EVC) -> None:
+        from evc.models.evc import Q_STEP_MIN  # here, not at the top: evc.models.evc may import us
+
+        self.model = model
+        self._q_step_min = Q_STEP_MIN * _ONE
+        self.key: tuple = ()
+        self.refresh()
+
+    @staticmethod
+    def weights_key(model: EVC) -> tuple:
+        """Changes whenever a parameter of the entropy networks is replaced, moved or changed in place.
+
+        (Writes through ``param.data`` bypass the version counter and are not seen, as for ``z_tables``.)
+        """
+        return tuple((p.data_ptr(), p._version) for _, m in _entropy_modules(model) for p in m.parameters())
+
+    def refresh(self) -> bool:
+        """Convert the weights again if they changed since the last conversion; True if it did."""
+        key = self.weights_key(self.model)
+        if key == self.key:
+            return False
+        model = self.model
+        device = next(model.h_s.parameters()).device
+        # hyper() and step_two() mirror these classes' forward code (the chunk orders); not subclasses'.
+        for name, module, kind in (
+            ("h_s", model.h_s, HyperSynthesis),
+            ("prior_fusion", model.prior_fusion, PriorFusion),
+            ("dual_prior", model.dual_prior, DualSpatialPrior),
+        ):
+            if type(module) is not kind:
+                raise TypeError(f"{name}: expected {kind.__name__}, got {type(module).__name__}")
+        # All three first, so that a failed conversion leaves the previous one whole.
+        compiled = (
+            _compile(model.h_s.layers, "h_s.layers", device),
+            _compile(model.prior_fusion.layers, "prior_fusion.layers", device),
+            _compile(model.dual_prior.net, "dual_prior.net", device),
+        )
+        self.device = device
+        self.h_s, self.prior_fusion, self.spatial_prior = compiled
+        self.key = key
+        return True
+
+    @torch.no_grad()
+    def hyper(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """EVC.entropy_params, exactly: (q_step >= 0.5, sigma, mu) from the integer hyper-latent."""
+        self.refresh()
+        z = to_fixed(z_hat.to(self.device))
+        with _exact_convolutions(self.device):
+            q_step, sigma, mu = self.prior_fusion(self.h_s(z)).chunk(3, dim=1)  # PriorFusion.forward's order
+        return from_fixed(q_step.clamp_min(self._q_step_min)), from_fixed(sigma), from_fixed(mu)
+
+    @torch.no_grad()
+    def step_two(
+        self, y_hat_step1: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, q_step: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """DualSpatialPrior.step_two_params, exactly: (mu2, sigma2), full-size."""
+        self.refresh()
+        x = torch.cat([to_fixed(t.to(self.device)) for t in (y_hat_step1, mu, sigma, q_step)], dim=1)
+        with _exact_convolutions(self.device):
+            sigma0, mu0, sigma1, mu1 = self.spatial_prior(x).chunk(4, dim=1)
+        return from_fixed(torch.cat([mu0, mu1], dim=1)), from_fixed(torch.cat([sigma0, sigma1], dim=1))
+
