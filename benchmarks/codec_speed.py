@@ -2,6 +2,9 @@
 
     python benchmarks/codec_speed.py [--models EVC-LL EVC-MM EVC-SS] [--image PATH] [--repeat 3]
 
+Each model is timed with exact (fixed-point) entropy parameters, the default, and with float32 ones,
+side by side: the difference is the time cost of files that decode on any device.
+
 `evc bench` measures the same at 768x512 and 1920x1080 on every device; this script times one real
 image. Models without shipped weights run with seeded random weights ("random"): their network time is
 representative, their entropy-coding time is not, so the coder is also timed on a Kodak-sized latent
@@ -31,22 +34,24 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--entropy-threads-ab", action="store_true",
-        help="also time each model with the entropy-parameter networks on all threads (not decodable "
-             "across thread counts; shows what the single-threaded default costs)",
+        help="also time each model's float path with the entropy-parameter networks on all threads (not "
+             "decodable across thread counts; shows what the single-threaded default costs)",
     )
     args = parser.parse_args()
     image = Image.open(args.image).convert("RGB")
     print(f"image {args.image.name} {image.width}x{image.height}, {args.device}, {torch.get_num_threads()} torch "
           f"threads, torch {torch.__version__}, median of {args.repeat}")
-    print(f"{'model':<8} {'weights':<8} {'encode s':>9} {'(coding)':>9} {'decode s':>9} {'(coding)':>9} {'bpp':>8}")
+    print(f"{'model':<8} {'weights':<8} {'arithmetic':<10} {'encode s':>9} {'(coding)':>9} {'decode s':>9} "
+          f"{'(coding)':>9} {'bpp':>8}")
     for name in args.models:
-        codec, weights = benchmark_codec(name, args.device)
-        r = bench_codec(codec, image, args.repeat)
-        print(f"{name:<8} {weights:<8} {r.encode_s:>9.3f} {r.encode_coding_s:>9.3f} "
-              f"{r.decode_s:>9.3f} {r.decode_coding_s:>9.3f} {r.bpp:>8.3f}")
-        if args.entropy_threads_ab:
+        for arithmetic in ("exact", "float"):
+            codec, weights = benchmark_codec(name, args.device, exact=arithmetic == "exact")
+            r = bench_codec(codec, image, args.repeat)
+            print(f"{name:<8} {weights:<8} {arithmetic:<10} {r.encode_s:>9.3f} {r.encode_coding_s:>9.3f} "
+                  f"{r.decode_s:>9.3f} {r.decode_coding_s:>9.3f} {r.bpp:>8.3f}")
+        if args.entropy_threads_ab:  # codec: the float one, the only one that depends on threads
             single_threaded = evc_model.entropy_parameter_threads
-            evc_model.entropy_parameter_threads = lambda device: contextlib.nullcontext()
+            evc_model.entropy_parameter_threads = lambda device, enabled=True: contextlib.nullcontext()
             try:
                 r = bench_codec(codec, image, args.repeat)
             finally:

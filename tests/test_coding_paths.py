@@ -166,3 +166,33 @@ def test_scalable_model_codes_in_tiles(small_tiles: None) -> None:
     codec = evc.Codec(evc.create_model("Scale-SS", seed=1), "Scale-SS", device="cpu")
     result = codec.encode(smooth_image(130, 200, seed=9), 0.5, encoder_level=2)
     assert np.array_equal(np.asarray(codec.decompress(result.data)), np.asarray(result.reconstruction))
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+def test_exact_files_cross_between_cpu_and_cuda() -> None:
+    model_cpu, model_gpu = _model(seed=10), _model(seed=10)
+    on_cpu = evc.Codec(model_cpu, "EVC-SS", device="cpu")
+    on_gpu = evc.Codec(model_gpu, "EVC-SS", device="cuda")
+    image = smooth_image(96, 160, seed=10)
+    for encoder, decoder in ((on_cpu, on_gpu), (on_gpu, on_cpu)):
+        result = encoder.encode(image, 0.5)
+        own_pixels, own_latent = _decoded_latent(encoder, result.data)
+        pixels, latent = _decoded_latent(decoder, result.data)
+        assert torch.equal(latent.cpu(), own_latent.cpu())
+        assert np.abs(pixels - own_pixels).max() <= 1
+
+
+@cuda
+def test_gpu_fast_path_decodes_plain_files_and_back() -> None:
+    plain = evc.Codec(_model(seed=11), "EVC-SS", device="cuda")
+    fast = evc.Codec(_model(seed=11), "EVC-SS", device="cuda", precision="float16", channels_last=True)
+    image = smooth_image(128, 192, seed=11)
+    for encoder in (plain, fast):
+        result = encoder.encode(image, 0.5)
+        _, latent_plain = _decoded_latent(plain, result.data)
+        _, latent_fast = _decoded_latent(fast, result.data)
+        assert torch.equal(latent_plain, latent_fast)
+        assert np.array_equal(np.asarray(encoder.decompress(result.data)), np.asarray(result.reconstruction))

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import evc
-from evc.codec import Codec
 from evc.errors import FormatError
 from evc.models.registry import MODELS
 from evc.models.variable_rate import q_index_to_scale

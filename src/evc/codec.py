@@ -198,9 +198,12 @@ class Codec:
     def _image(self, image: ImageInput) -> tuple[np.ndarray, ColourMode]:
         rgb, colour = to_rgb_array(image)
         height, width = rgb.shape[:2]
-        if height * width > self.max_pixels:
+        # The same measure as the decoder's: the padded size is what the networks process.
+        padded_pixels = _padded(height) * _padded(width)
+        if padded_pixels > self.max_pixels:
             raise ImageError(
-                f"image of {width}x{height} pixels exceeds the limit of {self.max_pixels} pixels (Codec.max_pixels)"
+                f"image of {width}x{height} pixels ({padded_pixels} once padded to multiples of {PADDING_MULTIPLE}) "
+                f"exceeds the limit of {self.max_pixels} pixels (Codec.max_pixels)"
             )
         return rgb, colour
 
@@ -258,10 +261,13 @@ class Codec:
                 f"file was made with other weights for {self.name} (fingerprint {header.weights_fingerprint:08x}, "
                 f"loaded {self.fingerprint:08x}); decode it with the weights that encoded it"
             )
-        if header.width * header.height > self.max_pixels:
+        # The decoder's work and memory grow with the padded size (a 1 x N image decodes as 64 x N'),
+        # so that is what the limit bounds, checked before anything of that size is allocated.
+        padded_pixels = _padded(header.width) * _padded(header.height)
+        if padded_pixels > self.max_pixels:
             raise FormatError(
-                f"file declares {header.width}x{header.height} pixels, over the limit of {self.max_pixels} "
-                "(Codec.max_pixels)"
+                f"file declares {header.width}x{header.height} pixels ({padded_pixels} once padded to multiples "
+                f"of {PADDING_MULTIPLE}), over the limit of {self.max_pixels} (Codec.max_pixels)"
             )
         options = CodingOptions.for_streams(len(streams), header.exact, header.skip_certain)
         x_hat = self.model.decompress_latent(

@@ -93,8 +93,14 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
 
 
 def parse(data: bytes, known_model_ids: frozenset[int] | set[int] | None = None) -> tuple[Header, list[bytes]]:
-    """Validate and split a file. Every problem raises :class:`FormatError` with a precise message."""
-    data = bytes(data)
+    """Validate and split a file. Every problem raises :class:`FormatError` with a precise message.
+
+    ``data`` must be bytes-like: ``bytes(x)`` of an integer would allocate that many zero bytes.
+    """
+    try:
+        data = bytes(memoryview(data))
+    except TypeError:
+        raise TypeError(f"an evc file is bytes-like data, not {type(data).__name__}") from None
     if not data:
         raise FormatError("empty file: not an evc file")
     if data[: len(MAGIC)] != MAGIC:

@@ -294,7 +294,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from evc.eval.bench import PAPER_CASES, SIZES, bench_codec, benchmark_codec, coder_throughput, synthetic_image
+    from evc.eval.bench import PAPER_CASES, SIZES, coder_throughput, compare_paths
 
     if args.models or args.sizes:
         names = [evc.models.registry.get_spec(n).name for n in args.models] if args.models else list(evc.MODELS)
@@ -306,36 +306,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(f"evc {evc.__version__}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
           f"{args.arithmetic} entropy parameters, median of {args.repeat} after warm-up; times in ms")
     for device in devices:
-        if str(device).startswith("cuda"):
+        if torch.device(device).type == "cuda":
             print(f"device: {torch.cuda.get_device_name(torch.device(device))}")
     print(f"{'model':<9} {'weights':<8} {'device':<6} {'path':<22} {'size':<10} {'enc ms':>7} {'enc FPS':>7} "
           f"{'(g_a/s':>7} {'coder':>6} {'other)':>7} {'dec ms':>7} {'dec FPS':>7} {'(g_s':>7} {'coder':>6} "
           f"{'other)':>7} {'peak MB':>8} {'speed-up':>11}")
-    exact = args.arithmetic == "exact"
     for device in devices:
-        fast_precision = args.fast_precision or ("float16" if str(device).startswith("cuda") else "bfloat16")
-        paths = [("plain float32", dict(precision="float32", channels_last=False))]
-        if not args.plain_only:
-            paths.append((f"fast {fast_precision} NHWC", dict(precision=fast_precision, channels_last=True)))
-        for name, width, height in cases:
-            image = synthetic_image(width, height)
-            plain = None
-            for label, options in paths:
-                codec, weights = benchmark_codec(
-                    name, device, args.weights, exact=exact, substreams=args.substreams, **options
-                )
-                r = bench_codec(codec, image, args.repeat)
-                plain = plain or r
-                speedup = f"{plain.encode_s / r.encode_s:.2f}/{plain.decode_s / r.decode_s:.2f}"
-                print(
-                    f"{name:<9} {weights:<8} {str(device):<6} {label:<22} {f'{width}x{height}':<10} "
-                    f"{r.encode_s * 1e3:>7.1f} {r.encode_fps:>7.2f} {r.encode_transform_s * 1e3:>7.1f} "
-                    f"{r.encode_coding_s * 1e3:>6.1f} {r.encode_other_s * 1e3:>7.1f} {r.decode_s * 1e3:>7.1f} "
-                    f"{r.decode_fps:>7.2f} {r.decode_transform_s * 1e3:>7.1f} {r.decode_coding_s * 1e3:>6.1f} "
-                    f"{r.decode_other_s * 1e3:>7.1f} {r.peak_memory_mb:>8.0f} {speedup:>11}",
-                    flush=True,
-                )
-    print("coder: encoder-side time runs on a background thread, overlapped; speed-up: encode/decode vs plain float32")
+        rows = compare_paths(
+            cases, device, weights=args.weights, exact=args.arithmetic == "exact", substreams=args.substreams,
+            fast_precision=args.fast_precision, plain_only=args.plain_only, repeat=args.repeat,
+        )
+        for row in rows:
+            r = row.result
+            print(
+                f"{r.model:<9} {row.weights:<8} {str(device):<6} {row.path:<22} {f'{r.width}x{r.height}':<10} "
+                f"{r.encode_s * 1e3:>7.1f} {r.encode_fps:>7.2f} {r.encode_transform_s * 1e3:>7.1f} "
+                f"{r.encode_coding_s * 1e3:>6.1f} {r.encode_other_s * 1e3:>7.1f} {r.decode_s * 1e3:>7.1f} "
+                f"{r.decode_fps:>7.2f} {r.decode_transform_s * 1e3:>7.1f} {r.decode_coding_s * 1e3:>6.1f} "
+                f"{r.decode_other_s * 1e3:>7.1f} {r.peak_memory_mb:>8.0f} "
+                f"{f'{row.encode_speedup:.2f}/{row.decode_speedup:.2f}':>11}",
+                flush=True,
+            )
+    print("coder: on the encoder it runs on a background thread, overlapped with the networks; "
+          "speed-up: encode/decode against the plain float32 path")
     for width, height in sorted({(w, h) for _, w, h in cases}):
         enc_s, dec_s, n = coder_throughput(width, height - height % 16, args.repeat)
         print(f"entropy coder, {width}x{height} latent ({n} symbols, trained-like statistics): "
@@ -386,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "never changes which files decode")
         p.add_argument("--channels-last", action="store_true", help="channels-last memory layout for the transforms")
         p.add_argument("--max-pixels", type=_positive_int, metavar="N",
-                       help=f"refuse images (or files declaring images) over N pixels (default {evc.codec.DEFAULT_MAX_PIXELS})")
+                       help="refuse images (or files declaring images) over N pixels once padded to multiples of 64 "
+                            f"(default {evc.codec.DEFAULT_MAX_PIXELS})")
         p.add_argument("--verbose", "-v", action="store_true", help="progress and timings on stderr")
 
     enc = commands.add_parser("encode", help="compress an image into an .evc file")

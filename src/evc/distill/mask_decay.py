@@ -25,7 +25,7 @@ from torch import nn
 
 from evc.models.evc import EVC
 from evc.models.registry import create_model, get_spec
-from evc.nn.blocks import DepthConvBlock, SubpelConv1x1
+from evc.nn.blocks import DepthConvBlock
 from evc.nn.transforms import CHANNEL_PLANS
 
 # How a convolution touches a group's channels: "plain" (channel c is conv channel c), "subpel"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import resource
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -181,6 +181,49 @@ def bench_codec(codec: Codec, image: Image.Image, repeat: int = 3, quality: floa
     )
 
 
+@dataclass(frozen=True)
+class SpeedRow:
+    """One model, size and path of :func:`compare_paths`, with its speed-up over the plain path."""
+
+    path: str
+    weights: str
+    result: BenchResult
+    encode_speedup: float
+    decode_speedup: float
+
+
+def fast_precision_for(device: str | torch.device) -> str:
+    """The fast path's transform precision: float16 on CUDA; bfloat16 on the CPU, where it measured faster."""
+    return "float16" if torch.device(device).type == "cuda" else "bfloat16"
+
+
+def compare_paths(
+    cases: Sequence[tuple[str, int, int]],
+    device: str | torch.device,
+    *,
+    weights: str | None = None,
+    exact: bool = True,
+    substreams: int = 1,
+    fast_precision: str | None = None,
+    plain_only: bool = False,
+    repeat: int = 3,
+) -> Iterator[SpeedRow]:
+    """For each (model, width, height): the plain path (float32 transforms, contiguous) and the fast path
+    (reduced-precision, channels-last transforms), timed in the same run, with the fast path's speed-up."""
+    precision = fast_precision or fast_precision_for(device)
+    paths = [("plain float32", dict(precision="float32", channels_last=False))]
+    if not plain_only:
+        paths.append((f"fast {precision} NHWC", dict(precision=precision, channels_last=True)))
+    for name, width, height in cases:
+        image = synthetic_image(width, height)
+        plain: BenchResult | None = None
+        for label, options in paths:
+            codec, chosen = benchmark_codec(name, device, weights, exact=exact, substreams=substreams, **options)
+            r = bench_codec(codec, image, repeat)
+            plain = plain or r
+            yield SpeedRow(label, chosen, r, plain.encode_s / r.encode_s, plain.decode_s / r.decode_s)
+
+
 def coder_throughput(width: int = 768, height: int = 512, repeat: int = 3) -> tuple[float, float, int]:
     """ANS encode / decode seconds for a width x height latent with trained-like statistics.
 
@@ -196,7 +239,7 @@ def coder_throughput(width: int = 768, height: int = 512, repeat: int = 3) -> tu
         chosen = index == k
         symbols[chosen] = rng.choice(len(pmf), size=int(chosen.sum()), p=pmf / pmf.sum()) + lowest
     tables = evc_model.gaussian_tables()
-    data = encode_symbols(symbols, index, tables)
-    encode_s = _median_time(lambda: encode_symbols(symbols, index, tables), repeat, torch.device("cpu"))
-    decode_s = _median_time(lambda: decode_symbols(data, index, tables), repeat, torch.device("cpu"))
+    data = encode_symbols(symbols, index, tables, skip_certain=True)  # as the codec codes by default
+    encode_s = _median_time(lambda: encode_symbols(symbols, index, tables, skip_certain=True), repeat, torch.device("cpu"))
+    decode_s = _median_time(lambda: decode_symbols(data, index, tables, skip_certain=True), repeat, torch.device("cpu"))
     return encode_s, decode_s, n

@@ -140,6 +140,14 @@ def _crc_of(values: np.ndarray, crc: int) -> int:
     return zlib.crc32(values.astype("<i4").tobytes(), crc)
 
 
+def _checked_decoded(values: np.ndarray) -> np.ndarray:
+    """Refuse decoded symbols that no encoder writes (beyond +-_MAX_ABS_SYMBOL). The symbols CRC covers
+    them as int32, so a value 2^32 away from the true one would pass it and garble the image silently."""
+    if values.size and max(-int(values.min()), int(values.max())) > _MAX_ABS_SYMBOL:
+        raise FormatError("corrupt stream: a decoded symbol lies outside the int32 range of the format")
+    return values
+
+
 _GAUSSIAN_TABLES: SymbolTables | None = None
 
 
@@ -191,11 +199,11 @@ class _EncodingQuantizer:
     in stream order.
     """
 
-    def __init__(self, y: torch.Tensor, options: CodingOptions, coder: Executor | None) -> None:
-        self.y = y
+    def __init__(self, options: CodingOptions, coder: Executor | None) -> None:
+        self.y: torch.Tensor | None = None  # the scaled latent, set once Q_step is known
         self.options = options
         self.coder = coder
-        self.jobs: list[Future | tuple[list[bytes], None]] = []
+        self.jobs: list[Future] = []
         self.crc = 0
 
     def code(self, values: np.ndarray, index: np.ndarray, tables: SymbolTables, count: int) -> list[bytes]:
@@ -204,22 +212,22 @@ class _EncodingQuantizer:
         return streams
 
     def submit(self, values: np.ndarray, index: np.ndarray, tables: SymbolTables, count: int) -> None:
-        if self.coder is None:
-            self.jobs.append((self.code(values, index, tables, count), None))
-        else:
+        if self.coder is not None:
             self.jobs.append(self.coder.submit(self.code, values, index, tables, count))
+            return
+        done: Future = Future()
+        done.set_result(self.code(values, index, tables, count))
+        self.jobs.append(done)
 
     def __call__(self, step: int, mu: torch.Tensor, sigma: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        assert self.y is not None
         symbols = torch.round(self.y - mu) + 0.0  # + 0.0 turns -0.0 into 0.0, as the decoder has it
         values = _symbols_to_numpy(symbols[mask])
         self.submit(values, _table_index_to_numpy(sigma, mask), gaussian_tables(), self.options.substreams)
         return _dequantize(symbols, mu, mask)
 
     def streams(self) -> list[bytes]:
-        out: list[bytes] = []
-        for job in self.jobs:
-            out += job.result() if isinstance(job, Future) else job[0]
-        return out
+        return [stream for job in self.jobs for stream in job.result()]
 
 
 class _DecodingQuantizer:
@@ -232,7 +240,9 @@ class _DecodingQuantizer:
         index = _table_index_to_numpy(sigma, mask)
         count = self.options.substreams
         part = self.streams[step * count : (step + 1) * count]
-        values = decode_substreams(part, index, gaussian_tables(), skip_certain=self.options.skip_certain)
+        values = _checked_decoded(
+            decode_substreams(part, index, gaussian_tables(), skip_certain=self.options.skip_certain)
+        )
         self.crc = _crc_of(values, self.crc)
         symbols = torch.zeros_like(mu)
         symbols[mask] = torch.from_numpy(values).to(device=mu.device, dtype=mu.dtype)
@@ -442,7 +452,8 @@ class EVC(nn.Module):
         divisor = self.rate.divisor(torch.tensor(q_scale, device=y.device, dtype=y.dtype))
         y = y / divisor
         z_hat = torch.round(self._hyper_analysis(y)) + 0.0
-        quantize = _EncodingQuantizer(y, options, coder)
+        quantize = _EncodingQuantizer(options, coder)
+        # z goes to the coding thread first, so it is coded while the networks compute the parameters.
         quantize.submit(_symbols_to_numpy(z_hat), self._z_table_index(z_hat.shape), self.z_tables(), 1)
         with entropy_parameter_threads(y.device, enabled=not options.exact):
             q_step, sigma, mu, step_two = self._latent_params(z_hat, options.exact)
@@ -465,8 +476,10 @@ class EVC(nn.Module):
             raise FormatError(f"expected {options.num_streams} streams, got {len(coded.streams)}")
         device = next(self.parameters()).device
         z_shape = (1, HYPER_CHANNELS, padded_height // PADDING_MULTIPLE, padded_width // PADDING_MULTIPLE)
-        z_values = decode_substreams(
-            coded.streams[:1], self._z_table_index(z_shape), self.z_tables(), skip_certain=options.skip_certain
+        z_values = _checked_decoded(
+            decode_substreams(
+                coded.streams[:1], self._z_table_index(z_shape), self.z_tables(), skip_certain=options.skip_certain
+            )
         )
         z_hat = torch.from_numpy(z_values).to(device=device, dtype=torch.float32).view(z_shape)
         with entropy_parameter_threads(device, enabled=not options.exact):
