@@ -266,7 +266,7 @@ class EVC(nn.Module):
         self.z_density = FactorizedDensity(HYPER_CHANNELS)
         self.rate = VariableRate(LATENT_CHANNELS)
         self._z_tables: tuple[tuple, SymbolTables] | None = None
-        self._exact: tuple[tuple, ExactEntropyParameters] | None = None
+        self._exact: ExactEntropyParameters | None = None
         self._halos: dict[str, int] = {}
         self.transform_dtype = torch.float32
         self.transform_channels_last = False
@@ -393,12 +393,11 @@ class EVC(nn.Module):
         return self._z_tables[1]
 
     def exact_entropy_parameters(self) -> ExactEntropyParameters:
-        """The fixed-point copy of the entropy networks, rebuilt whenever their weights change."""
-        modules = (self.h_s, self.prior_fusion, self.dual_prior)
-        key = tuple((p.data_ptr(), p._version, p.device) for m in modules for p in m.parameters())
-        if self._exact is None or self._exact[0] != key:
-            self._exact = (key, ExactEntropyParameters(self))
-        return self._exact[1]
+        """The fixed-point copy of the entropy networks (it converts them again whenever their weights
+        change or move)."""
+        if self._exact is None:
+            self._exact = ExactEntropyParameters(self)
+        return self._exact
 
     def _z_table_index(self, z_shape: tuple[int, ...]) -> np.ndarray:
         _, c, h, w = z_shape
