@@ -368,17 +368,6 @@ def _decode_escapes(coder, count: int) -> np.ndarray:
     return np.left_shift(1, n) + rest - 1
 
 
-def _split_bounds(size: int, count: int) -> list[tuple[int, int]]:
-    """The (start, end) of each of ``count`` near-equal parts of ``size`` items (np.array_split's split)."""
-    base, extra = divmod(size, count)
-    bounds, start = [], 0
-    for part in range(count):
-        end = start + base + (part < extra)
-        bounds.append((start, end))
-        start = end
-    return bounds
-
-
 def encode_substreams(
     symbols: np.ndarray,
     table_index: np.ndarray,
@@ -405,9 +394,8 @@ def encode_substreams(
     index = _table_index(table_index, tables)
     if symbols.shape != index.shape:
         raise ValueError("symbols and table_index must have the same number of elements")
-    bounds = _split_bounds(symbols.size, int(count))
-    parts = [symbols[start:end] for start, end in bounds]
-    indices = [index[start:end] for start, end in bounds]
+    parts = np.array_split(symbols, int(count))
+    indices = np.array_split(index, int(count))
     if executor is None:
         return [encode_symbols(s, i, tables, skip_certain=skip_certain) for s, i in zip(parts, indices)]
     skips = [skip_certain] * len(parts)
@@ -429,8 +417,7 @@ def decode_substreams(
     if len(streams) > MAX_SUBSTREAMS:
         raise FormatError(f"corrupt stream: {len(streams)} substreams, at most {MAX_SUBSTREAMS} are allowed")
     index = _table_index(table_index, tables)
-    bounds = _split_bounds(index.size, len(streams))
-    indices = [index[start:end] for start, end in bounds]
+    indices = np.array_split(index, len(streams))
     if executor is None:
         parts = [decode_symbols(d, i, tables, skip_certain=skip_certain) for d, i in zip(streams, indices)]
     else:

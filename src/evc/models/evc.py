@@ -7,6 +7,7 @@ how a value is quantised (straight-through rounding vs. rounding plus entropy co
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
@@ -162,8 +163,8 @@ def _symbols_to_numpy(symbols: torch.Tensor) -> np.ndarray:
     """Integer-valued symbols to int64 numpy, moving the most compact integer type off the device."""
     if symbols.numel() == 0:
         return np.zeros(0, dtype=np.int64)
-    largest = symbols.abs().max()
-    if not torch.isfinite(largest) or largest > _MAX_ABS_SYMBOL:
+    largest = float(symbols.abs().max())  # one device sync for both checks below
+    if not math.isfinite(largest) or largest > _MAX_ABS_SYMBOL:
         raise EVCError("the model produced a non-finite or out-of-range latent; its weights are unusable")
     compact = torch.int16 if largest < 2**15 else torch.int32
     return symbols.to(compact).cpu().numpy().astype(np.int64)
@@ -337,21 +338,41 @@ class EVC(nn.Module):
             self._halos[name] = halo_for(module, align)
         return self._halos[name]
 
-    def _tiled_entropy_network(
-        self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: Fraction, name: str
-    ) -> torch.Tensor:
-        """An entropy-model network over the whole latent, in tiles once the image is large. ``x`` is
-        at 1/64 (z) or 1/16 (y) of the image's resolution; the choice to tile depends on the size
-        alone, so encoder and decoder run identical pieces."""
+    def _run_entropy_network(
+        self,
+        fn: Callable[..., tuple[torch.Tensor, ...]],
+        inputs: tuple[torch.Tensor, ...],
+        outputs: int,
+        scale: Fraction,
+        name: str,
+    ) -> tuple[torch.Tensor, ...]:
+        """``fn(*inputs)``, an entropy-model network over the whole latent, in tiles once the image is
+        large. The inputs are at 1/64 (z) or 1/16 (y) of the image's resolution; whether to tile
+        depends on the size alone, so encoder and decoder run identical pieces. Tiles need one tensor:
+        the inputs are stacked along channels, and the ``outputs`` equal parts split off again."""
+        x = inputs[0]
         pixels_per_input = PADDING_MULTIPLE if scale > 1 else PIXELS_PER_LATENT
         if x.shape[-2] * x.shape[-1] * pixels_per_input**2 <= UNTILED_MAX_PIXELS:
-            return fn(x)
+            return fn(*inputs)
+        sizes = [t.shape[1] for t in inputs]
         align = int(1 / scale) if scale < 1 else 1
-        networks = {"h_a": lambda: self.h_a, "step_two": lambda: self.dual_prior.net}
-        network = networks.get(name, lambda: nn.Sequential(self.h_s, self.prior_fusion))()
-        return run_tiled(
-            fn, x, scale=scale, tile=TILE_PIXELS // pixels_per_input, halo=self._halo(name, network, align), align=align
+        out = run_tiled(
+            lambda piece: torch.cat(fn(*piece.split(sizes, dim=1)), dim=1),
+            torch.cat(inputs, dim=1),
+            scale=scale,
+            tile=TILE_PIXELS // pixels_per_input,
+            halo=self._halo(name, self._entropy_network(name), align),
+            align=align,
         )
+        return out.chunk(outputs, dim=1)
+
+    def _entropy_network(self, name: str) -> nn.Module:
+        """The network whose receptive field sets the halo of :meth:`_run_entropy_network`'s tiles."""
+        if name == "h_a":
+            return self.h_a
+        if name == "step_two":
+            return self.dual_prior.net
+        return nn.Sequential(self.h_s, self.prior_fusion)
 
     # -- training --------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, anchor: torch.Tensor) -> RDOutput:
@@ -405,7 +426,8 @@ class EVC(nn.Module):
 
     def _hyper_analysis(self, y: torch.Tensor) -> torch.Tensor:
         # Encoder only: z is transmitted, so how h_a is tiled never has to match anything.
-        return self._tiled_entropy_network(self.h_a, y, Fraction(1, 4), "h_a")
+        (z,) = self._run_entropy_network(lambda t: (self.h_a(t),), (y,), 1, Fraction(1, 4), "h_a")
+        return z
 
     def _latent_params(
         self, z_hat: torch.Tensor, exact: bool
@@ -413,23 +435,16 @@ class EVC(nn.Module):
         """(q_step, sigma, mu) from z_hat and the step-two parameter function, by the chosen arithmetic."""
         if exact:
             fixed = self.exact_entropy_parameters()
-            hyper: Callable = lambda z: torch.cat(fixed.hyper(z), dim=1)  # noqa: E731
+            hyper: Callable = fixed.hyper
             z_hat = z_hat.double()
             step_two: Callable = fixed.step_two
         else:
-            hyper = lambda z: torch.cat(self.entropy_params(z), dim=1)  # noqa: E731
+            hyper = self.entropy_params
             step_two = self.dual_prior.step_two_params
-        params = self._tiled_entropy_network(hyper, z_hat, Fraction(4), "hyper")
-        q_step, sigma, mu = params.chunk(3, dim=1)
-        channels = mu.shape[1]
+        q_step, sigma, mu = self._run_entropy_network(hyper, (z_hat,), 3, Fraction(4), "hyper")
 
         def tiled_step_two(y_hat1: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, q_step: torch.Tensor):
-            stacked = torch.cat([y_hat1, mu, sigma, q_step], dim=1)
-            out = self._tiled_entropy_network(
-                lambda t: torch.cat(step_two(*t.split(channels, dim=1)), dim=1), stacked, Fraction(1), "step_two"
-            )
-            mu2, sigma2 = out.chunk(2, dim=1)
-            return mu2, sigma2
+            return self._run_entropy_network(step_two, (y_hat1, mu, sigma, q_step), 2, Fraction(1), "step_two")
 
         return q_step, sigma, mu, tiled_step_two
 
