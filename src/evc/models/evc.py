@@ -271,6 +271,8 @@ class EVC(nn.Module):
         self._halos: dict[str, int] = {}
         self.transform_dtype = torch.float32
         self.transform_channels_last = False
+        # Training only: let the entropy-model networks follow the caller's autocast (see rd_forward).
+        self.entropy_networks_autocast = False
 
     # -- shared pieces ---------------------------------------------------------------------------
     def analyse(self, x: torch.Tensor) -> torch.Tensor:
@@ -384,22 +386,43 @@ class EVC(nn.Module):
         return self.rd_forward(x, self.analyse(x), self.rate.anchor_q_scale(anchor))
 
     def rd_forward(self, x: torch.Tensor, y: torch.Tensor, q_scale: torch.Tensor) -> RDOutput:
-        """Rate and reconstruction from a latent. Under autocast only the transforms run in reduced
-        precision: the entropy model always runs in float32, since rounding y - mu in bf16 would
-        quantise a different value than the codec does."""
-        with torch.autocast(y.device.type, enabled=False):
+        """Rate and reconstruction from a latent.
+
+        Under autocast the transforms run in reduced precision. The entropy model's arithmetic
+        (scaling, rounding y - mu, the rate terms) always runs in float32, since rounding in bf16 would
+        quantise a different value than the codec does. Its networks (h_a, h_s, prior fusion, the
+        spatial prior) follow the caller's autocast only when ``entropy_networks_autocast`` is set (the
+        fast training step: they are a third of the step's work); their outputs are made float32 at
+        once, so only their own rounding differs from the codec's float32 or exact evaluation.
+        """
+        device_type = y.device.type
+        reduced = (
+            self.entropy_networks_autocast
+            and torch.is_autocast_enabled(device_type)
+            and torch.get_autocast_dtype(device_type)
+        )
+
+        def network(fn: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]], *args: torch.Tensor):
+            if not reduced:
+                return fn(*args)
+            with torch.autocast(device_type, dtype=reduced):
+                out = fn(*args)
+            return out.float() if isinstance(out, torch.Tensor) else tuple(t.float() for t in out)
+
+        with torch.autocast(device_type, enabled=False):
             y = y.float()
             divisor = self.rate.divisor(q_scale)
             y = y / divisor
-            z = self.h_a(y)
+            z = network(self.h_a, y)
             if self.training:
                 z_for_rate = z + torch.empty_like(z).uniform_(-0.5, 0.5)
             else:
                 z_for_rate = torch.round(z)
             z_bits = self.z_density.bits(z_for_rate).sum(dim=(1, 2, 3))
-            q_step, sigma, mu = self.entropy_params(ste_round(z))
+            q_step, sigma, mu = network(self.entropy_params, ste_round(z))
             quantize = _TrainingQuantizer(y / q_step)
-            y_hat = self.dual_prior(mu, sigma, q_step, quantize)
+            step_two = lambda *inputs: network(self.dual_prior.step_two_params, *inputs)  # noqa: E731
+            y_hat = self.dual_prior(mu, sigma, q_step, quantize, step_two=step_two)
         x_hat = self.synthesise(y_hat, q_step, divisor).float()
         num_pixels = x.shape[-2] * x.shape[-1]
         return RDOutput(x_hat=x_hat, y_bits=quantize.bits, z_bits=z_bits, bpp=(quantize.bits + z_bits) / num_pixels)

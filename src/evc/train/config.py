@@ -32,19 +32,27 @@ class TrainConfig:
     lr: float = 1e-4
     lr_final_fraction: float = 0.1
     warmup_steps: int = 500
+    # The rate parameters (q_scale per anchor, q_basic) learn at lr * rate_lr_factor: at small budgets
+    # the anchors' q_scale barely leave their initial values at the network's learning rate.
+    rate_lr_factor: float = 1.0
     grad_clip: float = 1.0
     seed: int = 0
     workers: int = 2
+    cache_images: bool = True  # decode each training image once and keep it in memory (~1 GB for the shards)
     device: str = ""  # "" = cuda if available, else cpu
-    amp: bool = True  # bf16 autocast for the transforms on CUDA (the entropy model stays float32)
-    channels_last: bool = True  # on CUDA
+    # bf16 autocast of the networks (the entropy model's arithmetic and rate terms stay float32), on
+    # CUDA and on CPUs with native bf16; the run's config.toml records what was actually used.
+    amp: bool = True
+    channels_last: bool = True  # on CUDA only (see evc.train.speed)
     compile: bool = False  # torch.compile the transforms
     log_every: int = 50
     val_every: int = 2_000
     val_images: int = 4  # first N Kodak images; 0 disables validation
     kodak: str = ""  # Kodak folder for validation ("" = ../shared/data/kodak if present)
     checkpoint_every: int = 1_000
-    time_limit_minutes: float = 0.0  # stop cleanly (checkpoint + export) after this long; 0 = no limit
+    # Stop cleanly (validation, checkpoint, export) after this long; 0 = no limit. With a limit, the
+    # learning-rate schedule runs on the time budget: it ends its decay when the time is up.
+    time_limit_minutes: float = 0.0
 
     def validate(self) -> None:
         if not self.data:
@@ -55,8 +63,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.crop % 64:
             raise ConfigError(f"crop must be a multiple of 64, got {self.crop}")
-        if not self.lr > 0 or not 0 <= self.lr_final_fraction <= 1:
-            raise ConfigError("lr must be positive and lr_final_fraction in [0, 1]")
+        if not self.lr > 0 or not 0 <= self.lr_final_fraction <= 1 or not self.rate_lr_factor > 0:
+            raise ConfigError("lr and rate_lr_factor must be positive and lr_final_fraction in [0, 1]")
         if min(self.warmup_steps, self.workers, self.val_images, self.grad_clip, self.time_limit_minutes) < 0:
             raise ConfigError("warmup_steps, workers, val_images, grad_clip and time_limit_minutes must not be negative")
 

@@ -86,12 +86,19 @@ def find_images(sources: list[str], min_size: int, warn: Warn) -> list[ImageReco
 
 
 class RandomCrops(Dataset):
-    """Sample i -> (uint8 crop (3, S, S), rate anchor), deterministic in (seed, i)."""
+    """Sample i -> (uint8 crop (3, S, S), rate anchor), deterministic in (seed, i).
 
-    def __init__(self, records: list[ImageRecord], crop: int, seed: int) -> None:
+    With ``cache``, each image is decoded once and kept (in each loading process): on a CPU, where
+    the loader shares the cores with the step, decoding a 1280-pixel JPEG per crop costs more than
+    the crop's share of a small model's step.
+    """
+
+    def __init__(self, records: list[ImageRecord], crop: int, seed: int, cache: bool = False) -> None:
         self.records = records
         self.crop = crop
         self.seed = seed
+        self.cache = cache
+        self._decoded: dict[Path, np.ndarray] = {}
         self._unreadable: set[Path] = set()
 
     def __len__(self) -> int:
@@ -100,6 +107,8 @@ class RandomCrops(Dataset):
     def _load(self, record: ImageRecord) -> np.ndarray | None:
         if record.path in self._unreadable:
             return None
+        if record.path in self._decoded:
+            return self._decoded[record.path]
         try:
             with Image.open(record.path) as image:
                 array = np.asarray(image.convert("RGB"))
@@ -111,6 +120,8 @@ class RandomCrops(Dataset):
             self._unreadable.add(record.path)
             warnings.warn(f"skipping {record.path}: smaller than the {self.crop}-pixel crop", stacklevel=2)
             return None
+        if self.cache:
+            self._decoded[record.path] = array
         return array
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:

@@ -12,8 +12,9 @@ from evc.models.variable_rate import LAMBDAS, rd_loss_weight
 class RateDistortionLoss(nn.Module):
     """Wraps a model so that forward returns (loss, mse, bpp): the unit DDP replicates.
 
-    For a scalable model (one output per encoder level) the loss is the mean over levels and the
-    reported mse / bpp are the last level's.
+    ``loss`` is the batch mean; ``mse`` and ``bpp`` are per sample (B,), detached, for logging by
+    rate anchor. For a scalable model (one output per encoder level) the loss is the mean over levels
+    and the reported mse / bpp are the last level's.
     """
 
     def __init__(self, model: EVC) -> None:
@@ -29,7 +30,7 @@ class RateDistortionLoss(nn.Module):
         for out in outputs:
             mse = rd_mse(out, x)
             losses.append((weights * mse + out.bpp).mean())
-        return torch.stack(losses).mean(), mse.detach().mean(), outputs[-1].bpp.detach().mean()
+        return torch.stack(losses).mean(), mse.detach(), outputs[-1].bpp.detach()
 
 
 def rd_mse(out: RDOutput, x: torch.Tensor) -> torch.Tensor:

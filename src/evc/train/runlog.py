@@ -8,7 +8,11 @@ from typing import Any
 
 from evc.extras import require
 
-TRAIN_COLUMNS = ["step", "loss", "bpp", "mse", "psnr", "lr", "images_per_s", "elapsed_s"]
+# Each row holds the means over the steps since the previous row, overall and per rate anchor (a0 =
+# the lowest rate), since single batches swing widely with the anchors they happen to draw.
+TRAIN_COLUMNS = ["step", "loss", "bpp", "mse", "psnr", "lr", "images_per_s", "elapsed_s"] + [
+    f"{name}_a{a}" for name in ("bpp", "psnr") for a in range(4)
+]
 VAL_COLUMNS = ["step", "anchor", "q_index", "bpp", "psnr"]
 
 

@@ -1,0 +1,143 @@
+"""Ship trained weights: measure them on Kodak, refuse them unless they beat what ships, write the card.
+
+    python scripts/ship_weights.py RUN/export --version v0 [--force] [--dry-run]
+
+1. Codes all 24 Kodak images (../shared/data/kodak) at the 4 trained anchors and one interpolated rate
+   between each pair, with real files (exact entropy parameters, as `evc encode` writes them).
+2. BD-rate (PSNR) against the live JPEG 4:2:0 results in docs/results/kodak/jpeg420.json and the
+   published VTM curve; against the shipped weights of the same model, if any.
+3. Unless --force, refuses weights that are not better than the shipped ones (BD-rate >= 0 against
+   them): every commit of weights stays in the history that users clone.
+4. Writes src/evc/weights/NAME/ (fp16 safetensors parts, with the version and the Kodak RD in their
+   metadata), MODEL_CARD.md beside them, and docs/results/kodak/NAME.json for the report
+   (benchmarks/kodak_report.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import evc
+from evc.eval.bdrate import bd_rate
+from evc.eval.published import KODAK_DIR, VTM_KODAK
+from evc.eval.results import RDCurve, load_curve, save_curve
+from evc.eval.runner import EVCUnderTest, evaluate, list_images
+from evc.models.card import KODAK_KEY, VERSION_KEY, ModelCard
+from evc.models.registry import get_spec
+from evc.models.weights import MODEL_KEY, PARTS_KEY, load_state, read_metadata, save_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results" / "kodak"
+
+
+def measure(weights: Path, label: str) -> RDCurve:
+    codec = evc.load(weights=weights, device="cpu")
+    return evaluate(EVCUnderTest.at_anchors(codec, label, between=1), list_images(KODAK_DIR), "ours")
+
+
+def card_markdown(card: ModelCard, curve: RDCurve, files: list[Path]) -> str:
+    rows = "\n".join(
+        f"| {q} | {b:.4f} | {p:.3f} | {m if m is not None else ''} |"
+        for q, b, p, m in zip(
+            curve.meta["settings"], curve.bpp, curve.psnr or [],
+            [f"{v:.4f}" for v in curve.ms_ssim] if curve.ms_ssim else [None] * len(curve.bpp),
+        )
+    )
+    bd = "\n".join(f"- {v:+.1f} % against {k}" for k, v in card.bd_rates.items())
+    hours = f"{card.training_hours:.2f}" if card.training_hours is not None else "?"
+    return f"""# {card.model} {card.version}
+
+Weights of evc's {card.model} ({get_spec(card.model).description}), fp16 safetensors in
+{len(files)} part(s): {", ".join(f.name for f in files)}.
+
+## Training
+
+- Device: {card.device}; {hours} hours; {card.steps} steps; {card.crops_seen:,} crops of {card.crop} px.
+- Data: {card.data} (../shared/data/train: 325 photos and a few graphics, JPEG q95 4:4:4). Kodak is never
+  trained on.
+- Recipe: {card.recipe}. Four rate anchors (lambda 0.0022, 0.0050, 0.012, 0.027), drawn uniformly per crop.
+- Date: {card.date}.
+
+This is a low-compute model: the paper's models train for days on GPUs; this one saw a tiny fraction
+of that, so it is far from the paper's RD (see below and docs/results.md).
+
+## Kodak (24 images, real files, RGB PSNR)
+
+Measured by `python scripts/ship_weights.py` (exact entropy parameters, CPU), q index = round(100 * q_scale);
+the 4 trained anchors and one interpolated rate between each pair.
+
+| q index | bpp | PSNR (dB) | MS-SSIM |
+| --- | --- | --- | --- |
+{rows}
+
+BD-rate (PSNR; negative = fewer bits at equal quality):
+
+{bd}
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("weights", type=Path, help="trained weights (a run's export/ folder)")
+    parser.add_argument("--version", required=True, help="version label, e.g. v0")
+    parser.add_argument("--force", action="store_true", help="ship even if not better than the shipped weights")
+    parser.add_argument("--dry-run", action="store_true", help="measure and compare, write nothing")
+    args = parser.parse_args()
+
+    meta = read_metadata(args.weights)
+    name = get_spec(meta.get(MODEL_KEY, "")).name
+    spec = get_spec(name)
+    curve = measure(args.weights, f"{name} {args.version}")
+    print("new:", ", ".join(f"{b:.3f} bpp / {p:.2f} dB" for b, p in zip(curve.bpp, curve.psnr or [])))
+
+    anchors = {"JPEG 4:2:0 (live)": load_curve(RESULTS / "jpeg420.json"), "VTM (published)": load_curve(VTM_KODAK)}
+    bd_rates = {}
+    for label, anchor in anchors.items():
+        try:
+            result = bd_rate(anchor, curve)
+            bd_rates[label] = round(result.percent, 2)
+            print(f"BD-rate vs {label}: {result.percent:+.2f} % over {result.overlap[0]:.2f}-{result.overlap[1]:.2f} dB")
+        except evc.EVCError as exc:
+            print(f"BD-rate vs {label}: n/a ({exc})")
+
+    if spec.has_weights():
+        shipped_json = RESULTS / f"{name}.json"
+        shipped = load_curve(shipped_json) if shipped_json.is_file() else measure(spec.weights_dir, "shipped")
+        try:
+            against = bd_rate(shipped, curve).percent
+        except evc.EVCError as exc:  # no overlap: compare by the mean RD cost at the anchors instead
+            sys.exit(f"cannot compare with the shipped {name}: {exc}")
+        print(f"BD-rate vs the shipped {name}: {against:+.2f} %")
+        if against >= 0 and not args.force:
+            print(f"not shipped: the new weights are not better than the shipped {name}", file=sys.stderr)
+            return 1
+    if args.dry_run:
+        return 0
+
+    state, file_meta = load_state(args.weights)
+    model = evc.create_model(name)
+    model.load_state_dict(state)
+    extra = {k: v for k, v in file_meta.items() if k not in (MODEL_KEY, PARTS_KEY, "evc.anchors_q_scale")}
+    extra[VERSION_KEY] = args.version
+    extra[KODAK_KEY] = json.dumps({"bpp": curve.bpp, "psnr": curve.psnr, "bd_rate": bd_rates})
+    with tempfile.TemporaryDirectory() as tmp:  # write whole, then replace: no half-shipped folder
+        files = save_weights(model, Path(tmp) / name, name, extra)
+        card = ModelCard.read(Path(tmp) / name)
+        (Path(tmp) / name / "MODEL_CARD.md").write_text(card_markdown(card, curve, files))
+        if spec.weights_dir.exists():
+            shutil.rmtree(spec.weights_dir)
+        shutil.copytree(Path(tmp) / name, spec.weights_dir)
+    curve.name = name
+    save_curve(curve, RESULTS / f"{name}.json")
+    print(f"shipped {name} {args.version} to {spec.weights_dir}")
+    print("\n".join(card.lines()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""What makes a training step fast on the device at hand, decided in one place.
+
+Measured on the 2-core CPU machines of this project (``benchmarks/train_speed.py``, docs/training.md):
+- bf16 autocast of every network, with the entropy model's arithmetic and rate terms in float32, is
+  the largest gain on CPUs with native bf16 (AVX512-BF16 or AMX);
+- glibc's allocator returns the step's large activation buffers to the kernel after each use and
+  maps them anew (page faults on every step); keeping them mapped is the next largest gain;
+- channels_last is left to CUDA: on the CPU (torch 2.13, AMD EPYC with AVX-512) the backward pass of
+  g_a in channels_last crashed the process with heap corruption ("double free or corruption").
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+from dataclasses import dataclass
+
+import torch
+
+# glibc mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_TOP_PAD = -2
+_M_MMAP_MAX = -4
+_TOP_PAD_BYTES = 512 << 20
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """How the training step runs on its device: what the run's config.toml records."""
+
+    amp: bool
+    channels_last: bool
+    entropy_networks_autocast: bool
+
+
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (else bf16 would be emulated, and slower)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def step_settings(device: torch.device, amp: bool, channels_last: bool) -> StepSettings:
+    """The settings a run asked for, as this device can honour them."""
+    if device.type == "cuda":
+        return StepSettings(amp=amp, channels_last=channels_last, entropy_networks_autocast=amp)
+    if device.type == "cpu":
+        use_amp = amp and cpu_has_bf16()
+        return StepSettings(amp=use_amp, channels_last=False, entropy_networks_autocast=use_amp)
+    return StepSettings(amp=False, channels_last=False, entropy_networks_autocast=False)
+
+
+def keep_allocations_mapped() -> bool:
+    """Ask glibc to keep freed memory for reuse instead of unmapping it (Linux with glibc only).
+
+    Same effect as MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=-1 MALLOC_TOP_PAD_=512M, but set from
+    inside the process. Memory then stays at the step's peak, which training reaches anyway.
+    Returns whether the settings were applied.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl has no mallopt)
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return all(
+        mallopt(param, value) == 1
+        for param, value in ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1), (_M_TOP_PAD, _TOP_PAD_BYTES))
+    )

@@ -1,0 +1,155 @@
+"""The fast training step and the run record: precision settings, time-budget schedule, window logs,
+validation at the stop, the image cache and model cards."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import evc
+import evc.train.speed as speed
+from evc.models.card import ModelCard
+from evc.train.checkpoint import load_checkpoint
+from evc.train.config import TrainConfig, read_toml
+from evc.train.data import RandomCrops, find_images
+from evc.train.trainer import Trainer, learning_rate_factor
+from evc.train.runlog import TRAIN_COLUMNS
+
+from conftest import smooth_image
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("images")
+    for i in range(4):
+        Image.fromarray(smooth_image(96 + 8 * i, 112, seed=i)).save(folder / f"img{i}.png")
+    return folder
+
+
+def tiny_config(data: Path, out: Path, **changes) -> TrainConfig:
+    base = TrainConfig(
+        model="EVC-SS", data=[str(data)], out=str(out), steps=4, batch_size=2, crop=64, workers=0,
+        warmup_steps=0, log_every=1, val_every=1000, val_images=0, checkpoint_every=1000, lr=1e-4,
+    )
+    config = dataclasses.replace(base, **changes)
+    config.validate()
+    return config
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_step_settings_follow_the_device(monkeypatch) -> None:
+    cpu = torch.device("cpu")
+    settings = speed.step_settings(cpu, amp=True, channels_last=True)
+    assert settings.channels_last is False  # never on the CPU (crashed torch 2.13's backward there)
+    assert settings.amp == speed.cpu_has_bf16() == settings.entropy_networks_autocast
+    monkeypatch.setattr(speed, "cpu_has_bf16", lambda: False)
+    assert speed.step_settings(cpu, amp=True, channels_last=True).amp is False
+    cuda = speed.step_settings(torch.device("cuda"), amp=True, channels_last=True)
+    assert (cuda.amp, cuda.channels_last, cuda.entropy_networks_autocast) == (True, True, True)
+    assert speed.step_settings(cpu, amp=False, channels_last=False).amp is False
+
+
+def test_config_records_what_actually_ran(image_folder, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(speed, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr("evc.train.trainer.step_settings", speed.step_settings)
+    Trainer(tiny_config(image_folder, tmp_path / "run", steps=1, device="cpu")).run()
+    recorded = read_toml(tmp_path / "run" / "config.toml")
+    assert recorded["amp"] is False and recorded["channels_last"] is False
+
+
+def test_entropy_networks_under_autocast_keep_float32_arithmetic() -> None:
+    torch.manual_seed(0)
+    model = evc.create_model("EVC-SS", seed=3).train()
+    x = torch.rand(2, 3, 64, 64)
+    anchors = torch.tensor([0, 3])
+    results = {}
+    for reduced in (False, True):
+        model.entropy_networks_autocast = reduced
+        model.zero_grad()
+        torch.manual_seed(1)  # the same z noise
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x, anchors)
+        assert out.bpp.dtype == torch.float32 and out.x_hat.dtype == torch.float32
+        out.bpp.sum().backward()
+        grads = [p.grad for p in model.dual_prior.parameters()]
+        assert all(g is not None and torch.isfinite(g).all() for g in grads)
+        results[reduced] = out.bpp.detach()
+    # Reduced precision moves the rate estimate by bf16 rounding of the networks' outputs, not more.
+    assert not torch.equal(results[False], results[True])
+    assert torch.allclose(results[False], results[True], rtol=0.05)
+
+
+def test_time_budget_drives_the_learning_rate() -> None:
+    config = TrainConfig(steps=100_000, warmup_steps=10, lr_final_fraction=0.1, data=["x"], time_limit_minutes=10)
+    assert learning_rate_factor(5, config, 1.0) == pytest.approx(0.6)  # warm-up counts steps
+    assert learning_rate_factor(50, config, 300.0) == pytest.approx(0.55, abs=1e-3)  # half the time: mid-cosine
+    assert learning_rate_factor(60, config, 600.0) == pytest.approx(0.1)
+    assert learning_rate_factor(60, config, 9_000.0) == pytest.approx(0.1)  # past the budget: stays at the floor
+    untimed = dataclasses.replace(config, time_limit_minutes=0)
+    assert learning_rate_factor(50, untimed, 1e9) > 0.99  # without a limit, time plays no part
+
+
+def test_rate_parameters_get_their_own_learning_rate(image_folder, tmp_path) -> None:
+    trainer = Trainer(tiny_config(image_folder, tmp_path / "run", lr=2e-4, rate_lr_factor=10))
+    rate_ids = {id(p) for p in trainer.model.rate.parameters()}
+    by_kind = {any(id(p) in rate_ids for p in g["params"]): g["base_lr"] for g in trainer.optimizer.param_groups}
+    assert by_kind == {False: pytest.approx(2e-4), True: pytest.approx(2e-3)}
+
+
+def test_log_rows_are_window_means_per_anchor(image_folder, tmp_path, capsys) -> None:
+    Trainer(tiny_config(image_folder, tmp_path / "every", log_every=1)).run()
+    Trainer(tiny_config(image_folder, tmp_path / "pairs", log_every=2)).run()
+    every = read_csv(tmp_path / "every" / "train.csv")
+    pairs = read_csv(tmp_path / "pairs" / "train.csv")
+    assert list(every[0]) == TRAIN_COLUMNS and [r["step"] for r in pairs] == ["2", "4"]
+    for k, row in enumerate(pairs):
+        singles = every[2 * k : 2 * k + 2]
+        assert float(row["loss"]) == pytest.approx(sum(float(r["loss"]) for r in singles) / 2, rel=1e-9)
+    # Per anchor: a row's per-anchor bpp values average back to its overall bpp (weighted by crops).
+    anchors = [a for a in range(4) if every[0][f"bpp_a{a}"] != "nan"]
+    assert anchors and all(float(every[0][f"psnr_a{a}"]) > 0 for a in anchors)
+    # No terminal under pytest: progress comes as plain lines.
+    assert "step 4: loss" in capsys.readouterr().err
+
+
+def test_time_limit_stops_with_validation_export_and_training_time(image_folder, tmp_path) -> None:
+    kodak = tmp_path / "kodak"
+    kodak.mkdir()
+    Image.fromarray(smooth_image(64, 64, seed=5)).save(kodak / "kodim01.png")
+    config = tiny_config(image_folder, tmp_path / "run", steps=1000, time_limit_minutes=1e-4, val_images=1, kodak=str(kodak))
+    trainer = Trainer(config)
+    trainer.run()
+    assert 1 <= trainer.step < 1000
+    rows = read_csv(tmp_path / "run" / "val.csv")
+    assert len(rows) == 4 and {r["step"] for r in rows} == {str(trainer.step)}
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert state["step"] == trainer.step and state["elapsed_s"] > 0
+    card = ModelCard.read(tmp_path / "run" / "export")
+    assert card.model == "EVC-SS" and card.steps == trainer.step and card.crops_seen == 2 * trainer.step
+    assert card.training_hours is not None and card.training_hours > 0 and "CPU" in card.device
+    text = "\n".join(card.lines())
+    assert "EVC-SS unversioned" in text and "Adam lr 0.0001" in text and "64 px" in text
+
+
+def test_image_cache_gives_the_same_crops(image_folder) -> None:
+    records = find_images([str(image_folder)], 64, print)
+    plain, cached = RandomCrops(records, 64, seed=7), RandomCrops(records, 64, seed=7, cache=True)
+    for i in range(6):
+        a, b = plain[i], cached[i]
+        assert torch.equal(a[0], b[0]) and a[1] == b[1]
+    assert len(cached._decoded) >= 1 and not plain._decoded
+
+
+def test_allocator_setting_is_harmless() -> None:
+    applied = speed.keep_allocations_mapped()
+    assert isinstance(applied, bool)
+    assert torch.ones(1 << 20).sum().item() == 1 << 20  # memory still works afterwards
