@@ -2,9 +2,8 @@
 
 Method (the one used for the numbers in ../shared/rd_results/README.md): for each curve the points are
 sorted by quality, log10(bpp) is interpolated as a function of quality with a monotone piecewise-cubic
-Hermite interpolant (PCHIP, Fritsch-Carlson slopes with the same end-point rule as
-scipy.interpolate.PchipInterpolator), both interpolants are integrated exactly over the overlapping
-quality range [lo, hi], and
+Hermite interpolant (PCHIP: scipy.interpolate.PchipInterpolator), both interpolants are integrated
+exactly over the overlapping quality range [lo, hi], and
 
     BD-rate = (10 ** ((integral_test - integral_anchor) / (hi - lo)) - 1) * 100  [%]
 
@@ -16,17 +15,17 @@ Duplicate quality values (two rate points that reach exactly the same quality) w
 interpolant undefined; their log10(bpp) values are averaged into one point (the geometric mean of the
 rates), which keeps the curve's shape and does not favour either point.
 
-Only numpy is needed: PCHIP is implemented here (see `Pchip`), not taken from scipy.
+Needs scipy (the ``eval`` extra).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from evc.eval.results import RDCurve, ResultsError
+from evc.extras import require
 
 METRICS = ("psnr", "ms-ssim")
 _METRIC_LABEL = {"psnr": "PSNR", "ms-ssim": "MS-SSIM"}
@@ -41,86 +40,13 @@ class BDRate:
     test: str  # test curve name
 
 
-class Pchip:
-    """Monotone piecewise-cubic Hermite interpolant through (x[i], y[i]), x strictly increasing.
+def mean_log_rate(quality: np.ndarray, log_rate: np.ndarray, lo: float, hi: float) -> float:
+    """Mean of the PCHIP interpolant of ``log_rate`` over quality in [lo, hi] (within the points' range).
 
-    Slopes follow Fritsch & Carlson as scipy.interpolate.PchipInterpolator defines them:
-    * interior point: 0 where the neighbouring secant slopes differ in sign or either is 0, else their
-      weighted harmonic mean with weights w1 = 2 h_k + h_{k-1} (left secant), w2 = h_k + 2 h_{k-1}
-      (right secant), h = interval widths;
-    * end points: the one-sided three-point estimate ((2 h0 + h1) m0 - h0 m1) / (h0 + h1), set to 0 if
-      its sign differs from m0's, and limited to 3 m0 if m0 and m1 differ in sign and it exceeds 3|m0|;
-    * two points only: the straight line.
-    Outside [x[0], x[-1]] the end segments' cubics are extended (as scipy's default extrapolation).
+    ``quality``: strictly increasing, at least 2 points (two points: the straight line).
     """
-
-    def __init__(self, x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> None:
-        self.x = np.asarray(x, dtype=np.float64)
-        self.y = np.asarray(y, dtype=np.float64)
-        if self.x.ndim != 1 or self.x.shape != self.y.shape:
-            raise ValueError(f"x and y must be 1-D of equal length, got shapes {self.x.shape}, {self.y.shape}")
-        if self.x.size < 2:
-            raise ValueError(f"PCHIP needs at least 2 points, got {self.x.size}")
-        if not (np.all(np.isfinite(self.x)) and np.all(np.isfinite(self.y))):
-            raise ValueError("x and y must be finite")
-        if not np.all(np.diff(self.x) > 0):
-            raise ValueError("x must be strictly increasing")
-        self.d = _pchip_slopes(self.x, self.y)
-        # Power-basis coefficients per segment in s = x - x[k]: y0 + d0 s + c2 s^2 + c3 s^3.
-        h = np.diff(self.x)
-        m = np.diff(self.y) / h
-        d0, d1 = self.d[:-1], self.d[1:]
-        self._c2 = (3 * m - 2 * d0 - d1) / h
-        self._c3 = (d0 + d1 - 2 * m) / (h * h)
-
-    def __call__(self, xq: float | Sequence[float] | np.ndarray) -> np.ndarray:
-        xq = np.asarray(xq, dtype=np.float64)
-        k = np.clip(np.searchsorted(self.x, xq, side="right") - 1, 0, self.x.size - 2)
-        s = xq - self.x[k]
-        return self.y[k] + s * (self.d[k] + s * (self._c2[k] + s * self._c3[k]))
-
-    def integrate(self, a: float, b: float) -> float:
-        """Exact integral over [a, b] (a <= b, both within [x[0], x[-1]]), segment by segment."""
-        if not (self.x[0] <= a <= b <= self.x[-1]):
-            raise ValueError(f"integration range [{a}, {b}] is not within [{self.x[0]}, {self.x[-1]}]")
-        left, right = self.x[:-1], self.x[1:]
-        # Each segment contributes over its part of [a, b]; segments outside it get an empty range.
-        s_lo = np.clip(a, left, right) - left
-        s_hi = np.clip(b, left, right) - left
-        return float(np.sum(self._antiderivative(s_hi) - self._antiderivative(s_lo)))
-
-    def _antiderivative(self, s: np.ndarray) -> np.ndarray:
-        y0, d0 = self.y[:-1], self.d[:-1]
-        return s * (y0 + s * (d0 / 2 + s * (self._c2 / 3 + s * self._c3 / 4)))
-
-
-def _pchip_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    h = np.diff(x)
-    m = np.diff(y) / h
-    if x.size == 2:
-        return np.array([m[0], m[0]])
-    d = np.zeros_like(y)
-    m_left, m_right = m[:-1], m[1:]
-    h_left, h_right = h[:-1], h[1:]
-    # Zero slope at local extrema and flat stretches: this is what keeps monotone data monotone.
-    keep = (np.sign(m_left) == np.sign(m_right)) & (m_left != 0) & (m_right != 0)
-    w1 = 2 * h_right + h_left
-    w2 = h_right + 2 * h_left
-    with np.errstate(divide="ignore", invalid="ignore"):
-        harmonic = (w1 + w2) / (w1 / m_left + w2 / m_right)
-    d[1:-1] = np.where(keep, harmonic, 0.0)
-    d[0] = _end_slope(h[0], h[1], m[0], m[1])
-    d[-1] = _end_slope(h[-1], h[-2], m[-1], m[-2])
-    return d
-
-
-def _end_slope(h0: float, h1: float, m0: float, m1: float) -> float:
-    d = ((2 * h0 + h1) * m0 - h0 * m1) / (h0 + h1)
-    if np.sign(d) != np.sign(m0):
-        return 0.0
-    if np.sign(m0) != np.sign(m1) and abs(d) > 3 * abs(m0):
-        return 3 * m0
-    return float(d)
+    interpolator = require("scipy.interpolate", "eval").PchipInterpolator(quality, log_rate, extrapolate=False)
+    return float(interpolator.integrate(lo, hi)) / (hi - lo)
 
 
 def _check_metric(metric: str) -> None:
@@ -169,7 +95,7 @@ def bd_rate(anchor: RDCurve, test: RDCurve, metric: str = "psnr") -> BDRate:
             f"{_METRIC_LABEL[metric]} ranges do not overlap: anchor {anchor.name!r} covers "
             f"{qa[0]:.3f}-{qa[-1]:.3f} dB, test {test.name!r} covers {qt[0]:.3f}-{qt[-1]:.3f} dB"
         )
-    mean_diff = (Pchip(qt, rt).integrate(lo, hi) - Pchip(qa, ra).integrate(lo, hi)) / (hi - lo)
+    mean_diff = mean_log_rate(qt, rt, lo, hi) - mean_log_rate(qa, ra, lo, hi)
     return BDRate(
         percent=float((10**mean_diff - 1) * 100),
         metric=metric,
@@ -229,4 +155,4 @@ def format_bd_table(
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["BDRate", "METRICS", "Pchip", "bd_rate", "bd_rate_table", "curve_quality", "format_bd_table"]
+__all__ = ["BDRate", "METRICS", "bd_rate", "bd_rate_table", "curve_quality", "format_bd_table"]

@@ -1,8 +1,9 @@
-"""Image quality metrics on 8-bit RGB: PSNR and MS-SSIM (Wang, Simoncelli, Bovik 2003).
+"""Image quality metrics on 8-bit RGB: PSNR, and MS-SSIM (Wang, Simoncelli, Bovik 2003) computed by
+pytorch-msssim, the implementation learned-compression papers report with.
 
-MS-SSIM follows the usual learned-compression convention: values in [0, 1] data range, an 11-tap
-Gaussian window (sigma 1.5) applied without padding, five scales with the standard weights, 2x2
-average pooling between scales, computed per channel and averaged over R, G, B.
+MS-SSIM convention (pytorch-msssim's defaults): values in [0, 1] data range, an 11-tap Gaussian window
+(sigma 1.5) applied without padding, five scales with the standard weights, 2x2 average pooling between
+scales, computed per channel and averaged over R, G, B. Both sides must be at least 161 pixels.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from evc.extras import require
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 _WINDOW = 11
-_SIGMA = 1.5
-_K1, _K2 = 0.01, 0.03
 # Smallest side for which five scales of an 11-tap valid window fit.
 MS_SSIM_MIN_SIDE = (_WINDOW - 1) * 2 ** (len(MS_SSIM_WEIGHTS) - 1) + 1
 
@@ -29,6 +29,7 @@ def _as_float(image: np.ndarray) -> torch.Tensor:
 
 
 def mse(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean squared error of two equally shaped 8-bit images, on [0, 1] values."""
     if a.shape != b.shape:
         raise ValueError(f"images differ in shape: {a.shape} vs {b.shape}")
     return float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)) / 255.0**2
@@ -40,50 +41,19 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if error == 0 else -10.0 * math.log10(error)
 
 
-def _gaussian_window() -> torch.Tensor:
-    x = torch.arange(_WINDOW, dtype=torch.float64) - _WINDOW // 2
-    g = torch.exp(-(x**2) / (2 * _SIGMA**2))
-    return g / g.sum()
-
-
-def _blur(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian filter per channel, valid region only."""
-    c = x.shape[1]
-    x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
-
-def _ssim_terms(x: torch.Tensor, y: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean SSIM and contrast-structure term, each (C,)."""
-    c1, c2 = _K1**2, _K2**2
-    mu_x, mu_y = _blur(x, g), _blur(y, g)
-    sigma_xx = _blur(x * x, g) - mu_x**2
-    sigma_yy = _blur(y * y, g) - mu_y**2
-    sigma_xy = _blur(x * y, g) - mu_x * mu_y
-    cs = (2 * sigma_xy + c2) / (sigma_xx + sigma_yy + c2)
-    luminance = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
-    return (luminance * cs).mean(dim=(0, 2, 3)), cs.mean(dim=(0, 2, 3))
-
-
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> float | None:
-    """MS-SSIM of two (H, W, 3) uint8 images; None when the image is too small for five scales."""
+    """MS-SSIM of two (H, W, 3) uint8 images; None when a side is under MS_SSIM_MIN_SIDE (161) pixels,
+    too small for five scales. Needs pytorch-msssim (the ``eval`` extra)."""
     if a.shape != b.shape:
         raise ValueError(f"images differ in shape: {a.shape} vs {b.shape}")
     if min(a.shape[:2]) < MS_SSIM_MIN_SIDE:
         return None
-    x, y = _as_float(a), _as_float(b)
-    g = _gaussian_window()
-    weights = torch.tensor(MS_SSIM_WEIGHTS, dtype=torch.float64)
-    factors = []
-    for scale in range(len(MS_SSIM_WEIGHTS)):
-        ssim, cs = _ssim_terms(x, y, g)
-        if scale < len(MS_SSIM_WEIGHTS) - 1:
-            factors.append(torch.relu(cs))
-            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
-        else:
-            factors.append(torch.relu(ssim))
-    per_channel = torch.prod(torch.stack(factors) ** weights.view(-1, 1), dim=0)
-    return float(per_channel.mean())
+    pytorch_msssim = require("pytorch_msssim", "eval")
+    value = pytorch_msssim.ms_ssim(
+        _as_float(a), _as_float(b), data_range=1.0, size_average=True, win_size=_WINDOW,
+        weights=list(MS_SSIM_WEIGHTS),
+    )
+    return float(value)
 
 
 def ms_ssim_db(value: float) -> float:
