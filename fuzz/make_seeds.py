@@ -1,10 +1,12 @@
 """Write the fuzzer's seed corpus: valid .evc files of several models, sizes, colours, flags, sub-stream
 counts and rates, plus fuzz/corpus/seeds/manifest.json (how each was made and the digest of its
-decoded pixels, which tests/test_fuzz.py checks).
+decoded pixels, which tests/test_fuzz.py checks); then rebuild the regression files that are derived
+from seeds (fuzz/corpus/regressions, whose manifest stays as written by hand).
 
 Every file comes from a codec with seeded random weights (``evc.create_model(name, seed=0)``), the
 same codecs the harness and the tests build, so the weights fingerprints match. If the models'
-initialisation changes, the fingerprints change and every seed is refused: rerun this script.
+initialisation or the codec's weights change, the fingerprints change and every seed is refused:
+rerun this script.
 
     python fuzz/make_seeds.py
 """
@@ -26,7 +28,7 @@ from evc.models.evc import CodingOptions
 from evc.models.variable_rate import q_index_to_scale
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evcfuzz import SEEDS, pixel_digest
+from evcfuzz import REGRESSIONS, SEEDS, Harness, RawFile, pixel_digest
 
 # (model, height, width, colour, quality or q index, exact, substreams)
 RECIPES: list[tuple[str, int, int, str, float | int, bool, int]] = [
@@ -75,6 +77,48 @@ def version_1_file(codec: evc.Codec, rgb: np.ndarray, q_index: int) -> bytes:
     return body + struct.pack(">I", zlib.crc32(body))
 
 
+def symbol_moved_by_2_32(harness: Harness, data: bytes, group: int, sign: int) -> bytes:
+    """``data`` with the first symbol of coding group ``group`` (0: z, then the y steps) moved by
+    sign * 2^32 and coded again: the int32 symbols CRC still matches (what the int32-wrap findings were)."""
+    from evc.entropy.coder import encode_substreams
+
+    groups = harness.decoded_groups(data)
+    assert groups, "seed does not decode"
+    chosen = groups[group]
+    values = np.array(chosen["values"], dtype=np.int64)
+    values[0] += sign * 2**32
+    index = np.asarray(chosen["index"]).astype(np.int64).ravel()
+    streams = encode_substreams(values, index, chosen["tables"], chosen["count"], skip_certain=chosen["skip_certain"])
+    raw = RawFile.from_bytes(data)
+    assert raw is not None
+    first = sum(g["count"] for g in groups[:group])
+    raw.streams[first : first + chosen["count"]] = streams
+    return raw.to_bytes()
+
+
+def with_size(data: bytes, width: int, height: int) -> bytes:
+    raw = RawFile.from_bytes(data)
+    assert raw is not None
+    raw.width, raw.height = width, height
+    return raw.to_bytes()
+
+
+def remake_regressions() -> None:
+    """The regression files that are seeds with a finding's change applied (see their manifest)."""
+    harness = Harness().setup()
+    seed = {name: (SEEDS / name).read_bytes() for name in (
+        "evc-ss-1x1-rgb-exact-s1-q94.evc", "scale-ss-1x1-rgb-exact-s1-q94.evc", "evc-ss-64x64-rgb-float-s1-q50.evc")}
+    files = {
+        "int32-wrap-y-step2.evc": symbol_moved_by_2_32(harness, seed["evc-ss-1x1-rgb-exact-s1-q94.evc"], -1, 1),
+        "int32-wrap-z.evc": symbol_moved_by_2_32(harness, seed["scale-ss-1x1-rgb-exact-s1-q94.evc"], 0, -1),
+        "thin-134217728x1-default-limit.evc": with_size(seed["evc-ss-1x1-rgb-exact-s1-q94.evc"], 134217728, 1),
+        "thin-1x16384.evc": with_size(seed["evc-ss-64x64-rgb-float-s1-q50.evc"], 1, 16384),
+    }
+    for name, data in files.items():
+        (REGRESSIONS / name).write_bytes(data)
+    print(f"{len(files)} regression files rebuilt in {REGRESSIONS}")
+
+
 def main() -> None:
     torch.set_num_threads(1)  # the manifest's pixel digests are taken at one thread
     SEEDS.mkdir(parents=True, exist_ok=True)
@@ -111,6 +155,7 @@ def main() -> None:
     (SEEDS / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     total = sum(entry["bytes"] for entry in manifest.values())
     print(f"{len(manifest)} seeds, {total} bytes in {SEEDS}")
+    remake_regressions()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import pytest
 
 from evc.bitstream.container import (
     FLAG_EXACT,
+    FLAG_ICC,
     FLAG_SKIP_CERTAIN,
     FORMAT_VERSION,
     HEADER_BYTES,
@@ -133,7 +134,50 @@ def test_flags_round_trip() -> None:
     parsed, _ = parse(pack(header, [b"", b"abcd"]), KNOWN)
     assert parsed == header and parsed.exact and parsed.skip_certain
     with pytest.raises(ValueError, match="flags"):
-        Header(3, 1, "RGB", 77, 640, 480, 9, flags=0x04)
+        Header(3, 1, "RGB", 77, 640, 480, 9, flags=0x08)
+
+
+def test_icc_profile_round_trip_and_layout() -> None:
+    profile = b"an ICC profile's bytes"
+    header = Header(3, 1, "RGB", 77, 640, 480, 9, flags=FLAG_EXACT | FLAG_ICC, icc_profile=profile)
+    streams = [b"abcd", b"", b"xy"]
+    data = pack(header, streams)
+    assert parse(data, KNOWN) == (header, streams)
+    lengths_end = HEADER_BYTES + 4 * len(streams)
+    assert data[lengths_end : lengths_end + 4 + len(profile)] == struct.pack(">I", len(profile)) + profile
+    assert data[lengths_end + 4 + len(profile) :] == b"abcdxy" + data[-4:]
+    without = Header(3, 1, "RGB", 77, 640, 480, 9, flags=FLAG_EXACT)
+    assert len(data) == len(pack(without, streams)) + 4 + len(profile)
+    for flags, icc in ((FLAG_ICC, None), (FLAG_ICC, b""), (0, profile)):
+        with pytest.raises(ValueError, match="ICC profile"):
+            Header(3, 1, "RGB", 77, 640, 480, 9, flags=flags, icc_profile=icc)
+
+
+def test_malformed_icc_blocks_are_refused() -> None:
+    header = Header(3, 1, "RGB", 77, 64, 48, 9, flags=FLAG_ICC, icc_profile=b"profile")
+    data = pack(header, [b"abcd"])
+    lengths_end = HEADER_BYTES + 4
+    body = bytearray(data[:-4])
+    body[lengths_end : lengths_end + 4] = struct.pack(">I", 0)
+    with pytest.raises(FormatError, match="empty ICC profile"):
+        parse(_with_crc(bytes(body)), KNOWN)
+    body[lengths_end : lengths_end + 4] = struct.pack(">I", 2**32 - 1)
+    with pytest.raises(FormatError, match="truncated"):
+        parse(_with_crc(bytes(body)), KNOWN)
+    with pytest.raises(FormatError, match="truncated"):
+        parse(data[: lengths_end + 2], KNOWN)
+
+
+def test_newer_flags_are_refused_before_layout_checks() -> None:
+    """A future flag may add data, as the ICC flag did: an intact file is told "upgrade evc", not "corrupt"."""
+    data = pack(Header(3, 1, "RGB", 77, 64, 48, 9), [b"abcd"])
+    body = bytearray(data[:-4])
+    body[21] = 0x08
+    body += b"data a newer evc adds"
+    with pytest.raises(FormatError, match="flags 0x08.*upgrade evc"):
+        parse(_with_crc(bytes(body)), KNOWN)
+    with pytest.raises(FormatError, match="unexpected bytes"):  # damaged, not newer: the CRC says so
+        parse(bytes(body) + b"\0\0\0\0", KNOWN)
 
 
 def test_version_1_files_are_still_read() -> None:

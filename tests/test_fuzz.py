@@ -248,7 +248,7 @@ def test_a_count_field_that_lies_about_the_streams_is_refused() -> None:
 
 
 # -- flags ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("flags", [0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0xFF, 0x07])
+@pytest.mark.parametrize("flags", [0x08, 0x10, 0x20, 0x40, 0x80, 0xFF, 0x0F, 0x0C])
 def test_unknown_flags_are_refused_with_an_upgrade_hint(harness: Harness, flags: int) -> None:
     raw = seed_raw(SS_EXACT_SEED)
     raw.flags = flags
@@ -262,6 +262,15 @@ def test_other_known_flags_than_the_encoders_fail_cleanly(harness: Harness, flag
     raw = seed_raw(SS_EXACT_SEED)
     raw.flags = flags
     with pytest.raises(FormatError, match="corrupt stream|checksum mismatch"):
+        harness.codec_for(raw.to_bytes()).decompress(raw.to_bytes())
+
+
+@pytest.mark.parametrize("flags", [0x04, 0x07])
+def test_icc_flag_without_a_profile_fails_cleanly(harness: Harness, flags: int) -> None:
+    """The ICC flag makes the first stream's first word the profile length: the layout no longer adds up."""
+    raw = seed_raw(SS_EXACT_SEED)
+    raw.flags = flags
+    with pytest.raises(FormatError, match="truncated|unexpected bytes|empty ICC"):
         harness.codec_for(raw.to_bytes()).decompress(raw.to_bytes())
 
 

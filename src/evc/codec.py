@@ -1,14 +1,17 @@
 """The public codec: images in, bytes out, and back.
 
     codec = evc.load("EVC-LL")
-    data = codec.compress(image, quality=0.5)
+    data = codec.compress("photo.png", quality=0.5)   # a path, PIL image, numpy array or tensor
     image = codec.decompress(data)
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,23 +22,36 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from evc.bitstream.container import FLAG_EXACT, FLAG_SKIP_CERTAIN, MAGIC, Header, pack, parse
-from evc.errors import EVCError, FormatError, ImageError, ModelError, UntrainedModelError
+from evc import arguments
+from evc.bitstream.container import FLAG_EXACT, FLAG_ICC, FLAG_SKIP_CERTAIN, MAGIC, Header, pack, parse
+from evc.errors import EVCError, FormatError, ModelError, UntrainedModelError
 from evc.eval.metrics import mse
-from evc.image import ColourMode, ImageInput, rgb_to_pil, rgb_to_tensor, tensor_to_rgb, to_rgb_array
+from evc.image import (
+    DEFAULT_MAX_PIXELS,
+    ImageInput,
+    InputImage,
+    check_pixel_limit,
+    rgb_to_pil,
+    rgb_to_tensor,
+    tensor_to_rgb,
+    to_input,
+)
 from evc.models.evc import EVC, PADDING_MULTIPLE, CodedLatent, CodingOptions
 from evc.models.registry import MODELS_BY_ID, ModelSpec, default_model_name, get_spec
 from evc.models.scalable import ScalableEVC
 from evc.models.variable_rate import q_index_to_scale, rd_loss_weight
-from evc.models.weights import MODEL_KEY, apply_state, load_state, read_metadata, weights_fingerprint
+from evc.models.weights import (
+    MODEL_KEY,
+    apply_state,
+    load_state,
+    read_metadata,
+    round_to_stored_precision,
+    state_fingerprint,
+    weights_fingerprint,
+)
 from evc.ratecontrol import meet_target_bpp, meet_target_psnr
 
 DEFAULT_QUALITY = 0.5
-# Large images run through the networks in tiles, so memory grows only with the buffers that hold the
-# whole image and latent (measured: about 100 bytes per pixel, 4.9 GB to encode 8000 x 6000); beyond
-# this many padded pixels (134 M, e.g. 16384 x 8192, about 13 GB) evc refuses rather than risk
-# exhausting memory or decoding for many minutes. Settable (Codec.max_pixels).
-DEFAULT_MAX_PIXELS = 1 << 27
 PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -85,8 +101,15 @@ class Codec:
     CPU or GPU; ``exact=False`` uses the faster float32 networks, and the files then decode only on
     the kind of device that wrote them (the decoder detects a mismatch and refuses). ``precision``
     and ``channels_last`` set how the transforms run (the fast path on a GPU: "float16", True); they
-    never change which files decode. ``substreams`` splits each coding step of the latent into that
-    many independent streams. Decoding follows whatever the file says, whatever these settings.
+    never change which files decode. ``substreams`` (1-8) splits each coding step of the latent into
+    that many independent streams. Decoding follows whatever the file says, whatever these settings.
+
+    The codec codes with a copy of ``model`` whose weights are rounded to float16, the precision in
+    which weights files store them (:func:`evc.models.weights.save_weights`): a file coded here decodes
+    with the weights saved from the same model. ``model`` itself is left as it was.
+
+    Raises TypeError or ValueError for a bad option, ModelError for an unknown name, EVCError for an
+    unusable device.
     """
 
     def __init__(
@@ -100,16 +123,32 @@ class Codec:
         precision: str = "float32",
         channels_last: bool = False,
     ) -> None:
+        if not isinstance(model, EVC):
+            raise TypeError(f"model must be an EVC model (evc.create_model), got a {type(model).__name__}")
+        exact = arguments.flag("exact", exact)
+        substreams = arguments.substreams(substreams)
+        precision = arguments.precision(precision)
+        channels_last = arguments.flag("channels_last", channels_last)
         self.spec: ModelSpec = get_spec(name)
         self.device = _pick_device(device)
+        model = copy.deepcopy(model)
+        round_to_stored_precision(model)
         self.model = model.to(self.device).eval()
         self.fingerprint = weights_fingerprint(self.model)
-        self.max_pixels = DEFAULT_MAX_PIXELS
+        self._max_pixels = DEFAULT_MAX_PIXELS
         self.options = CodingOptions(exact=exact, substreams=substreams)
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         self.model.set_transform_precision(PRECISIONS[precision], channels_last)
         self._coder: ThreadPoolExecutor | None = None
+
+    @property
+    def max_pixels(self) -> int:
+        """The pixel limit of encoding and decoding, counted on the size padded to multiples of 64
+        (default 2^27); larger images and files declaring them are refused before anything is allocated."""
+        return self._max_pixels
+
+    @max_pixels.setter
+    def max_pixels(self, value: int) -> None:
+        self._max_pixels = arguments.max_pixels(value)
 
     @property
     def coder(self) -> ThreadPoolExecutor:
@@ -127,8 +166,9 @@ class Codec:
 
     # -- rates -----------------------------------------------------------------------------------
     def q_index(self, quality: float) -> int:
-        """The file's q index for a quality in [0, 1] (0: lowest-rate anchor, 1: highest)."""
-        return self.model.rate.q_index_for_quality(quality)
+        """The file's q index for a quality in [0, 1] (0: lowest-rate anchor, 1: highest).
+        Raises TypeError or ValueError for anything else (NaN, a bool, a string, ...)."""
+        return self.model.rate.q_index_for_quality(arguments.quality(quality))
 
     @property
     def anchor_q_indices(self) -> list[int]:
@@ -146,25 +186,34 @@ class Codec:
         target_psnr: float | None = None,
         encoder_level: int | None = None,
     ) -> bytes:
-        """Code an image; the rate is set by exactly one of quality (default 0.5), q_index, target_bpp
-        or target_psnr. ``encoder_level`` (scalable models) runs encoders 0..level only; by default
-        every level is tried and the one with the lowest RD cost is kept."""
-        needs_reconstruction = target_psnr is not None or (
-            isinstance(self.model, ScalableEVC) and encoder_level is None
-        )
-        if needs_reconstruction or target_bpp is not None:
-            return self.encode(
-                image, quality, q_index=q_index, target_bpp=target_bpp, target_psnr=target_psnr,
-                encoder_level=encoder_level,
-            ).data
+        """Code an image into the bytes of an .evc file.
+
+        ``image``: a file path (opened like the command line does: first frame, EXIF orientation,
+        ``max_pixels``), a PIL image, a numpy array (H, W) / (H, W, 1|3) of uint8, uint16 or float in
+        [0, 1], or a tensor (H, W) / (C, H, W) / (1, C, H, W); see :mod:`evc.image` for the colour rules.
+        An ICC profile of the image is carried in the file and restored by :meth:`decompress`.
+        The rate is set by at most one of ``quality`` (in [0, 1], default 0.5), ``q_index`` (1..65535),
+        ``target_bpp`` (best quality within that many bits per pixel) or ``target_psnr`` (smallest
+        file reaching that many dB). ``encoder_level`` (scalable models) runs encoders 0..level only;
+        by default every level is tried and the one with the lowest RD cost is kept.
+
+        Raises TypeError / ValueError for bad arguments, ImageError for an unusable image,
+        EVCError when a target cannot be met.
+        """
+        rate = arguments.rate(quality, q_index, target_bpp, target_psnr)
+        level = self._encoder_level(encoder_level)
+        needs_reconstruction = rate["target_psnr"] is not None or (isinstance(self.model, ScalableEVC) and level is None)
+        if needs_reconstruction or rate["target_bpp"] is not None:
+            return self.encode(image, quality, q_index=q_index, target_bpp=target_bpp, target_psnr=target_psnr,
+                               encoder_level=encoder_level).data
         # Plain coding at one rate: the synthesis transform is not needed.
-        rgb, colour = self._image(image)
-        q = self._resolve_q_index(quality, q_index)
-        [(_, y)] = self._latents(rgb, encoder_level)
+        coded_image = self._image(image)
+        q = self._resolve_q_index(rate["quality"], rate["q_index"])
+        [(_, y)] = self._latents(coded_image.rgb, level)
         coded, _ = self.model.compress_latent(
             y, q_index_to_scale(q), reconstruct=False, options=self.options, coder=self.coder
         )
-        return pack(self._header(rgb, colour, q, coded.symbols_crc), coded.streams)
+        return pack(self._header(coded_image, q, coded.symbols_crc), coded.streams)
 
     def encode(
         self,
@@ -176,51 +225,54 @@ class Codec:
         target_psnr: float | None = None,
         encoder_level: int | None = None,
     ) -> EncodeResult:
-        """Like :meth:`compress`, also returning the reconstruction the decoder will produce."""
-        chosen = [v is not None for v in (quality, q_index, target_bpp, target_psnr)]
-        if sum(chosen) > 1:
-            raise ValueError("give at most one of quality, q_index, target_bpp, target_psnr")
-        rgb, colour = self._image(image)
-        latents = self._latents(rgb, encoder_level)
+        """Like :meth:`compress` (same arguments and errors), also returning the reconstruction the
+        decoder will produce, its q index, bpp and PSNR."""
+        rate = arguments.rate(quality, q_index, target_bpp, target_psnr)
+        level = self._encoder_level(encoder_level)
+        coded_image = self._image(image)
+        latents = self._latents(coded_image.rgb, level)
 
         def encode_at(q: int) -> EncodeResult:
             return min(
-                (self._encode_latent(y, rgb, colour, q, level) for level, y in latents),
+                (self._encode_latent(y, coded_image, q, lvl) for lvl, y in latents),
                 key=lambda r: rd_loss_weight(self.model.rate.lambda_for_q_index(q)) * r.mse + r.bpp,
             )
 
         q_best, q_worst = self.q_index(1.0), self.q_index(0.0)
-        if target_bpp is not None:
-            return meet_target_bpp(encode_at, q_best, q_worst, float(target_bpp))
-        if target_psnr is not None:
-            return meet_target_psnr(encode_at, q_best, q_worst, float(target_psnr))
-        return encode_at(self._resolve_q_index(quality, q_index))
+        if rate["target_bpp"] is not None:
+            return meet_target_bpp(encode_at, q_best, q_worst, rate["target_bpp"])
+        if rate["target_psnr"] is not None:
+            return meet_target_psnr(encode_at, q_best, q_worst, rate["target_psnr"])
+        return encode_at(self._resolve_q_index(rate["quality"], rate["q_index"]))
 
-    def _image(self, image: ImageInput) -> tuple[np.ndarray, ColourMode]:
-        rgb, colour = to_rgb_array(image)
-        height, width = rgb.shape[:2]
+    def _encoder_level(self, encoder_level: object) -> int | None:
+        levels = self.model.num_levels if isinstance(self.model, ScalableEVC) else None
+        return arguments.encoder_level(encoder_level, levels, self.name)
+
+    def _image(self, image: ImageInput) -> InputImage:
+        coded = to_input(image, self.max_pixels)
+        height, width = coded.rgb.shape[:2]
         # The same measure as the decoder's: the padded size is what the networks process.
-        padded_pixels = _padded(height) * _padded(width)
-        if padded_pixels > self.max_pixels:
-            raise ImageError(
-                f"image of {width}x{height} pixels ({padded_pixels} once padded to multiples of {PADDING_MULTIPLE}) "
-                f"exceeds the limit of {self.max_pixels} pixels (Codec.max_pixels)"
-            )
-        return rgb, colour
+        check_pixel_limit(width, height, self.max_pixels)
+        return coded
 
     def _resolve_q_index(self, quality: float | None, q_index: int | None) -> int:
-        if quality is not None and q_index is not None:
-            raise ValueError("give at most one of quality, q_index, target_bpp, target_psnr")
+        """The q index of already checked rate arguments (neither: the default quality)."""
         if q_index is None:
             return self.q_index(DEFAULT_QUALITY if quality is None else quality)
-        if not (isinstance(q_index, (int, np.integer)) and not isinstance(q_index, bool) and 1 <= q_index <= 0xFFFF):
-            raise ValueError(f"q_index must be an integer in 1..65535, got {q_index!r}")
-        return int(q_index)
+        return q_index
 
-    def _header(self, rgb: np.ndarray, colour: ColourMode, q_index: int, symbols_crc: int) -> Header:
-        height, width = rgb.shape[:2]
-        flags = (FLAG_EXACT if self.options.exact else 0) | (FLAG_SKIP_CERTAIN if self.options.skip_certain else 0)
-        return Header(self.spec.model_id, self.fingerprint, colour, q_index, width, height, symbols_crc, flags)
+    def _header(self, image: InputImage, q_index: int, symbols_crc: int) -> Header:
+        height, width = image.rgb.shape[:2]
+        flags = (
+            (FLAG_EXACT if self.options.exact else 0)
+            | (FLAG_SKIP_CERTAIN if self.options.skip_certain else 0)
+            | (FLAG_ICC if image.icc_profile else 0)
+        )
+        return Header(
+            self.spec.model_id, self.fingerprint, image.colour, q_index, width, height, symbols_crc, flags,
+            image.icc_profile or None,
+        )
 
     @torch.no_grad()
     def _latents(self, rgb: np.ndarray, encoder_level: int | None) -> list[tuple[int | None, torch.Tensor]]:
@@ -228,31 +280,33 @@ class Codec:
         x = rgb_to_tensor(rgb, self.device)
         x = F.pad(x, (0, _padded(width) - width, 0, _padded(height) - height))
         if not isinstance(self.model, ScalableEVC):
-            if encoder_level is not None:
-                raise ValueError(f"{self.name} has one encoder; encoder_level applies to scalable models only")
             return [(None, self.model.analyse(x))]
         if encoder_level is not None:
             return [(encoder_level, self.model.analyse(x, encoder_level))]
         return list(enumerate(self.model.level_latents(x)))
 
-    def _encode_latent(
-        self, y: torch.Tensor, rgb: np.ndarray, colour: ColourMode, q_index: int, level: int | None
-    ) -> EncodeResult:
+    def _encode_latent(self, y: torch.Tensor, source: InputImage, q_index: int, level: int | None) -> EncodeResult:
+        rgb, colour = source.rgb, source.colour
         height, width = rgb.shape[:2]
         coded, x_hat = self.model.compress_latent(y, q_index_to_scale(q_index), options=self.options, coder=self.coder)
         assert x_hat is not None
         recon = tensor_to_rgb(x_hat[:, :, :height, :width])
-        image = rgb_to_pil(recon, colour)
+        image = rgb_to_pil(recon, colour, source.icc_profile)
         if colour == "L":  # measure what the user gets back: the gray image against the gray input
             error = mse(np.asarray(image), rgb[:, :, 0])
         else:
             error = mse(recon, rgb)
-        data = pack(self._header(rgb, colour, q_index, coded.symbols_crc), coded.streams)
+        data = pack(self._header(source, q_index, coded.symbols_crc), coded.streams)
         return EncodeResult(data, image, q_index, width, height, error, level)
 
     # -- decoding --------------------------------------------------------------------------------
     def decompress(self, data: bytes) -> Image.Image:
-        """Decode a file made by this model and these weights into a PIL image ("RGB" or "L")."""
+        """Decode a file made by this model and these weights into a PIL image ("RGB" or "L"; the
+        ICC profile the input had, if any, in ``image.info["icc_profile"]``).
+
+        Raises FormatError for any malformed, truncated, corrupt or hostile file, a file of another
+        model or other weights, or one declaring more than ``max_pixels`` (padded) pixels.
+        """
         header, streams = parse(data, known_model_ids=set(MODELS_BY_ID))
         if header.model_id != self.spec.model_id:
             other = MODELS_BY_ID[header.model_id].name
@@ -278,7 +332,8 @@ class Codec:
             q_index_to_scale(header.q_index),
             options,
         )
-        return rgb_to_pil(tensor_to_rgb(x_hat[:, :, : header.height, : header.width]), header.colour)  # type: ignore[arg-type]
+        rgb = tensor_to_rgb(x_hat[:, :, : header.height, : header.width])
+        return rgb_to_pil(rgb, header.colour, header.icc_profile)  # type: ignore[arg-type]
 
 
 def load(
@@ -289,9 +344,15 @@ def load(
 ) -> Codec:
     """Load a codec. No name: the best model that ships trained weights. ``weights``: a .safetensors
     file or folder to use instead of the shipped weights (its metadata may supply the name).
-    ``options``: :class:`Codec`'s keyword options (exact, substreams, precision, channels_last)."""
+    ``options``: :class:`Codec`'s keyword options (exact, substreams, precision, channels_last).
+
+    Raises UntrainedModelError for a model without shipped weights when ``weights`` is not given,
+    ModelError for an unknown model or unusable weights, TypeError / ValueError for bad options.
+    """
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a model name (see evc.MODELS) or None, got a {type(name).__name__}")
     if weights is not None:
-        metadata = read_metadata(weights)
+        metadata = read_metadata(_weights_path(weights))
         named = metadata.get(MODEL_KEY)
         if name is None:
             if named is None:
@@ -316,8 +377,15 @@ def load(
     return Codec(model, spec.name, device, **options)
 
 
+def _weights_path(weights: object) -> Path:
+    if not isinstance(weights, (str, os.PathLike)):
+        raise TypeError(f"weights must be a path to a .safetensors file or folder, got a {type(weights).__name__}")
+    return Path(weights)
+
+
 def decompress(data: bytes, device: str | torch.device | None = None, weights: str | Path | None = None) -> Image.Image:
-    """Decode any evc file, loading the model its header names (shipped weights unless ``weights``)."""
+    """Decode any evc file, loading the model its header names (shipped weights unless ``weights``).
+    Raises FormatError for a bad file, UntrainedModelError / ModelError when its model cannot be loaded."""
     header, _ = parse(data, known_model_ids=set(MODELS_BY_ID))
     return load(MODELS_BY_ID[header.model_id].name, device=device, weights=weights).decompress(data)
 
@@ -329,31 +397,61 @@ class FileInfo:
     height: int
     colour: str
     q_index: int
-    quality: float | None  # None when the encoding weights' anchors are unknown here
+    quality: float | None  # None unless the weights that made the file are known here (see file_info)
     size_bytes: int
     format_version: int
     weights_fingerprint: int
     exact: bool  # entropy parameters in exact arithmetic: decodes on any device
     substreams: int
+    icc_profile: bytes | None = None  # the input's ICC colour profile, restored on decoding
 
     @property
     def bpp(self) -> float:
         return self.size_bytes * 8 / (self.width * self.height)
 
 
-def file_info(data: bytes) -> FileInfo:
-    """Describe a file without decoding it."""
+def file_info(data: bytes, weights: str | Path | None = None) -> FileInfo:
+    """Describe a file without decoding it.
+
+    ``quality`` (in [0, 1] between the lowest- and highest-rate anchors) is given when the weights that
+    made the file are known: ``weights`` (a .safetensors file or folder), else the model's shipped
+    weights, and their fingerprint is the file's; otherwise it is None.
+    Raises FormatError for a malformed file, ModelError for unreadable weights or weights of another model.
+    """
     header, streams = parse(data, known_model_ids=set(MODELS_BY_ID))
     options = CodingOptions.for_streams(len(streams), header.exact, header.skip_certain)
     spec = MODELS_BY_ID[header.model_id]
+    source: Path | None = None
+    if weights is not None:
+        source = _weights_path(weights)
+        named = read_metadata(source).get(MODEL_KEY)
+        if named is not None and get_spec(named).name != spec.name:
+            raise ModelError(f"{weights} holds weights for {get_spec(named).name}; the file was made by {spec.name}")
+    elif spec.has_weights():
+        source = spec.weights_dir
     quality = None
-    if spec.has_weights():
-        anchors = json.loads(read_metadata(spec.weights_dir).get("evc.anchors_q_scale", "null") or "null")
-        if anchors:
+    if source is not None:
+        fingerprint, anchors = _weights_identity(str(source.resolve()), _modified(source))
+        if fingerprint == header.weights_fingerprint and anchors is not None:
             low, high = math.log(anchors[0]), math.log(anchors[-1])
             if high != low:
                 quality = (math.log(q_index_to_scale(header.q_index)) - low) / (high - low)
     return FileInfo(
         spec.name, header.width, header.height, header.colour, header.q_index, quality, len(data),
-        data[len(MAGIC)], header.weights_fingerprint, options.exact, options.substreams,
+        data[len(MAGIC)], header.weights_fingerprint, options.exact, options.substreams, header.icc_profile,
     )
+
+
+def _modified(source: Path) -> tuple[int, ...]:
+    files = sorted(source.glob("*.safetensors")) if source.is_dir() else [source]
+    return tuple(f.stat().st_mtime_ns for f in files if f.exists())
+
+
+@functools.lru_cache(maxsize=8)
+def _weights_identity(source: str, modified: tuple[int, ...]) -> tuple[int, list[float] | None]:
+    """Fingerprint and anchor q_scales of a weights location (cached while its files are unchanged)."""
+    state, metadata = load_state(source)
+    anchors = json.loads(metadata.get("evc.anchors_q_scale", "null") or "null")
+    if not anchors and "rate.q_scale" in state:
+        anchors = [float(v) for v in state["rate.q_scale"]]
+    return state_fingerprint(state), anchors or None

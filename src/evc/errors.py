@@ -22,9 +22,12 @@ class ModelError(EVCError):
 class UntrainedModelError(ModelError):
     """The model exists but no trained weights ship for it (pass weights explicitly)."""
 
+    # How to get weights, in every message: train them, or use weights someone trained.
+    HOW = "train them with `evc train` (README, \"Training\") and pass the run's export/ folder as weights"
+
     def __init__(self, model: str | None) -> None:
         self.model = model
         if model is None:
-            super().__init__("no trained weights ship with this version of evc; pass weights explicitly")
+            super().__init__(f"no trained weights ship with this version of evc; {self.HOW}")
         else:
-            super().__init__(f"{model} is untrained: no trained weights ship for it; pass weights explicitly")
+            super().__init__(f"{model} is untrained: no trained weights ship for it; {self.HOW}")

@@ -1,30 +1,155 @@
-"""Images in and out: PIL images, numpy arrays and tensors to the codec's RGB tensor, and back.
+"""Images in and out: image files, PIL images, numpy arrays and tensors to the codec's RGB array, and back.
 
-Colour rules (each deliberate, each tested):
+One path for every caller (the API, the command line, evaluation): :func:`open_image` opens files,
+:func:`to_input` turns anything accepted into what the codec codes.
+
+Rules (each deliberate, each tested):
+- Files: the first frame of a multi-frame file is coded, with a warning; evc's own pixel limit
+  (``max_pixels``) replaces Pillow's decompression-bomb limit.
+- EXIF orientation is applied (to files and to PIL images alike), since the evc file carries no EXIF:
+  evc codes what viewers show.
 - RGB is coded as is. Grayscale ("L", "1") is coded as RGB with equal channels and decoded back to "L".
 - 16-bit and 32-bit integer grayscale ("I;16*", "I") is scaled to 8 bits: round(v / 257), clipped to
   0..255 (evc codes 8-bit images). Float images ("F") are refused: their range is unknown.
 - An alpha channel ("RGBA", "LA", "PA", palette or colour-key transparency) is dropped when every
   pixel is fully opaque; with any transparency the image is refused, since evc does not code alpha.
-- Palette ("P") is expanded to RGB. CMYK is converted to RGB with Pillow's conversion (no ICC colour
-  management). YCbCr, LAB and HSV are converted to RGB by Pillow.
+- Palette ("P") is expanded to RGB. YCbCr, LAB and HSV are converted to RGB by Pillow.
+- Colour profiles: an embedded ICC profile of an image coded as is (RGB, gray, palette) is carried in
+  the file unchanged and restored on decoding, so the pixel values and their meaning both survive.
+  CMYK with a profile is converted to sRGB by LittleCMS (Pillow's ImageCms); CMYK without one by
+  Pillow's plain formula.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Union
+import io
+import os
+import re
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Literal, Union
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from evc.errors import ImageError
 
 ColourMode = Literal["RGB", "L"]
-ImageInput = Union[Image.Image, np.ndarray, torch.Tensor]
+ImageInput = Union[Image.Image, np.ndarray, torch.Tensor, str, os.PathLike]
+
+# Large images run through the networks in tiles, so memory grows only with the buffers that hold the
+# whole image and latent (measured: about 100 bytes per pixel, 4.9 GB to encode 8000 x 6000); beyond
+# this many padded pixels (134 M, e.g. 16384 x 8192, about 13 GB) evc refuses rather than risk
+# exhausting memory or decoding for many minutes. Settable (Codec.max_pixels, --max-pixels).
+DEFAULT_MAX_PIXELS = 1 << 27
+PADDING_MULTIPLE = 64  # the codec pads images to multiples of 64 (evc.models.evc.PADDING_MULTIPLE)
 
 _GRAY_16 = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 _TO_RGB = {"CMYK", "YCbCr", "LAB", "HSV", "RGBX"}
+_EXIF_ORIENTATION = 0x0112
+
+# Pillow's decompression-bomb limit is a process-wide setting; evc swaps in its own limit only while it
+# opens a file, under this lock, so concurrent evc calls do not undo each other's setting.
+_PILLOW_LIMIT = threading.Lock()
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """What the codec codes: pixels, the colour mode to restore, and the ICC profile to carry."""
+
+    rgb: np.ndarray  # (H, W, 3) uint8
+    colour: ColourMode
+    icc_profile: bytes | None = None
+
+
+def padded_pixels(width: int, height: int) -> int:
+    """Pixels the networks process for a width x height image (both sides padded to multiples of 64)."""
+    return -(-width // PADDING_MULTIPLE) * PADDING_MULTIPLE * (-(-height // PADDING_MULTIPLE) * PADDING_MULTIPLE)
+
+
+def check_pixel_limit(width: int, height: int, max_pixels: int, what: str = "image") -> None:
+    """Raise ImageError when a width x height image exceeds ``max_pixels`` once padded."""
+    padded = padded_pixels(width, height)
+    if padded > max_pixels:
+        raise ImageError(
+            f"{what} of {width}x{height} pixels ({padded} once padded to multiples of {PADDING_MULTIPLE}) "
+            f"exceeds the limit of {max_pixels} pixels (max_pixels, --max-pixels)"
+        )
+
+
+def open_image(source: str | os.PathLike | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open an image file the way evc codes it, for the API and the command line alike.
+
+    ``source``: a path, or a binary file object (e.g. standard input read into ``io.BytesIO``).
+    Returns the loaded first frame as a PIL image (EXIF orientation and colour profile still attached:
+    :func:`to_input` applies them). Warns (``UserWarning``) when the file has more than one frame.
+    Raises ImageError for a missing or unreadable file, a format Pillow does not know, or an image over
+    ``max_pixels`` (counted once padded to multiples of 64), checked before the pixels are decoded.
+    """
+    name = _source_name(source)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise ImageError(f"input {name} not found")
+        if not path.is_file():
+            raise ImageError(f"input {name} is not a file")
+    image, frames = None, 1
+    try:
+        with _PILLOW_LIMIT, warnings.catch_warnings():
+            previous = Image.MAX_IMAGE_PIXELS
+            # Pillow raises above 2x its limit and warns above 1x; as errors, both refuse exactly what
+            # exceeds max_pixels, also for sizes met inside the file (frames, tiles) after the header.
+            Image.MAX_IMAGE_PIXELS = max_pixels
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            try:
+                image = Image.open(source)
+                check_pixel_limit(image.width, image.height, max_pixels, f"{name}: image")
+                frames = getattr(image, "n_frames", 1)
+                image.load()
+            finally:
+                Image.MAX_IMAGE_PIXELS = previous
+    except ImageError:
+        _close(image)
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        _close(image)
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f" of {pixels.group(1)} pixels" if pixels else ""
+        raise ImageError(f"{name}: image{size} exceeds the limit of {max_pixels} pixels (max_pixels, --max-pixels)") from None
+    except UnidentifiedImageError:
+        _close(image)
+        raise ImageError(f"cannot read {name}: not an image format Pillow recognises") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        _close(image)
+        raise ImageError(f"cannot read {name}: {exc}") from None
+    if frames > 1:
+        warnings.warn(f"{name} has {frames} frames; coding the first", UserWarning, stacklevel=2)
+    return image
+
+
+def _source_name(source: object) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.fsdecode(source)
+    return str(getattr(source, "name", "<stream>"))
+
+
+def _close(image: Image.Image | None) -> None:
+    if image is not None:
+        image.close()
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation (the image is copied only when it has one to apply)."""
+    try:
+        orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # a malformed EXIF block: viewers ignore it, and so does evc
+        return image
+    if orientation in (2, 3, 4, 5, 6, 7, 8):
+        return ImageOps.exif_transpose(image)
+    return image
 
 
 def _drop_opaque_alpha(image: Image.Image, colour: ColourMode) -> Image.Image:
@@ -35,8 +160,26 @@ def _drop_opaque_alpha(image: Image.Image, colour: ColourMode) -> Image.Image:
     return image.convert(colour)
 
 
-def pil_to_array(image: Image.Image) -> tuple[np.ndarray, ColourMode]:
-    """(H, W, 3) uint8 RGB array and the colour mode to restore on decoding."""
+def _cmyk_to_srgb(image: Image.Image, profile: bytes) -> Image.Image:
+    """Colour-managed CMYK -> sRGB with the image's own profile (perceptual intent)."""
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+        return ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError) as exc:
+        raise ImageError(
+            f"cannot convert the {image.mode} image to sRGB with its embedded ICC profile ({exc}); "
+            "convert it to RGB first"
+        ) from None
+
+
+def pil_to_input(image: Image.Image) -> InputImage:
+    """A PIL image (any frame already selected) -> what the codec codes; see the module rules."""
+    if image.width < 1 or image.height < 1:
+        raise ImageError(f"image is empty ({image.width}x{image.height})")
+    image = _upright(image)
+    profile = image.info.get("icc_profile") or None
+    if profile is not None and not isinstance(profile, bytes):
+        profile = None  # not an ICC profile Pillow read from a file
     mode = image.mode
     if mode in ("RGB", "L") and "transparency" in image.info:
         # A colour key (PNG tRNS): refused like alpha if that colour occurs, ignored otherwise.
@@ -47,24 +190,35 @@ def pil_to_array(image: Image.Image) -> tuple[np.ndarray, ColourMode]:
         image = image.convert("RGBA" if has_alpha else "RGB")
         mode = image.mode
     if mode == "RGB":
-        return np.asarray(image, dtype=np.uint8), "RGB"
+        return InputImage(np.asarray(image, dtype=np.uint8), "RGB", profile)
     if mode == "RGBA":
-        return np.asarray(_drop_opaque_alpha(image, "RGB")), "RGB"
+        return InputImage(np.asarray(_drop_opaque_alpha(image, "RGB")), "RGB", profile)
     if mode in ("L", "1"):
         gray = np.asarray(image.convert("L"), dtype=np.uint8)
-        return np.repeat(gray[:, :, None], 3, axis=2), "L"
+        return InputImage(np.repeat(gray[:, :, None], 3, axis=2), "L", profile)
     if mode == "LA":
         gray = np.asarray(_drop_opaque_alpha(image, "L"), dtype=np.uint8)
-        return np.repeat(gray[:, :, None], 3, axis=2), "L"
+        return InputImage(np.repeat(gray[:, :, None], 3, axis=2), "L", profile)
     if mode in _GRAY_16:
         wide = np.asarray(image, dtype=np.int64)
         gray = np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8)
-        return np.repeat(gray[:, :, None], 3, axis=2), "L"
+        return InputImage(np.repeat(gray[:, :, None], 3, axis=2), "L", profile)
+    if mode == "CMYK" and profile is not None:
+        # The profile describes the CMYK values, not any RGB: convert under it, carry nothing.
+        return InputImage(np.asarray(_cmyk_to_srgb(image, profile), dtype=np.uint8), "RGB", None)
     if mode in _TO_RGB:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8), "RGB"
+        # RGBX and YCbCr become the RGB values their profile (if any) describes; the others have none.
+        keep = profile if mode in ("RGBX", "YCbCr") else None
+        return InputImage(np.asarray(image.convert("RGB"), dtype=np.uint8), "RGB", keep)
     if mode == "F":
         raise ImageError("floating-point images (mode F) are not supported: convert to 8-bit first")
     raise ImageError(f"unsupported image mode {mode!r}")
+
+
+def pil_to_array(image: Image.Image) -> tuple[np.ndarray, ColourMode]:
+    """(H, W, 3) uint8 RGB array and the colour mode to restore on decoding."""
+    coded = pil_to_input(image)
+    return coded.rgb, coded.colour
 
 
 def array_to_rgb(array: np.ndarray) -> tuple[np.ndarray, ColourMode]:
@@ -92,30 +246,45 @@ def array_to_rgb(array: np.ndarray) -> tuple[np.ndarray, ColourMode]:
     return np.ascontiguousarray(data), "RGB"
 
 
+def _tensor_to_rgb(image: torch.Tensor) -> tuple[np.ndarray, ColourMode]:
+    t = image.detach().cpu()
+    if t.dim() == 4:
+        if t.shape[0] != 1:
+            raise ImageError(f"expected one image, got a batch of {t.shape[0]}")
+        t = t[0]
+    if t.dim() == 3:
+        if t.shape[0] not in (1, 3):
+            raise ImageError(f"expected a tensor of shape (C, H, W) with C = 1 or 3, got {tuple(image.shape)}")
+        t = t.permute(1, 2, 0)
+    elif t.dim() != 2:
+        raise ImageError(f"expected a tensor of shape (H, W), (C, H, W) or (1, C, H, W), got {tuple(image.shape)}")
+    if t.dtype == torch.bfloat16 or t.dtype == torch.float16:
+        t = t.float()
+    return array_to_rgb(t.numpy())
+
+
+def to_input(image: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> InputImage:
+    """Any accepted input -> what the codec codes. Paths are opened with :func:`open_image` (limit
+    ``max_pixels``); PIL images, numpy arrays and tensors are converted (see the module rules). The
+    size limit of in-memory images is the caller's to check (they are already allocated)."""
+    if isinstance(image, (str, os.PathLike)):
+        with open_image(image, max_pixels) as opened:
+            return pil_to_input(opened)
+    if isinstance(image, Image.Image):
+        return pil_to_input(image)
+    if isinstance(image, torch.Tensor):
+        return InputImage(*_tensor_to_rgb(image))
+    if isinstance(image, np.ndarray):
+        return InputImage(*array_to_rgb(image))
+    raise ImageError(
+        f"cannot code an object of type {type(image).__name__}; pass a file path, PIL image, numpy array or tensor"
+    )
+
+
 def to_rgb_array(image: ImageInput) -> tuple[np.ndarray, ColourMode]:
     """Any supported input -> ((H, W, 3) uint8 RGB, colour mode of the original)."""
-    if isinstance(image, Image.Image):
-        if image.width < 1 or image.height < 1:
-            raise ImageError(f"image is empty ({image.width}x{image.height})")
-        return pil_to_array(image)
-    if isinstance(image, torch.Tensor):
-        t = image.detach().cpu()
-        if t.dim() == 4:
-            if t.shape[0] != 1:
-                raise ImageError(f"expected one image, got a batch of {t.shape[0]}")
-            t = t[0]
-        if t.dim() == 3:
-            if t.shape[0] not in (1, 3):
-                raise ImageError(f"expected a tensor of shape (C, H, W) with C = 1 or 3, got {tuple(image.shape)}")
-            t = t.permute(1, 2, 0)
-        elif t.dim() != 2:
-            raise ImageError(f"expected a tensor of shape (H, W), (C, H, W) or (1, C, H, W), got {tuple(image.shape)}")
-        if t.dtype == torch.bfloat16 or t.dtype == torch.float16:
-            t = t.float()
-        return array_to_rgb(t.numpy())
-    if isinstance(image, np.ndarray):
-        return array_to_rgb(image)
-    raise ImageError(f"cannot code an object of type {type(image).__name__}; pass a PIL image, numpy array or tensor")
+    coded = to_input(image)
+    return coded.rgb, coded.colour
 
 
 def rgb_to_tensor(rgb: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -128,6 +297,37 @@ def tensor_to_rgb(x: torch.Tensor) -> np.ndarray:
     return x[0].clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
-def rgb_to_pil(rgb: np.ndarray, colour: ColourMode) -> Image.Image:
+def rgb_to_pil(rgb: np.ndarray, colour: ColourMode, icc_profile: bytes | None = None) -> Image.Image:
+    """(H, W, 3) uint8 -> PIL image in ``colour`` ("RGB" or "L"), with the ICC profile the input had."""
     image = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
-    return image.convert("L") if colour == "L" else image
+    if colour == "L":
+        image = image.convert("L")
+    if icc_profile:
+        image.info["icc_profile"] = icc_profile
+    return image
+
+
+def profile_description(icc_profile: bytes) -> str | None:
+    """The profile's own name (e.g. "Display P3"), or None when LittleCMS cannot read it."""
+    try:
+        text = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc_profile)))
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return None
+    return text.strip() or None
+
+
+def to_srgb(image: Image.Image) -> Image.Image | None:
+    """The image converted from its ICC profile to sRGB (no profile attached), or None when LittleCMS
+    cannot read the profile. For writers of formats that cannot hold a profile."""
+    profile = image.info.get("icc_profile")
+    if not profile:
+        return image
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+        converted = ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return None
+    if image.mode == "L":  # a gray profile's grays are sRGB grays after conversion
+        converted = converted.convert("L")
+    converted.info.pop("icc_profile", None)
+    return converted

@@ -3,7 +3,7 @@
 Version 2 (written):
     magic "\\x89EVC" | version u8 | model id u8 | weights fingerprint u32 | colour u8 | q index u16
     | width u32 | height u32 | flags u8 | symbols CRC-32 u32 | stream count u8 | stream lengths u32 x count
-    | streams | CRC-32 u32
+    | [ICC profile length u32 | ICC profile, when flag 0x04] | streams | CRC-32 u32
 Version 1 (still read) is the same without the flags byte, which then counts as 0.
 
 All integers are big-endian. The CRC-32 (zlib) covers every byte before it. Every size is checked
@@ -26,7 +26,8 @@ _COLOURS = {code: name for name, code in COLOUR_CODES.items()}
 # Flag bits. A reader refuses a file with a bit it does not know: it could not decode it correctly.
 FLAG_EXACT = 0x01  # entropy parameters computed in exact fixed-point arithmetic (evc.nn.exact)
 FLAG_SKIP_CERTAIN = 0x02  # nearly certain symbols skipped, exceptions coded apart (evc.entropy.coder)
-KNOWN_FLAGS = FLAG_EXACT | FLAG_SKIP_CERTAIN
+FLAG_ICC = 0x04  # the image's ICC colour profile follows the stream lengths (restored on decoding)
+KNOWN_FLAGS = FLAG_EXACT | FLAG_SKIP_CERTAIN | FLAG_ICC
 
 _PREFIX = struct.Struct(">4sB")  # magic, version: readable in every version
 # model id, weights fingerprint, colour, q index, width, height
@@ -39,6 +40,7 @@ HEADER_BYTES = _PREFIX.size + _COMMON.size + _FLAGS.size + _TAIL.size
 _HEADER_BYTES_V1 = HEADER_BYTES - _FLAGS.size
 MAX_STREAMS = 255
 MAX_DIMENSION = 2**31 - 1
+MAX_ICC_BYTES = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Header:
     height: int
     symbols_crc: int  # CRC-32 of the coded symbols, checked by the decoder after entropy decoding
     flags: int = 0
+    icc_profile: bytes | None = None  # present exactly when flags has FLAG_ICC
 
     def __post_init__(self) -> None:
         if self.colour not in COLOUR_CODES:
@@ -61,6 +64,10 @@ class Header:
             raise ValueError(f"q index {self.q_index} out of range 1..65535")
         if self.flags & ~KNOWN_FLAGS or not 0 <= self.flags <= 0xFF:
             raise ValueError(f"unknown flags 0x{self.flags:02x}")
+        if bool(self.flags & FLAG_ICC) != bool(self.icc_profile):
+            raise ValueError("an ICC profile is stored exactly when flag 0x04 is set, and is never empty")
+        if self.icc_profile is not None and len(self.icc_profile) > MAX_ICC_BYTES:
+            raise ValueError(f"ICC profile of {len(self.icc_profile)} bytes is over the {MAX_ICC_BYTES} a file can hold")
 
     @property
     def exact(self) -> bool:
@@ -86,10 +93,16 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
     body += _FLAGS.pack(header.flags)
     body += _TAIL.pack(header.symbols_crc, len(streams))
     body += b"".join(struct.pack(">I", len(s)) for s in streams)
+    if header.icc_profile:
+        body += struct.pack(">I", len(header.icc_profile)) + header.icc_profile
     for s in streams:
         body += s
     body += _CRC.pack(zlib.crc32(body))
     return bytes(body)
+
+
+def _unknown_flags_message(flags: int) -> str:
+    return f"file uses coding features this evc does not know (flags 0x{flags:02x}); upgrade evc"
 
 
 def parse(data: bytes, known_model_ids: frozenset[int] | set[int] | None = None) -> tuple[Header, list[bytes]]:
@@ -126,6 +139,10 @@ def parse(data: bytes, known_model_ids: frozenset[int] | set[int] | None = None)
     if version >= 2:
         (flags,) = _FLAGS.unpack_from(data, offset)
         offset += _FLAGS.size
+    if flags & ~KNOWN_FLAGS and zlib.crc32(data[: -_CRC.size]) == _CRC.unpack_from(data, len(data) - _CRC.size)[0]:
+        # An intact file (its checksum holds whatever its layout) from a newer evc: the unknown flags may
+        # change the layout, so say so before any layout check could misreport it as corrupt.
+        raise FormatError(_unknown_flags_message(flags))
     symbols_crc, count = _TAIL.unpack_from(data, offset)
     if not 1 <= count <= MAX_STREAMS:
         raise FormatError(f"corrupt header: {count} streams (expected 1..{MAX_STREAMS})")
@@ -133,7 +150,16 @@ def parse(data: bytes, known_model_ids: frozenset[int] | set[int] | None = None)
     if len(data) < lengths_end:
         raise FormatError(f"truncated file: {len(data)} bytes, the header alone needs {lengths_end}")
     lengths = struct.unpack_from(f">{count}I", data, header_bytes)
-    expected = lengths_end + sum(lengths) + _CRC.size
+    streams_start = lengths_end
+    icc_length = 0
+    if flags & FLAG_ICC and not flags & ~KNOWN_FLAGS:
+        if len(data) < lengths_end + 4:
+            raise FormatError(f"truncated file: {len(data)} bytes, the header alone needs {lengths_end + 4}")
+        (icc_length,) = struct.unpack_from(">I", data, lengths_end)
+        if icc_length == 0:
+            raise FormatError("corrupt header: empty ICC profile")
+        streams_start = lengths_end + 4 + icc_length
+    expected = streams_start + sum(lengths) + _CRC.size
     if len(data) < expected:
         raise FormatError(f"truncated file: {len(data)} bytes of the {expected} its header announces")
     if len(data) > expected:
@@ -144,17 +170,18 @@ def parse(data: bytes, known_model_ids: frozenset[int] | set[int] | None = None)
     if known_model_ids is not None and model_id not in known_model_ids:
         raise FormatError(f"file was made by an unknown model (id {model_id}); a newer evc may know it")
     if flags & ~KNOWN_FLAGS:
-        raise FormatError(f"file uses coding features this evc does not know (flags 0x{flags:02x}); upgrade evc")
+        raise FormatError(_unknown_flags_message(flags))
     if colour_code not in _COLOURS:
         raise FormatError(f"corrupt header: unknown colour mode {colour_code}")
     if q_index == 0:
         raise FormatError("corrupt header: q index 0")
     if width == 0 or height == 0 or width > MAX_DIMENSION or height > MAX_DIMENSION:
         raise FormatError(f"corrupt header: image size {width}x{height}")
+    icc_profile = data[lengths_end + 4 : streams_start] if flags & FLAG_ICC else None
     streams = []
-    offset = lengths_end
+    offset = streams_start
     for length in lengths:
         streams.append(data[offset : offset + length])
         offset += length
-    header = Header(model_id, fingerprint, _COLOURS[colour_code], q_index, width, height, symbols_crc, flags)
+    header = Header(model_id, fingerprint, _COLOURS[colour_code], q_index, width, height, symbols_crc, flags, icc_profile)
     return header, streams

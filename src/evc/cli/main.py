@@ -1,25 +1,35 @@
-"""`evc encode | decode | info | models`.
+"""`evc encode | decode | info | models | eval | compare | bench | complexity`.
 
 Every failure the user can cause ends with one line on stderr ("evc: error: ...") and exit code 2;
-progress and timings go to stderr only with --verbose; nothing but requested output goes to stdout.
+warnings are one line each ("evc: warning: ..."); progress and timings go to stderr only with --verbose;
+nothing but requested output goes to stdout. "-" as a file name is standard input or output.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import shutil
 import sys
+import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+import numpy as np
+from PIL import Image
 
 import evc
 import evc.codec
 import evc.models.registry
+from evc import arguments
 from evc.cli.files import check_output, write_output
 from evc.errors import EVCError, UntrainedModelError
+from evc.models.card import ModelCard
+from evc.image import DEFAULT_MAX_PIXELS, open_image, profile_description, to_srgb
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -42,8 +52,15 @@ def _log(args: argparse.Namespace, message: str) -> None:
         print(message, file=sys.stderr)
 
 
-def _warn(message: str) -> None:
-    print(f"evc: warning: {message}", file=sys.stderr)
+STDIO = "-"
+# Lossy formats whose Pillow writers take quality=1..100; evc's default is high, not Pillow's 75.
+LOSSY_FORMATS = {"JPEG": "JPEG", "WEBP": "WebP", "AVIF": "AVIF"}
+DEFAULT_OUTPUT_QUALITY = 95
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings (the library's and ours) as one line each on stderr, like errors."""
+    print(f"evc: warning: {_one_line(message)}", file=sys.stderr)
 
 
 def _require_file(path: Path) -> None:
@@ -51,58 +68,84 @@ def _require_file(path: Path) -> None:
         raise CLIError(f"input {path} not found" if not path.exists() else f"input {path} is not a file")
 
 
-def _read_image(path: Path) -> Image.Image:
-    _require_file(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
-            frames = getattr(image, "n_frames", 1)
-            image.load()
-    except UnidentifiedImageError:
-        raise CLIError(f"cannot read {path}: not an image format Pillow recognises") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise CLIError(f"cannot read {path}: {exc}") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise CLIError(f"cannot read {path}: {exc}") from None
-    if frames > 1:
-        _warn(f"{path} has {frames} frames; coding the first")
-    # Code what viewers show: apply the EXIF orientation, since the evc file does not carry EXIF.
-    return ImageOps.exif_transpose(image)
+def _stdin_bytes(what: str) -> bytes:
+    stdin = sys.stdin.buffer if sys.stdin is not None else None
+    if stdin is None or stdin.isatty():
+        raise CLIError(f"input '-' reads {what} from standard input, which is a terminal; pipe or redirect a file into it")
+    return stdin.read()
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_image(name: str, max_pixels: int | None) -> Image.Image:
+    """The input image, opened like the API opens paths (evc.image.open_image), or read from stdin."""
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    if name == STDIO:
+        source = io.BytesIO(_stdin_bytes("an image"))
+        source.name = "standard input"
+        return open_image(source, limit)
+    return open_image(Path(name), limit)
+
+
+def _read_bytes(name: str) -> bytes:
+    if name == STDIO:
+        return _stdin_bytes("an .evc file")
+    path = Path(name)
     _require_file(path)
     return path.read_bytes()
 
 
-def _image_format(path: Path) -> str:
+def _check_output(name: str, force: bool) -> None:
+    if name == STDIO:
+        if sys.stdout.isatty():
+            raise CLIError("output '-' writes binary data to standard output, which is a terminal; redirect it")
+        return
+    check_output(Path(name), force)
+
+
+def _write(name: str, data: bytes, force: bool) -> None:
+    """Write the finished output: to stdout for '-', else through a temporary file moved into place."""
+    if name == STDIO:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    write_output(Path(name), lambda tmp: tmp.write_bytes(data), force)
+
+
+def _image_format(name: str) -> str:
+    if name == STDIO:
+        return "PNG"
+    path = Path(name)
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None or fmt not in Image.SAVE:
         raise CLIError(f"cannot write {path}: unknown image extension {path.suffix!r} (use .png, .ppm, .tiff, .bmp, ...)")
     return fmt
 
 
+def _untrained_message(exc: UntrainedModelError) -> str:
+    what = f"model {exc.model} is untrained" if exc.model else "no model is trained yet"
+    return (
+        f"{what}: evc {evc.__version__} ships no trained weights for it; train them with `evc train` "
+        "(README, \"Training\") and give the run's export/ folder with --weights PATH"
+    )
+
+
 def _load(args: argparse.Namespace, name: str | None) -> evc.Codec:
-    options = dict(precision=getattr(args, "precision", "float32"), channels_last=getattr(args, "channels_last", False))
+    options: dict[str, Any] = dict(
+        precision=getattr(args, "precision", "float32"), channels_last=getattr(args, "channels_last", False)
+    )
     if args.command == "encode":
         options.update(exact=args.arithmetic == "exact", substreams=args.substreams)
     try:
         codec = evc.load(name, device=args.device, weights=args.weights, **options)
     except UntrainedModelError as exc:
-        what = f"model {exc.model} is untrained" if exc.model else "no model is trained yet"
-        raise CLIError(
-            f"{what}: evc {evc.__version__} ships no trained weights for it; give weights with --weights PATH"
-        ) from None
+        raise CLIError(_untrained_message(exc)) from None
     if getattr(args, "max_pixels", None) is not None:
         codec.max_pixels = args.max_pixels
     return codec
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    output = Path(args.output)
-    check_output(output, args.force)
-    image = _read_image(Path(args.input))
+    _check_output(args.output, args.force)
+    image = _read_image(args.input, args.max_pixels)
     start = time.perf_counter()
     codec = _load(args, args.model)
     _log(args, f"loaded {codec.name} on {codec.device} in {time.perf_counter() - start:.2f} s")
@@ -112,28 +155,90 @@ def cmd_encode(args: argparse.Namespace) -> int:
         target_psnr=args.target_psnr,
         encoder_level=args.encoder_level,
     )
+    if image.info.get("icc_profile"):
+        described = profile_description(image.info["icc_profile"]) or "unnamed"
+        _log(args, f"{args.input}: ICC colour profile ({described}) carried in the file and restored on decoding")
     start = time.perf_counter()
     if not args.verbose:  # the bytes only: no reconstruction unless the rate search needs one
         data = codec.compress(image, args.quality, **rate)
-        write_output(output, lambda tmp: tmp.write_bytes(data), args.force)
+        _write(args.output, data, args.force)
         return EXIT_OK
     result = codec.encode(image, args.quality, **rate)
     elapsed = time.perf_counter() - start
-    write_output(output, lambda tmp: tmp.write_bytes(result.data), args.force)
+    _write(args.output, result.data, args.force)
     level = "" if result.encoder_level is None else f", encoder level {result.encoder_level}"
     _log(
         args,
-        f"{args.input} ({result.width}x{result.height}) -> {output}: {len(result.data)} bytes, "
+        f"{args.input} ({result.width}x{result.height}) -> {args.output}: {len(result.data)} bytes, "
         f"{result.bpp:.4f} bpp, {result.psnr:.2f} dB, q index {result.q_index}{level}, {elapsed:.2f} s",
     )
     return EXIT_OK
 
 
+def _saved(image: Image.Image, fmt: str, options: dict[str, Any]) -> tuple[bytes, Image.Image | None]:
+    """``image`` written in ``fmt``, and that file read back (None when Pillow cannot read the format)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    data = buffer.getvalue()
+    try:
+        written = Image.open(io.BytesIO(data))
+        written.load()
+    except Exception:  # a write-only format (e.g. PDF): nothing to check against
+        return data, None
+    return data, written
+
+
+def encode_output_image(image: Image.Image, fmt: str, output_quality: int | None) -> bytes:
+    """The decoded image as a file of format ``fmt``, with a warning for whatever the format changes.
+
+    Lossy formats (JPEG, WebP, AVIF) are written at ``output_quality`` (default 95; JPEG in 4:4:4).
+    A format that cannot hold the image's ICC profile gets the image converted to sRGB (warned), so its
+    colours do not shift; any other difference between the file's pixels and the decoded ones is warned.
+    """
+    options: dict[str, Any] = {}
+    if fmt in LOSSY_FORMATS:
+        options["quality"] = DEFAULT_OUTPUT_QUALITY if output_quality is None else output_quality
+        if fmt == "JPEG":
+            options["subsampling"] = 0  # 4:4:4: keep the decoded colour resolution
+    elif output_quality is not None:
+        raise CLIError(f"--output-quality applies to lossy formats ({', '.join(LOSSY_FORMATS.values())}), not {fmt}")
+    profile = image.info.get("icc_profile")
+    if profile:
+        options["icc_profile"] = profile
+    data, written = _saved(image, fmt, options)
+    if profile and written is not None and written.info.get("icc_profile") != profile:
+        described = profile_description(profile) or "unnamed"
+        converted = to_srgb(image)
+        options.pop("icc_profile")
+        if converted is None:
+            warnings.warn(f"{fmt} files cannot hold the image's ICC colour profile ({described}), which "
+                          "LittleCMS cannot read to convert the colours: written without it, colours may look shifted")
+        else:
+            warnings.warn(f"{fmt} files cannot hold the image's ICC colour profile ({described}): converted to sRGB")
+            image = converted
+        data, written = _saved(image, fmt, options)
+    if written is None:
+        warnings.warn(f"evc cannot read {fmt} files back to check that they hold the decoded pixels exactly")
+        return data
+    same = written.size == image.size and np.array_equal(
+        np.asarray(written.convert(image.mode)), np.asarray(image)
+    )
+    if fmt in LOSSY_FORMATS:
+        if output_quality is None:
+            warnings.warn(f"{LOSSY_FORMATS[fmt]} is lossy: written at quality {options['quality']} "
+                          "(choose with --output-quality; PNG keeps the decoded pixels exactly)")
+    elif not same:
+        warnings.warn(f"{fmt} files cannot hold the decoded pixels exactly (mode {image.mode}): "
+                      "the written image differs; PNG keeps them exactly")
+    return data
+
+
 def cmd_decode(args: argparse.Namespace) -> int:
-    output = Path(args.output)
-    fmt = _image_format(output)
-    check_output(output, args.force)
-    data = _read_bytes(Path(args.input))
+    fmt = _image_format(args.output)
+    if args.output_quality is not None and fmt not in LOSSY_FORMATS:
+        raise CLIError(f"--output-quality applies to lossy formats ({', '.join(LOSSY_FORMATS.values())}), not {fmt}")
+    _check_output(args.output, args.force)
+    data = _read_bytes(args.input)
     info = evc.file_info(data)  # validates the container before any model is loaded
     start = time.perf_counter()
     codec = _load(args, info.model)
@@ -141,19 +246,31 @@ def cmd_decode(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     image = codec.decompress(data)
     elapsed = time.perf_counter() - start
-    write_output(output, lambda tmp: image.save(tmp, format=fmt), args.force)
-    _log(args, f"{args.input} -> {output} ({info.width}x{info.height} {info.colour}), {elapsed:.2f} s")
+    _write(args.output, encode_output_image(image, fmt, args.output_quality), args.force)
+    _log(args, f"{args.input} -> {args.output} ({info.width}x{info.height} {info.colour}), {elapsed:.2f} s")
     return EXIT_OK
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    info = evc.file_info(_read_bytes(Path(args.file)))
-    quality = "unknown (weights not shipped)" if info.quality is None else f"{info.quality:.3f}"
+    info = evc.file_info(_read_bytes(args.file), weights=args.weights)
+    if info.quality is not None:
+        quality = f"{info.quality:.3f}"
+    elif args.weights:
+        quality = f"unknown: the file was made with other weights than {args.weights}"
+    elif evc.MODELS[info.model].has_weights():
+        quality = "unknown: the file was made with other weights than the shipped ones (give them with --weights)"
+    else:
+        quality = "unknown: no weights ship for this model (give the file's weights with --weights)"
+    if info.icc_profile:
+        profile = f"ICC, {profile_description(info.icc_profile) or 'unnamed'} ({len(info.icc_profile)} bytes)"
+    else:
+        profile = "none (sRGB)"
     rows = [
         ("file", args.file),
         ("model", info.model),
         ("size", f"{info.width}x{info.height}"),
         ("colour", "grayscale" if info.colour == "L" else "RGB"),
+        ("profile", profile),
         ("quality", f"{quality} (q index {info.q_index})"),
         ("bytes", str(info.size_bytes)),
         ("bpp", f"{info.bpp:.4f}"),
@@ -179,6 +296,11 @@ def cmd_models(args: argparse.Namespace) -> int:
             f"{name:<10} {c.total_params / 1e6:>7.2f}M {c.macs_per_pixel('encoder'):>11,.0f} "
             f"{c.macs_per_pixel('decoder'):>11,.0f} {c.macs_per_pixel('entropy'):>11,.0f}  {shipped:<8} {spec.description}"
         )
+    cards = [ModelCard.read(spec.weights_dir) for spec in evc.MODELS.values() if spec.has_weights()]
+    if cards:
+        print("\nShipped weights (model cards):")
+        for card in cards:
+            print("\n".join(card.lines()))
     return EXIT_OK
 
 
@@ -207,6 +329,7 @@ def cmd_complexity(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from evc.eval.metrics import MS_SSIM_MIN_SIDE
     from evc.eval.results import save_curve
     from evc.eval.runner import EVCUnderTest, evaluate, list_images
 
@@ -215,7 +338,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out} is a file; give a folder")
     jobs = []
-    if args.model:
+    if args.model or args.weights:  # weights name their model
         codec = _load(args, args.model)
         weights = str(args.weights) if args.weights else "shipped"
         under_test = (
@@ -235,7 +358,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 raise CLIError(f"unknown baseline {key!r}; known: {', '.join(sorted({*available, *missing}))}")
             jobs.append((key, available[key], "baseline"))
     if not jobs:
-        raise CLIError("nothing to evaluate: give --model NAME and/or --baseline KEY (or --baseline all)")
+        raise CLIError("nothing to evaluate: give --model NAME or --weights PATH, and/or --baseline KEY (or --baseline all)")
     targets = [out / f"{key}.json" for key, _, _ in jobs]
     for target in targets:
         check_output(target, args.force) if out.is_dir() else None
@@ -244,16 +367,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
         curve = evaluate(under_test, images, kind, progress=not args.quiet)
         write_output(target, lambda tmp: save_curve(curve, tmp), args.force)
         print(f"{curve.name}: {len(images)} images -> {target}")
-        ms = curve.ms_ssim or [float("nan")] * len(curve.bpp)
+        if curve.ms_ssim is None:
+            small = [name for name, row in curve.per_image.items() if "ms-ssim-rgb" not in row]
+            warnings.warn(
+                f"no MS-SSIM for {curve.name}: it needs images of at least {MS_SSIM_MIN_SIDE} pixels on each side, "
+                f"and {len(small)} of the {len(images)} are smaller ({', '.join(small[:3])}{', ...' if len(small) > 3 else ''})"
+            )
+        ms = [f"{m:.4f}" for m in curve.ms_ssim] if curve.ms_ssim else ["n/a   "] * len(curve.bpp)
         for bpp, psnr, m, te, td in zip(curve.bpp, curve.psnr or [], ms, curve.encoding_time or [], curve.decoding_time or []):
-            print(f"  {bpp:7.4f} bpp  {psnr:6.2f} dB  MS-SSIM {m:.4f}  encode {te * 1e3:8.1f} ms  decode {td * 1e3:8.1f} ms")
+            print(f"  {bpp:7.4f} bpp  {psnr:6.2f} dB  MS-SSIM {m}  encode {te * 1e3:8.1f} ms  decode {td * 1e3:8.1f} ms")
     return EXIT_OK
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from evc.eval.bdrate import bd_rate_table, format_bd_table
+    from evc.eval.bdrate import bd_rate_table, curve_quality, format_bd_table
     from evc.eval.published import PUBLISHED_EVC, VTM_KODAK
-    from evc.eval.results import load_curve
+    from evc.eval.results import ResultsError, load_curve
 
     curves = [load_curve(p) for p in args.results]
     styles = {c.name: "ours" if c.meta.get("kind") == "ours" else "baseline" for c in curves}
@@ -275,33 +404,84 @@ def cmd_compare(args: argparse.Namespace) -> int:
         styles.setdefault(a.name, "published")
     # Live baselines measured on the same images are anchors too.
     anchors += [c for c in curves if c.meta.get("kind") == "baseline" and c not in anchors]
+    plotted = [*curves, *[a for a in anchors if a not in curves]]
+
+    def has(curve, metric: str) -> bool:
+        try:
+            curve_quality(curve, metric)
+        except ResultsError:
+            return False
+        return True
+
+    # Decide everything that could fail before printing or writing anything.
     metrics = ["psnr", "ms-ssim"] if args.metric == "both" else [args.metric]
+    label = {"psnr": "PSNR", "ms-ssim": "MS-SSIM"}
+    lacking = [m for m in metrics if not any(has(c, m) for c in plotted)]
+    if args.metric != "both" and lacking:
+        raise CLIError(f"none of the curves has {label[args.metric]} values")
+    metrics = [m for m in metrics if m not in lacking]
+    for metric in lacking:
+        warnings.warn(f"none of the curves has {label[metric]} values: compared on {label[metrics[0]]} only")
+    plots: dict[str, list[Path]] = {}
+    if args.plot:
+        stem = Path(args.plot)
+        for metric in metrics:
+            plots[metric] = [stem.parent / f"{stem.name}-{metric}{suffix}" for suffix in (".png", ".svg")]
+            for target in plots[metric]:
+                check_output(target, args.force)
     for metric in metrics:
         table = bd_rate_table(curves, anchors, metric)
         print(f"BD-rate ({metric}); negative = fewer bits than the anchor at equal quality; "
               "PCHIP on log-rate over the overlapping quality range shown in brackets")
         print(format_bd_table(curves, anchors, table, metric))
         if args.plot:
-            from evc.eval.plots import plot_rd
-
-            stem = Path(f"{args.plot}-{metric}")
-            plotted = [*curves, *[a for a in anchors if a not in curves]]
-            for path in plot_rd(plotted, stem, metric=metric, title=args.title, styles=styles):
+            for path in _write_plot(plotted, plots[metric], metric, args, styles):
                 print(f"wrote {path}")
     return EXIT_OK
+
+
+def _write_plot(curves: list, targets: list[Path], metric: str, args: argparse.Namespace, styles: dict) -> list[Path]:
+    """Plot into a temporary folder beside the targets, then move each file into place (never over an
+    existing file without --force)."""
+    from evc.eval.plots import plot_rd
+
+    with tempfile.TemporaryDirectory(dir=targets[0].parent, prefix=".evc-plot-") as scratch:
+        made = plot_rd(curves, Path(scratch) / "plot", metric=metric, title=args.title, styles=styles)
+        for source, target in zip(made, targets):
+            write_output(target, lambda tmp, source=source: shutil.copyfile(source, tmp), args.force)
+    return targets
+
+
+def bench_cases(args: argparse.Namespace) -> list[tuple[str, int, int]]:
+    """(model, width, height) to time: --models at --sizes; --weights alone: the model they name, at
+    its paper size (or --sizes); neither: the paper's real-time cases."""
+    from evc.eval.bench import PAPER_CASES, SIZES
+
+    if args.weights and not args.models:
+        from evc.models.weights import MODEL_KEY, read_metadata
+
+        named = read_metadata(args.weights).get(MODEL_KEY)
+        if named is None:
+            raise CLIError(f"{args.weights} does not say which model it holds; give it with --models NAME")
+        name = evc.models.registry.get_spec(named).name
+        if args.sizes:
+            sizes = [s for s in SIZES if f"{s[0]}x{s[1]}" in args.sizes]
+        else:
+            sizes = [(w, h) for n, w, h in PAPER_CASES if n == name] or list(SIZES)
+        return [(name, w, h) for w, h in sizes]
+    if args.models or args.sizes:
+        names = [evc.models.registry.get_spec(n).name for n in args.models] if args.models else list(evc.MODELS)
+        sizes = [s for s in SIZES if not args.sizes or f"{s[0]}x{s[1]}" in args.sizes]
+        return [(name, w, h) for name in names for w, h in sizes]
+    return list(PAPER_CASES)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from evc.eval.bench import PAPER_CASES, SIZES, coder_throughput, compare_paths
+    from evc.eval.bench import coder_throughput, compare_paths
 
-    if args.models or args.sizes:
-        names = [evc.models.registry.get_spec(n).name for n in args.models] if args.models else list(evc.MODELS)
-        sizes = [s for s in SIZES if not args.sizes or f"{s[0]}x{s[1]}" in args.sizes]
-        cases = [(name, w, h) for name in names for w, h in sizes]
-    else:
-        cases = list(PAPER_CASES)
+    cases = bench_cases(args)
     devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(f"evc {evc.__version__}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
           f"{args.arithmetic} entropy parameters, median of {args.repeat} after warm-up; times in ms")
@@ -336,20 +516,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _number_in(low: float, high: float, what: str, low_inclusive: bool = True):
-    """argparse type: a finite float in [low, high] (or (low, high] when not low_inclusive)."""
-
-    def parse(text: str) -> float:
+def _number(text: str) -> int | float | str:
+    """The number the text spells (an int if it is one), else the text itself."""
+    for parse in (int, float):
         try:
-            value = float(text)
+            return parse(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        above_low = value >= low if low_inclusive else value > low
-        if not (above_low and value <= high):  # also false for NaN
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
-        return value
+            pass
+    return text
 
-    return parse
+
+def _checked(check: Callable[[Any], Any], parse: Callable[[str], Any] = _number) -> Callable[[str], Any]:
+    """argparse type: parse the text, then run the API's own check (evc.arguments) on it, so both say
+    the same about every value. Text that is no number goes to the check as is, which names it."""
+
+    def convert(text: str) -> Any:
+        value = parse(text)
+        try:
+            return check(value)
+        except (TypeError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
 
 
 def _positive_int(text: str) -> int:
@@ -362,8 +550,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
-_quality = _number_in(0.0, 1.0, "a quality in [0, 1]")
-_positive = _number_in(0.0, 1e9, "a positive number", low_inclusive=False)
+def _integer(name: str) -> Callable[[str], int]:
+    """argparse type for an integer whose range the API checks (it depends on the model)."""
+
+    def convert(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+
+    return convert
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -374,43 +570,52 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--weights", metavar="PATH", help="weights file or folder instead of the shipped ones")
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-        p.add_argument("--precision", choices=["float32", "float16", "bfloat16"], default="float32",
+        p.add_argument("--precision", type=_checked(arguments.precision, str), default="float32",
+                       metavar="{" + ",".join(arguments.PRECISIONS) + "}",
                        help="arithmetic of the image transforms (float16 + --channels-last: the GPU fast path); "
                             "never changes which files decode")
         p.add_argument("--channels-last", action="store_true", help="channels-last memory layout for the transforms")
-        p.add_argument("--max-pixels", type=_positive_int, metavar="N",
+        p.add_argument("--max-pixels", type=_checked(arguments.max_pixels), metavar="N",
                        help="refuse images (or files declaring images) over N pixels once padded to multiples of 64 "
                             f"(default {evc.codec.DEFAULT_MAX_PIXELS})")
         p.add_argument("--verbose", "-v", action="store_true", help="progress and timings on stderr")
 
     enc = commands.add_parser("encode", help="compress an image into an .evc file")
-    enc.add_argument("input")
-    enc.add_argument("output")
+    enc.add_argument("input", help="image file, or - for standard input")
+    enc.add_argument("output", help=".evc file, or - for standard output")
     enc.add_argument("--model", default=None, help="model name (default: the best shipped model)")
     rate = enc.add_mutually_exclusive_group()
-    rate.add_argument("--quality", type=_quality, help="0 (smallest) .. 1 (best); default 0.5")
-    rate.add_argument("--target-bpp", type=_positive, metavar="X", help="best quality within X bits per pixel")
-    rate.add_argument("--target-psnr", type=_positive, metavar="Y", help="smallest file reaching Y dB PSNR")
-    rate.add_argument("--q-index", type=int, metavar="N", help="exact q index (100 x q_scale)")
-    enc.add_argument("--encoder-level", type=int, metavar="K", help="scalable models: run encoders 0..K only")
+    rate.add_argument("--quality", type=_checked(arguments.quality), help="0 (smallest) .. 1 (best); default 0.5")
+    rate.add_argument("--target-bpp", type=_checked(arguments.target_bpp), metavar="X",
+                      help="best quality within X bits per pixel")
+    rate.add_argument("--target-psnr", type=_checked(arguments.target_psnr), metavar="Y",
+                      help="smallest file reaching Y dB PSNR")
+    rate.add_argument("--q-index", type=_checked(arguments.q_index), metavar="N",
+                      help="exact q index (100 x q_scale, 1..65535)")
+    enc.add_argument("--encoder-level", type=_integer("encoder_level"), metavar="K",
+                     help="scalable models: run encoders 0..K only")
     enc.add_argument("--arithmetic", choices=["exact", "float"], default="exact",
                      help="entropy parameters in exact fixed-point arithmetic, so the file decodes on any "
                           "device (default), or in float32: faster, but decodes only on the kind of device that wrote it")
-    enc.add_argument("--substreams", type=int, choices=range(1, 9), default=1, metavar="{1..8}",
+    enc.add_argument("--substreams", type=_checked(arguments.substreams), default=1, metavar="{1..8}",
                      help="independent streams per coding step of the latent (default 1)")
     enc.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
     common(enc)
     enc.set_defaults(run=cmd_encode)
 
     dec = commands.add_parser("decode", help="decompress an .evc file into an image (format from the extension)")
-    dec.add_argument("input")
-    dec.add_argument("output")
+    dec.add_argument("input", help=".evc file, or - for standard input")
+    dec.add_argument("output", help="image file (format from the extension), or - for PNG on standard output")
+    dec.add_argument("--output-quality", type=_checked(arguments.output_quality), metavar="N",
+                     help=f"quality 1..100 of a lossy output format (JPEG, WebP, AVIF; default {DEFAULT_OUTPUT_QUALITY})")
     dec.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
     common(dec)
     dec.set_defaults(run=cmd_decode)
 
     info = commands.add_parser("info", help="describe an .evc file")
-    info.add_argument("file")
+    info.add_argument("file", help=".evc file, or - for standard input")
+    info.add_argument("--weights", metavar="PATH",
+                      help="the weights that made the file, to name its quality (default: the shipped ones)")
     info.set_defaults(run=cmd_info)
 
     models = commands.add_parser("models", help="list the models, their size and whether trained weights ship")
@@ -418,7 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = commands.add_parser("eval", help="measure RD and speed on a folder of images (JSON results)")
     ev.add_argument("folder", help="folder of images, e.g. ../shared/data/kodak")
-    ev.add_argument("--model", help="one of our models (see evc models)")
+    ev.add_argument("--model", help="one of our models (see evc models); with --weights, the model they name")
     ev.add_argument("--baseline", action="append", metavar="KEY",
                     help="a live baseline codec: jpeg420, jpeg444, webp, avif, jxl, jpeg2000, heic, or all (repeatable)")
     points = ev.add_mutually_exclusive_group()
@@ -427,7 +632,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default="evc-results", help="folder for the JSON results (default: evc-results)")
     ev.add_argument("--force", action="store_true", help="overwrite existing result files")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
-    ev.add_argument("--weights", metavar="PATH", help="weights file or folder instead of the shipped ones")
+    ev.add_argument("--weights", metavar="PATH",
+                    help="weights file or folder instead of the shipped ones (they name their model: --model optional)")
     ev.add_argument("--device", default=None, help="cpu, cuda, cuda:N")
     ev.set_defaults(run=cmd_eval)
 
@@ -440,6 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--published", action="store_true", help="add the paper's EVC-LL/MM/SS Kodak curves")
     compare.add_argument("--plot", metavar="STEM", help="write STEM-psnr.png/.svg (and -ms-ssim)")
     compare.add_argument("--title", default="Kodak", help="plot title")
+    compare.add_argument("--force", action="store_true", help="overwrite existing plot files")
     compare.set_defaults(run=cmd_compare)
 
     bench = commands.add_parser(
@@ -451,11 +658,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeat", type=_positive_int, default=3)
     bench.add_argument("--arithmetic", choices=["exact", "float"], default="exact",
                        help="entropy-parameter arithmetic of the files coded (default exact)")
-    bench.add_argument("--substreams", type=int, choices=range(1, 9), default=1, metavar="{1..8}")
+    bench.add_argument("--substreams", type=_checked(arguments.substreams), default=1, metavar="{1..8}")
     bench.add_argument("--fast-precision", choices=["float16", "bfloat16"],
                        help="precision of the fast path (default: float16 on CUDA, bfloat16 on CPU)")
     bench.add_argument("--plain-only", action="store_true", help="time the plain float32 path only")
-    bench.add_argument("--weights", metavar="PATH", help="weights to use (else shipped, else random)")
+    bench.add_argument("--weights", metavar="PATH",
+                       help="weights to use (else shipped, else random); alone, the model they name at its paper size")
     bench.set_defaults(run=cmd_bench)
 
     complexity = commands.add_parser("complexity", help="parameters and MACs per module, next to the paper's")
@@ -470,6 +678,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning  # one line each, like errors
+        warnings.filterwarnings("always", category=UserWarning, module=r"evc(\.|$)")  # every run tells
+        return _main(argv)
+
+
+def _main(argv: list[str]) -> int:
     try:
         if argv[:1] == ["train"]:
             from evc.train.cli import run as run_training

@@ -7,6 +7,8 @@ are measured by the same code.
 
 from __future__ import annotations
 
+import math
+
 import platform
 import time
 from collections.abc import Sequence
@@ -16,13 +18,13 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from PIL import Image
 
 from evc.codec import Codec
 from evc.errors import EVCError
 from evc.eval.metrics import ms_ssim, psnr
 from evc.eval.results import RDCurve
 from evc.extras import require
+from evc.image import to_input
 
 IMAGE_SUFFIXES = {".png", ".ppm", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp"}
 
@@ -51,8 +53,15 @@ class EVCUnderTest:
         self.weights = weights
 
     @classmethod
-    def at_anchors(cls, codec: Codec, weights: str) -> EVCUnderTest:
-        return cls(codec, codec.anchor_q_indices, weights)
+    def at_anchors(cls, codec: Codec, weights: str, between: int = 0) -> EVCUnderTest:
+        """The trained anchors, plus ``between`` interpolated rates between each neighbouring pair
+        (log-uniform in q_scale, as every rate between anchors is coded)."""
+        anchors = sorted(codec.anchor_q_indices)
+        points = set(anchors)
+        for low, high in zip(anchors, anchors[1:]):
+            for k in range(1, between + 1):
+                points.add(round(math.exp(math.log(low) + k * (math.log(high) - math.log(low)) / (between + 1))))
+        return cls(codec, sorted(points, reverse=True), weights)
 
     @classmethod
     def at_qualities(cls, codec: Codec, count: int, weights: str) -> EVCUnderTest:
@@ -92,11 +101,9 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except OSError as exc:
-        raise EVCError(f"cannot read {path}: {exc}") from None
+    """The (H, W, 3) uint8 pixels evc codes for an image file (evc.image: orientation, first frame,
+    colour rules), gray images as three equal channels, so every codec is measured on the same pixels."""
+    return to_input(path).rgb
 
 
 def evaluate(

@@ -61,7 +61,10 @@ DEFAULT_PREFERENCE = ("EVC-LL", "EVC-LM", "EVC-ML", "EVC-MM", "EVC-LS", "EVC-SL"
 
 
 def get_spec(name: str) -> ModelSpec:
-    """Look a model up by name, case-insensitively; the "EVC-" prefix may be left out."""
+    """Look a model up by name, case-insensitively; the "EVC-" prefix may be left out.
+    Raises ModelError for an unknown name, TypeError for a name that is not a string."""
+    if not isinstance(name, str):
+        raise TypeError(f"a model name is a string such as 'EVC-LL', got a {type(name).__name__}")
     wanted = name.strip().lower()
     for spec in _SPECS:
         if wanted in (spec.name.lower(), spec.name.lower().removeprefix("evc-")):

@@ -24,16 +24,33 @@ PARTS_KEY = "evc.parts"
 MAX_PART_BYTES = 15 * 1024 * 1024
 
 
+STORED_DTYPE = torch.float16  # the precision of every weights file save_weights writes
+
+
 def weights_fingerprint(model: torch.nn.Module) -> int:
     """32-bit fingerprint of the exact weights in use; files carry it so a decoder with other weights
     refuses them instead of producing a wrong image."""
+    return state_fingerprint(model.state_dict())
+
+
+def state_fingerprint(state: dict[str, torch.Tensor]) -> int:
+    """:func:`weights_fingerprint` of a state dict (e.g. from :func:`load_state`), without a model."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         t = tensor.detach().to("cpu", torch.float32).contiguous()
         digest.update(name.encode())
         digest.update(str(tuple(t.shape)).encode())
         digest.update(t.numpy().tobytes())
     return int.from_bytes(digest.digest()[:4], "big")
+
+
+@torch.no_grad()
+def round_to_stored_precision(model: torch.nn.Module) -> None:
+    """Round every floating-point weight of ``model`` in place to the float16 value that
+    :func:`save_weights` stores, so the model codes exactly as it will after saving and loading."""
+    for tensor in model.state_dict().values():
+        if tensor.is_floating_point():
+            tensor.copy_(tensor.to(STORED_DTYPE).to(tensor.dtype))
 
 
 def _weight_files(path: Path) -> list[Path]:
@@ -117,7 +134,7 @@ def save_weights(
     parts: list[dict[str, torch.Tensor]] = [{}]
     size = 0
     for name, tensor in model.state_dict().items():
-        t = tensor.detach().to("cpu", torch.float16).contiguous()
+        t = tensor.detach().to("cpu", STORED_DTYPE).contiguous()
         if parts[-1] and size + t.numel() * 2 > MAX_PART_BYTES:
             parts.append({})
             size = 0

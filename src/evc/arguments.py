@@ -1,0 +1,163 @@
+"""One check for every public argument, shared by the API (``evc.load``, ``Codec``) and the command line.
+
+Each check takes the value as the caller passed it, of any type, and returns it normalised (a Python
+``int``, ``float``, ``bool`` or ``str``), or raises:
+
+- ``TypeError`` when the value has the wrong type (a string where a number is meant, a float where an
+  integer is meant, and ``True``/``False`` for a number: bool is an int in Python, but never a rate);
+- ``ValueError`` when the type is right and the value is not (out of range, NaN, infinite).
+
+The message names the argument, what it accepts and the value given, and is true for every value; the
+command line shows it after ``argument --name:``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+QUALITY_RANGE = (0.0, 1.0)
+Q_INDEX_RANGE = (1, 0xFFFF)  # the file's u16 field; 0 is invalid
+SUBSTREAMS_RANGE = (1, 8)
+OUTPUT_QUALITY_RANGE = (1, 100)
+PRECISIONS = ("float32", "float16", "bfloat16")
+
+
+def _shown(value: Any) -> str:
+    """The value as the message quotes it: strings quoted, numbers as Python prints them."""
+    if isinstance(value, bool):
+        return f"{value} (a bool)"
+    if isinstance(value, (str, bytes)):
+        return repr(value)
+    if isinstance(value, numbers.Number):
+        return str(value)
+    return f"a {type(value).__name__}"
+
+
+def _real(name: str, value: Any, accepts: str) -> float:
+    """A real number (int, float, numpy scalar; not bool) as a finite or non-finite float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {accepts}, got {_shown(value)}")
+    return float(value)
+
+
+def _integer(name: str, value: Any, accepts: str) -> int:
+    """An integer (int, numpy integer; not bool, not float even when whole)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be {accepts}, got {_shown(value)}")
+    return int(value)
+
+
+def quality(value: Any) -> float:
+    """Quality in [0, 1]: 0 is the lowest-rate anchor, 1 the highest."""
+    accepts = "a number in [0, 1]"
+    number = _real("quality", value, accepts)
+    if not QUALITY_RANGE[0] <= number <= QUALITY_RANGE[1]:  # false for NaN too
+        raise ValueError(f"quality must be {accepts}, got {_shown(value)}")
+    return number
+
+
+def q_index(value: Any) -> int:
+    """The file's rate field, round(100 * q_scale): an integer in 1..65535."""
+    accepts = f"an integer in {Q_INDEX_RANGE[0]}..{Q_INDEX_RANGE[1]}"
+    number = _integer("q_index", value, accepts)
+    if not Q_INDEX_RANGE[0] <= number <= Q_INDEX_RANGE[1]:
+        raise ValueError(f"q_index must be {accepts}, got {_shown(value)}")
+    return number
+
+
+def _positive_finite(name: str, value: Any, unit: str) -> float:
+    accepts = f"a positive finite number ({unit})"
+    number = _real(name, value, accepts)
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"{name} must be {accepts}, got {_shown(value)}")
+    return number
+
+
+def target_bpp(value: Any) -> float:
+    """A file size target in bits per pixel: positive and finite."""
+    return _positive_finite("target_bpp", value, "bits per pixel")
+
+
+def target_psnr(value: Any) -> float:
+    """A quality target in dB PSNR: positive and finite."""
+    return _positive_finite("target_psnr", value, "dB")
+
+
+def rate(
+    quality_value: Any = None, q_index_value: Any = None, target_bpp_value: Any = None, target_psnr_value: Any = None
+) -> dict[str, float | int | None]:
+    """Check the four ways to set the rate; at most one may be given (None: not given).
+
+    Returns ``{"quality": ..., "q_index": ..., "target_bpp": ..., "target_psnr": ...}`` with the
+    given one normalised and the others None.
+    """
+    given = {
+        "quality": quality_value, "q_index": q_index_value,
+        "target_bpp": target_bpp_value, "target_psnr": target_psnr_value,
+    }
+    chosen = [name for name, v in given.items() if v is not None]
+    if len(chosen) > 1:
+        raise ValueError(f"give at most one of quality, q_index, target_bpp, target_psnr (got {', '.join(chosen)})")
+    checks = {"quality": quality, "q_index": q_index, "target_bpp": target_bpp, "target_psnr": target_psnr}
+    return {name: None if v is None else checks[name](v) for name, v in given.items()}
+
+
+def encoder_level(value: Any, levels: int | None, model: str = "this model") -> int | None:
+    """None (every level), or an encoder level 0..levels-1 of a scalable model (``levels`` None: the
+    model has one encoder, and only None is accepted)."""
+    if value is None:
+        return None
+    if levels is None:
+        raise ValueError(f"{model} has one encoder; encoder_level applies to scalable models only")
+    accepts = f"an integer in 0..{levels - 1}"
+    number = _integer("encoder_level", value, accepts)
+    if not 0 <= number < levels:
+        raise ValueError(f"encoder_level must be {accepts} for {model}, got {_shown(value)}")
+    return number
+
+
+def substreams(value: Any) -> int:
+    """Independent streams per coding step of the latent: 1..8."""
+    accepts = f"an integer in {SUBSTREAMS_RANGE[0]}..{SUBSTREAMS_RANGE[1]}"
+    number = _integer("substreams", value, accepts)
+    if not SUBSTREAMS_RANGE[0] <= number <= SUBSTREAMS_RANGE[1]:
+        raise ValueError(f"substreams must be {accepts}, got {_shown(value)}")
+    return number
+
+
+def precision(value: Any) -> str:
+    """Arithmetic of the image transforms: "float32", "float16" or "bfloat16"."""
+    accepts = "one of " + ", ".join(PRECISIONS)
+    if not isinstance(value, str):
+        raise TypeError(f"precision must be {accepts}, got {_shown(value)}")
+    if value not in PRECISIONS:
+        raise ValueError(f"precision must be {accepts}, got {_shown(value)}")
+    return value
+
+
+def flag(name: str, value: Any) -> bool:
+    """A yes/no option (``exact``, ``channels_last``): True or False only, so that a string such as
+    "false" is not taken for True."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {_shown(value)}")
+    return value
+
+
+def max_pixels(value: Any) -> int:
+    """The pixel limit of encoding and decoding (counted once padded to multiples of 64): an integer >= 1."""
+    accepts = "a positive integer"
+    number = _integer("max_pixels", value, accepts)
+    if number < 1:
+        raise ValueError(f"max_pixels must be {accepts}, got {_shown(value)}")
+    return number
+
+
+def output_quality(value: Any) -> int:
+    """Quality of a lossy output format (JPEG, WebP, AVIF) when decoding: 1..100."""
+    accepts = f"an integer in {OUTPUT_QUALITY_RANGE[0]}..{OUTPUT_QUALITY_RANGE[1]}"
+    number = _integer("output quality", value, accepts)
+    if not OUTPUT_QUALITY_RANGE[0] <= number <= OUTPUT_QUALITY_RANGE[1]:
+        raise ValueError(f"output quality must be {accepts}, got {_shown(value)}")
+    return number
