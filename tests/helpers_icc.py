@@ -33,7 +33,7 @@ def _srgb_curve() -> bytes:
 def display_p3_profile(name: str = "Display P3") -> bytes:
     """The bytes of an RGB display profile with Display P3's primaries, white point and tone curve."""
     curve = _srgb_curve()
-    tags = [
+    return _profile(b"mntr", b"RGB ", b"XYZ ", [
         (b"desc", _desc(name)),
         (b"cprt", b"text" + bytes(4) + b"No copyright, test data\0"),
         (b"wtpt", _xyz(0.9642, 1.0, 0.8249)),
@@ -43,7 +43,18 @@ def display_p3_profile(name: str = "Display P3") -> bytes:
         (b"rTRC", curve),
         (b"gTRC", curve),
         (b"bTRC", curve),
-    ]
+    ])
+
+
+def gray_profile(name: str = "Gray (sRGB curve)") -> bytes:
+    """A gray display profile: D50 white and the sRGB tone curve."""
+    return _profile(b"mntr", b"GRAY", b"XYZ ", [
+        (b"desc", _desc(name)), (b"cprt", b"text" + bytes(4) + b"No copyright, test data\0"),
+        (b"wtpt", _xyz(0.9642, 1.0, 0.8249)), (b"kTRC", _srgb_curve()),
+    ])
+
+
+def _profile(device_class: bytes, space: bytes, pcs: bytes, tags: list[tuple[bytes, bytes]]) -> bytes:
     table_size = 4 + 12 * len(tags)
     offset = 128 + table_size
     entries, data = b"", b""
@@ -53,7 +64,7 @@ def display_p3_profile(name: str = "Display P3") -> bytes:
         data += body
     size = 128 + table_size + len(data)
     header = (
-        struct.pack(">I", size) + bytes(4) + bytes([2, 0x10, 0, 0]) + b"mntr" + b"RGB " + b"XYZ "
+        struct.pack(">I", size) + bytes(4) + bytes([2, 0x10, 0, 0]) + device_class + space + pcs
         + struct.pack(">6H", 2026, 1, 1, 0, 0, 0) + b"acsp" + bytes(4 + 4 + 4 + 4 + 8) + struct.pack(">I", 0)
         + _s15(0.9642) + _s15(1.0) + _s15(0.8249) + bytes(4 + 16 + 28)
     )
@@ -80,19 +91,7 @@ def cmyk_profile(name: str = "Test CMYK") -> bytes:
     identity = bytes(range(256))
     matrix = b"".join(_s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
     a2b0 = b"mft1" + bytes(4) + bytes([4, 3, 2, 0]) + matrix + identity * 4 + clut + identity * 3
-    tags = [(b"desc", _desc(name)), (b"cprt", b"text" + bytes(4) + b"No copyright, test data\0"),
-            (b"wtpt", _xyz(0.9642, 1.0, 0.8249)), (b"A2B0", a2b0)]
-    table_size = 4 + 12 * len(tags)
-    offset = 128 + table_size
-    entries, data = b"", b""
-    for signature, body in tags:
-        body += bytes(-len(body) % 4)
-        entries += signature + struct.pack(">II", offset + len(data), len(body))
-        data += body
-    size = 128 + table_size + len(data)
-    header = (
-        struct.pack(">I", size) + bytes(4) + bytes([2, 0x10, 0, 0]) + b"scnr" + b"CMYK" + b"Lab "
-        + struct.pack(">6H", 2026, 1, 1, 0, 0, 0) + b"acsp" + bytes(4 + 4 + 4 + 4 + 8) + struct.pack(">I", 0)
-        + _s15(0.9642) + _s15(1.0) + _s15(0.8249) + bytes(4 + 16 + 28)
-    )
-    return header + struct.pack(">I", len(tags)) + entries + data
+    return _profile(b"scnr", b"CMYK", b"Lab ", [
+        (b"desc", _desc(name)), (b"cprt", b"text" + bytes(4) + b"No copyright, test data\0"),
+        (b"wtpt", _xyz(0.9642, 1.0, 0.8249)), (b"A2B0", a2b0),
+    ])

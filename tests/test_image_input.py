@@ -207,12 +207,29 @@ def test_formats_without_profiles_get_srgb_pixels_and_a_warning(capsys, tmp_path
 
 
 def test_gray_image_keeps_its_profile(codec, tmp_path):
+    from helpers_icc import gray_profile
+
     gray = rgb_array(16, 16)[:, :, 0]
     path = tmp_path / "gray.png"
-    profile = display_p3_profile()  # any profile: evc carries bytes, it does not judge them
-    Image.fromarray(gray, "L").save(path, icc_profile=profile)
+    Image.fromarray(gray, "L").save(path, icc_profile=gray_profile())
     decoded = codec.decompress(codec.compress(path))
-    assert decoded.mode == "L" and decoded.info["icc_profile"] == profile
+    assert decoded.mode == "L" and decoded.info["icc_profile"] == gray_profile()
+
+
+def test_a_profile_of_other_values_is_ignored_with_a_warning(codec):
+    """An RGB profile on gray values, a CMYK profile on RGB values: carrying it would give the decoded
+    values a wrong meaning."""
+    gray = Image.fromarray(rgb_array(16, 16)[:, :, 0], "L")
+    gray.info["icc_profile"] = display_p3_profile()
+    with pytest.warns(UserWarning, match="ignoring the image's ICC profile: it describes 'RGB' values, not L"):
+        data = codec.compress(gray)
+    assert parse(data)[0].icc_profile is None
+    from helpers_icc import cmyk_profile
+
+    rgb = Image.fromarray(rgb_array(16, 16))
+    rgb.info["icc_profile"] = cmyk_profile()
+    with pytest.warns(UserWarning, match="describes 'CMYK' values, not RGB"):
+        assert parse(codec.compress(rgb))[0].icc_profile is None
 
 
 def test_cmyk_with_a_profile_is_converted_to_srgb_under_it(capsys, tmp_path, weights, codec):

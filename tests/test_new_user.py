@@ -160,7 +160,7 @@ def test_dash_through_real_pipes(tmp_path, weights, png):
     codec = evc.load(MODEL, device="cpu", weights=weights)
     result = subprocess.run(
         [sys.executable, "-m", "evc", "encode", "-", "-", "--weights", str(weights), "--device", "cpu"],
-        input=png.read_bytes(), capture_output=True, timeout=300, cwd=tmp_path,
+        input=png.read_bytes(), capture_output=True, timeout=600, cwd=tmp_path,
     )
     assert (result.returncode, result.stderr) == (0, b"")
     assert result.stdout == codec.compress(png)

@@ -17,7 +17,8 @@ Rules (each deliberate, each tested):
 - Colour profiles: an embedded ICC profile of an image coded as is (RGB, gray, palette) is carried in
   the file unchanged and restored on decoding, so the pixel values and their meaning both survive.
   CMYK with a profile is converted to sRGB by LittleCMS (Pillow's ImageCms); CMYK without one by
-  Pillow's plain formula.
+  Pillow's plain formula. A profile of another colour space than the coded values (an RGB image
+  with a CMYK or LAB profile) is ignored with a warning.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ PADDING_MULTIPLE = 64  # the codec pads images to multiples of 64 (evc.models.ev
 _GRAY_16 = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 _TO_RGB = {"CMYK", "YCbCr", "LAB", "HSV", "RGBX"}
 _EXIF_ORIENTATION = 0x0112
+_PROFILE_SPACES = {"RGB": b"RGB ", "L": b"GRAY"}  # ICC header colour space of the values coded
 
 # Pillow's decompression-bomb limit is a process-wide setting; evc swaps in its own limit only while it
 # opens a file, under this lock, so concurrent evc calls do not undo each other's setting.
@@ -172,8 +174,30 @@ def _cmyk_to_srgb(image: Image.Image, profile: bytes) -> Image.Image:
         ) from None
 
 
+def _matching(profile: bytes | None, colour: ColourMode) -> bytes | None:
+    """The profile if it describes ``colour`` values (its header's colour space), else None with a
+    warning: a profile of another colour space (left behind by a conversion, or simply wrong) would
+    give the decoded colours a meaning they do not have."""
+    if profile is None:
+        return None
+    space = profile[16:20] if len(profile) >= 128 else b""
+    if space == _PROFILE_SPACES[colour]:
+        return profile
+    shown = space.decode("latin-1").strip() if space else "unreadable"
+    warnings.warn(
+        f"ignoring the image's ICC profile: it describes {shown!r} values, not {colour}; coded as untagged (sRGB)",
+        UserWarning, stacklevel=4,
+    )
+    return None
+
+
 def pil_to_input(image: Image.Image) -> InputImage:
     """A PIL image (any frame already selected) -> what the codec codes; see the module rules."""
+    coded = _pil_to_input(image)
+    return InputImage(coded.rgb, coded.colour, _matching(coded.icc_profile, coded.colour))
+
+
+def _pil_to_input(image: Image.Image) -> InputImage:
     if image.width < 1 or image.height < 1:
         raise ImageError(f"image is empty ({image.width}x{image.height})")
     image = _upright(image)
@@ -207,9 +231,11 @@ def pil_to_input(image: Image.Image) -> InputImage:
         # The profile describes the CMYK values, not any RGB: convert under it, carry nothing.
         return InputImage(np.asarray(_cmyk_to_srgb(image, profile), dtype=np.uint8), "RGB", None)
     if mode in _TO_RGB:
-        # RGBX and YCbCr become the RGB values their profile (if any) describes; the others have none.
-        keep = profile if mode in ("RGBX", "YCbCr") else None
-        return InputImage(np.asarray(image.convert("RGB"), dtype=np.uint8), "RGB", keep)
+        # The profile of the converted values, as Pillow's conversion leaves it (LAB -> RGB tags sRGB);
+        # it goes along only if it describes RGB values (checked by the caller).
+        converted = image.convert("RGB")
+        kept = converted.info.get("icc_profile") or None
+        return InputImage(np.asarray(converted, dtype=np.uint8), "RGB", kept if isinstance(kept, bytes) else None)
     if mode == "F":
         raise ImageError("floating-point images (mode F) are not supported: convert to 8-bit first")
     raise ImageError(f"unsupported image mode {mode!r}")

@@ -69,10 +69,9 @@ def _require_file(path: Path) -> None:
 
 
 def _stdin_bytes(what: str) -> bytes:
-    stdin = sys.stdin.buffer if sys.stdin is not None else None
-    if stdin is None or stdin.isatty():
+    if sys.stdin is None or sys.stdin.isatty():  # reading would wait for typing: refuse instead
         raise CLIError(f"input '-' reads {what} from standard input, which is a terminal; pipe or redirect a file into it")
-    return stdin.read()
+    return sys.stdin.buffer.read()
 
 
 def _read_image(name: str, max_pixels: int | None) -> Image.Image:
