@@ -321,10 +321,10 @@ def fabricated(gaps: list[int], count: int | None = None) -> bytes:
 def test_fabricated_exceptions_are_rejected(gaussian: SymbolTables, gaps, count, message) -> None:
     index = np.zeros(1000, dtype=np.int64)  # 1000 skipped symbols
     assert decode_symbols(fabricated([999]), index, gaussian, skip_certain=True)[-1] != 0  # the fabric works
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: the work done, whatever else shares the cores
     with pytest.raises(FormatError, match=message):
         decode_symbols(fabricated(gaps, count), index, gaussian, skip_certain=True)
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
 
 
 # ANS cannot tell every damaged stream from a real one: cut or replaced at a word boundary, a stream
@@ -346,7 +346,7 @@ def test_broken_streams_are_rejected(gaussian: SymbolTables, skip_certain: bool)
 def test_random_bytes_fail_cleanly_and_quickly(gaussian: SymbolTables, skip_certain: bool) -> None:
     rng = np.random.default_rng(13)
     _, index = gaussian_latent(2_000, rng, smallest_share=0.6)
-    start = time.perf_counter()
+    start = time.process_time()
     for words in [1, 2, 3, 5, 8, 64, 1000] * 10:
         data = rng.integers(0, 2**32, words, dtype=np.uint64).astype("<u4").tobytes()
         try:
@@ -355,4 +355,4 @@ def test_random_bytes_fail_cleanly_and_quickly(gaussian: SymbolTables, skip_cert
             continue
         # Short random data can pass for a real stream; far more words than 2000 symbols need cannot.
         assert words < 64 and decoded.shape == index.shape
-    assert time.perf_counter() - start < 5.0
+    assert time.process_time() - start < 5.0

@@ -35,6 +35,10 @@ SEED_MANIFEST = json.loads((SEEDS / "manifest.json").read_text())
 REGRESSION_MANIFEST = json.loads((REGRESSIONS / "manifest.json").read_text())
 
 
+# Time bounds here are on this process's CPU time (time.process_time), not the wall clock: they bound
+# the work a hostile file causes, and stay true when other processes share the cores.
+
+
 def _vm_bytes() -> int:
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
@@ -130,12 +134,12 @@ def test_regression_corpus_replays(harness: Harness, name: str) -> None:
         codec = harness.codec_for(data)
         previous = codec.max_pixels
         codec.max_pixels = entry.get("max_pixels", previous)
-        start = time.perf_counter()
+        start = time.process_time()
         try:
             outcome = harness.check_decode(data, repeat=True)
         finally:
             codec.max_pixels = previous
-        assert time.perf_counter() - start < entry.get("seconds", 10.0)
+        assert time.process_time() - start < entry.get("seconds", 10.0)
         harness.check_container(data)
     assert entry["outcome"] in outcome, f"{name}: {outcome!r}"
 
@@ -153,11 +157,11 @@ def test_short_fuzz_run_finds_nothing_and_reaches_the_decoder(harness: Harness) 
     """~15 s of the fuzzer's generators (the same cases each time: seeded). It must also get past the
     checksums: some mutated files decode to an image and many fail inside the entropy decoder; a
     mutator that only hit the CRC check would test nothing."""
-    start = time.perf_counter()
+    start = time.process_time()
     seen = evcfuzz.run_inprocess(harness, seed=2024, executions=160, targets={"decoder": 1.0})
     seen += evcfuzz.run_inprocess(harness, seed=7, executions=2000, targets={"container": 1.0})
     seen += evcfuzz.run_inprocess(harness, seed=11, executions=300, targets={"coder": 1.0})
-    assert time.perf_counter() - start < 60
+    assert time.process_time() - start < 60
     outcomes = {outcome for (target, outcome) in seen if target == "decoder"}
     assert "decoded" in outcomes
     assert any(o.startswith("corrupt stream") for o in outcomes)
@@ -183,14 +187,14 @@ def test_declared_sizes_over_the_limit_are_refused_before_allocating(width: int,
     codec = evc.Codec(evc.create_model("EVC-SS", seed=0), "EVC-SS", device="cpu")
     data = with_size("evc-ss-1x1-rgb-exact-s1-q94.evc", width, height)
     tracemalloc.start()
-    start = time.perf_counter()
+    start = time.process_time()
     try:
         with pytest.raises(FormatError, match=r"over the limit of 134217728 \(Codec.max_pixels\)"):
             codec.decompress(data)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - start < 0.5 and peak < 1 << 20
+    assert time.process_time() - start < 0.5 and peak < 1 << 20
     info = evc.file_info(data)  # describing a file allocates nothing for its size: no limit
     assert (info.width, info.height) == (width, height)
 
@@ -214,10 +218,10 @@ def test_decoding_time_is_bounded_by_the_declared_size(harness: Harness) -> None
     for streams in ([EMPTY_ANS] * 3, [b"\x01\x00\x00\x00"] * 3):
         raw = seed_raw("evc-ll-3x17-rgb-exact-s1-q94.evc")
         raw.width, raw.height, raw.streams = 128, 128, streams
-        start = time.perf_counter()
+        start = time.process_time()
         with pytest.raises(FormatError):
             codec.decompress(raw.to_bytes())
-        assert time.perf_counter() - start < 5.0
+        assert time.process_time() - start < 5.0
 
 
 # -- hostile stream counts and lengths ---------------------------------------------------------------------
@@ -233,10 +237,10 @@ def test_stream_counts_no_model_writes_are_refused(harness: Harness, count: int)
 def test_lying_stream_lengths_are_refused_at_once(lengths: list[int]) -> None:
     raw = seed_raw(SS_SEED)
     raw.lengths = lengths
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(FormatError, match="truncated|unexpected bytes"):
         parse(raw.to_bytes())
-    assert time.perf_counter() - start < 0.1
+    assert time.process_time() - start < 0.1
 
 
 def test_a_count_field_that_lies_about_the_streams_is_refused() -> None:
@@ -416,13 +420,13 @@ def test_damaged_substreams_decode_or_raise_format_error(
 # -- not bytes at all --------------------------------------------------------------------------------------
 def test_non_bytes_input_is_a_type_error_not_an_allocation(harness: Harness) -> None:
     codec = harness.codecs[8]
-    start = time.perf_counter()
+    start = time.process_time()
     for bad in (10**12, "\x89EVC", None, 3.5):
         with pytest.raises(TypeError, match="bytes-like"):
             codec.decompress(bad)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="bytes-like"):
             evc.file_info(bad)  # type: ignore[arg-type]
-    assert time.perf_counter() - start < 0.5
+    assert time.process_time() - start < 0.5
     data = (SEEDS / SS_SEED).read_bytes()
     for view in (bytearray(data), memoryview(data), np.frombuffer(data, dtype=np.uint8)):
         assert codec.decompress(view).size == (64, 64)
