@@ -93,9 +93,9 @@ def test_first_frame_with_a_warning_in_api_and_cli(capsys, tmp_path, weights, co
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=100)
     with pytest.warns(UserWarning, match="has 3 frames; coding the first"):
         from_path = codec.compress(path)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), Image.open(path) as opened:
         warnings.simplefilter("error")  # an image object is coded at its current frame, silently
-        from_pil = codec.compress(Image.open(path))
+        from_pil = codec.compress(opened)
     code, out, err = encode_cli(capsys, weights, path, tmp_path / "anim.evc")
     assert (code, out) == (0, "")
     assert err == f"evc: warning: {path} has 3 frames; coding the first\n"
@@ -251,3 +251,10 @@ def test_cmyk_with_a_profile_is_converted_to_srgb_under_it(capsys, tmp_path, wei
     cmyk.save(broken, icc_profile=b"not a profile")
     with pytest.raises(evc.ImageError, match="cannot convert the CMYK image to sRGB with its embedded ICC profile"):
         codec.compress(broken)
+
+
+def test_srgb_profiles_are_not_stored(codec):
+    """Untagged means sRGB: an sRGB profile (here LittleCMS's) adds bytes, not meaning."""
+    tagged = Image.fromarray(rgb_array(16, 16))
+    tagged.info["icc_profile"] = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    assert codec.compress(tagged) == codec.compress(rgb_array(16, 16))

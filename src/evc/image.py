@@ -18,7 +18,8 @@ Rules (each deliberate, each tested):
   the file unchanged and restored on decoding, so the pixel values and their meaning both survive.
   CMYK with a profile is converted to sRGB by LittleCMS (Pillow's ImageCms); CMYK without one by
   Pillow's plain formula. A profile of another colour space than the coded values (an RGB image
-  with a CMYK or LAB profile) is ignored with a warning.
+  with a CMYK or LAB profile) is ignored with a warning; an sRGB profile is not stored, since untagged
+  images are sRGB.
 """
 
 from __future__ import annotations
@@ -182,6 +183,8 @@ def _matching(profile: bytes | None, colour: ColourMode) -> bytes | None:
         return None
     space = profile[16:20] if len(profile) >= 128 else b""
     if space == _PROFILE_SPACES[colour]:
+        if colour == "RGB" and (profile_description(profile) or "").lower().startswith("srgb"):
+            return None  # untagged means sRGB: storing it would add bytes, not meaning
         return profile
     shown = space.decode("latin-1").strip() if space else "unreadable"
     warnings.warn(

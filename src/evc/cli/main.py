@@ -144,7 +144,11 @@ def _load(args: argparse.Namespace, name: str | None) -> evc.Codec:
 
 def cmd_encode(args: argparse.Namespace) -> int:
     _check_output(args.output, args.force)
-    image = _read_image(args.input, args.max_pixels)
+    with _read_image(args.input, args.max_pixels) as image:  # multi-frame files stay open until closed
+        return _encode(args, image)
+
+
+def _encode(args: argparse.Namespace, image: Image.Image) -> int:
     start = time.perf_counter()
     codec = _load(args, args.model)
     _log(args, f"loaded {codec.name} on {codec.device} in {time.perf_counter() - start:.2f} s")
