@@ -1,0 +1,57 @@
+"""The weights that ship: the default model, real coding of a photo, the rate scale, the model card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import evc
+from evc.cli.main import main as evc_main
+from evc.models.card import ModelCard
+from evc.models.registry import DEFAULT_PREFERENCE, default_model_name
+
+KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+SHIPPED = [name for name, spec in evc.MODELS.items() if spec.has_weights()]
+
+
+def photo() -> Image.Image:
+    """A 192x128 crop of a Kodak photo (shared/ is beside every checkout and in CI), else a stand-in."""
+    path = KODAK / "kodim23.png"
+    if path.is_file():
+        return Image.open(path).convert("RGB").crop((256, 160, 448, 288))
+    from conftest import smooth_image
+
+    return Image.fromarray(smooth_image(128, 192, seed=1))
+
+
+def test_evc_ss_ships_and_the_default_is_the_best_shipped_model() -> None:
+    assert "EVC-SS" in SHIPPED
+    assert default_model_name() == next(name for name in DEFAULT_PREFERENCE if name in SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_weights_code_a_photo_far_better_than_random_weights(name: str) -> None:
+    codec = evc.load(name, device="cpu")
+    image = photo()
+    low, high = codec.encode(image, quality=0.0), codec.encode(image, quality=1.0)
+    for result in (low, high):
+        assert np.array_equal(np.asarray(codec.decompress(result.data)), np.asarray(result.reconstruction))
+    assert low.bpp < high.bpp and low.psnr < high.psnr
+    # Random weights give about 7 dB on a photo; any trained model is far above that.
+    assert high.psnr > 20.0, high.psnr
+    assert evc.decompress(high.data).size == image.size  # the file names its model
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_model_card_is_complete_and_shown_by_evc_models(name: str, capsys) -> None:
+    card = ModelCard.read(evc.MODELS[name].weights_dir)
+    assert card.model == name and card.version != "unversioned"
+    assert card.steps and card.crops_seen and card.training_hours and card.device and card.recipe and card.date
+    assert len(card.kodak_bpp) == len(card.kodak_psnr) >= 4 and "JPEG 4:2:0 (live)" in card.bd_rates
+    assert (evc.MODELS[name].weights_dir / "MODEL_CARD.md").is_file()
+    assert evc_main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert f"{name} {card.version}: trained" in out and "Kodak (24 images, real files)" in out
