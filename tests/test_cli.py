@@ -270,10 +270,11 @@ def test_info(capsys, weights, codec, rgb_evc, gray_evc):
         assert re.search(rf"^colour\s+{colour}$", out, re.MULTILINE)
 
 
-def test_models_lists_every_model_as_untrained(capsys):
+def test_models_lists_every_model_as_trained_or_untrained(capsys):
     code, out, err = run_main(capsys, "models")
     assert code == 0 and err == ""
-    rows = {line.split()[0]: line for line in out.splitlines()[1:] if line.strip()}
+    table = out.split("\n\nShipped weights")[0]  # model cards follow the table
+    rows = {line.split()[0]: line for line in table.splitlines()[1:] if line.strip()}
     assert sorted(rows) == sorted(ALL_MODELS)
     for name in ALL_MODELS:
         expected = "trained" if evc.MODELS[name].has_weights() else "untrained"

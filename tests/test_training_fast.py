@@ -21,6 +21,7 @@ from evc.train.trainer import Trainer, learning_rate_factor
 from evc.train.runlog import TRAIN_COLUMNS
 
 from conftest import smooth_image
+from test_training import tiny_config as training_config
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +33,7 @@ def image_folder(tmp_path_factory) -> Path:
 
 
 def tiny_config(data: Path, out: Path, **changes) -> TrainConfig:
-    base = TrainConfig(
-        model="EVC-SS", data=[str(data)], out=str(out), steps=4, batch_size=2, crop=64, workers=0,
-        warmup_steps=0, log_every=1, val_every=1000, val_images=0, checkpoint_every=1000, lr=1e-4,
-    )
-    config = dataclasses.replace(base, **changes)
-    config.validate()
-    return config
+    return training_config(data, out, **{"steps": 4, "warmup_steps": 0, **changes})
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
