@@ -68,6 +68,9 @@ def test_staging_hides_shipped_weights_and_restores_them(tmp_path) -> None:
 
     assert pack.stage(repo) == ["EVC-LL", "EVC-SS"]
     assert pack.tree_bytes(repo)[0] == hidden  # the stash is ignored: it does not travel
+    # ... unless the check call carries it (to benchmark the shipped models), which it does when it fits.
+    assert pack.check_call_carry(repo) == (".gpu-stash",)
+    assert pack.travel_report(repo, (".gpu-stash",))[0] == before
     assert pack.shipped(repo, "EVC-LL") == repo / ".gpu-stash/src/evc/weights/EVC-LL"
     with pytest.raises(pack.PackError):
         _fake_weights(repo / "src/evc/weights/EVC-SS", "EVC-SS", 10)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The second GPU call (same warm machine, at most 3 minutes): CUDA coding speed, cross-device files, CUDA tests.
-#   run(command="bash scripts/gpu/check.sh $OUT", carry=[".whl"], timeout_s=180)
+#   run(command="bash scripts/gpu/check.sh $OUT", carry=[".whl", ".gpu-stash"], timeout_s=180)  (as pack.py prints)
 # Writes OUT/check.log, OUT/summary.md and OUT/crossdev-gpu.json (files made on the GPU, to decode at home).
 set -euo pipefail
 OUT=${1:?usage: scripts/gpu/check.sh OUT}

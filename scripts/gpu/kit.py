@@ -453,10 +453,12 @@ class Step:
 
 
 def _weights_for(model: str, run_root: Path, pack: Path) -> tuple[str | None, str]:
-    """Weights to benchmark: this machine's new run, the pack's init, the shipped ones, else random."""
+    """Weights to benchmark: this machine's new run, the pack's init, the shipped ones (in the tree, or
+    staged by pack.py and carried in .gpu-stash), else seeded random ones."""
     latest = run_root / "latest"
     candidates = [(Path(latest.read_text().strip()) / "export", "trained this session")] if latest.is_file() else []
-    candidates += [(pack / "init", "the pack's init"), (ROOT / "src/evc/weights" / model, "shipped")]
+    candidates += [(pack / "init", "the pack's init"), (ROOT / "src/evc/weights" / model, "shipped"),
+                   (ROOT / ".gpu-stash/src/evc/weights" / model, "shipped (staged, carried)")]
     for path, what in candidates:
         if _has_weights(path) and _weights_meta(path).get("evc.model") == model:
             return str(path), what

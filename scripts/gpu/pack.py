@@ -4,6 +4,10 @@
     python scripts/gpu/pack.py restore    # after the GPU calls: put the hidden weights back
     python scripts/gpu/pack.py size       # the travel size now (tree + carried folders)
 
+`prepare` prints the carry list of each call: [".whl", ".gpu-pack"] for train.sh, and for check.sh
+[".whl", ".gpu-stash"] (the staged shipped weights, to benchmark trained models) or [".whl"] when the
+stash does not fit.
+
 The device tool sends the checkout's tracked and untracked-not-ignored files plus the carried folders,
 64 MiB at most. Shipped weights are tracked (EVC-LL is 33 MiB in fp16), so `prepare` moves every
 src/evc/weights/<MODEL>/ folder into the ignored .gpu-stash/ (`restore` moves them back) and copies the
@@ -312,9 +316,25 @@ def prepare(args: argparse.Namespace) -> int:
     total, report = travel_report(repo, carry)
     print(f"pack: {description['train']['images']} training images, {len(kodak)} Kodak, "
           f"init: {description.get('init', {}).get('source', 'none (from scratch)')}")
-    print(report)
-    print(f"carry: {json.dumps(list(carry))}")
+    print(f"train.sh call: {report}")
+    print(f"train.sh call: carry {json.dumps(list(carry))}")
+    check_carry = check_call_carry(repo)
+    print(f"check.sh call: {travel_report(repo, check_carry)[1]}")
+    print(f"check.sh call: carry {json.dumps(list(check_carry))}")
     return 0 if total < LIMIT else 1
+
+
+def check_carry_folders(repo: Path) -> tuple[str, ...]:
+    return tuple(c for c in (WHEELS, STASH) if (repo / c).exists())
+
+
+def check_call_carry(repo: Path) -> tuple[str, ...]:
+    """What the check call carries: the wheels, and the staged shipped weights (so it benchmarks
+    trained models) when they fit; the warm machine still holds the pack from the first call."""
+    with_stash = check_carry_folders(repo)
+    if travel_report(repo, with_stash)[0] < LIMIT:
+        return with_stash
+    return tuple(c for c in with_stash if c != STASH)
 
 
 def main(argv: list[str] | None = None) -> int:
