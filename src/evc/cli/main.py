@@ -26,10 +26,12 @@ import evc
 import evc.codec
 import evc.models.registry
 from evc import arguments
+from evc.bitstream.container import parse
 from evc.cli.files import check_output, write_output
 from evc.errors import EVCError, UntrainedModelError
 from evc.models.card import ModelCard
 from evc.image import DEFAULT_MAX_PIXELS, open_image, profile_description, to_srgb
+from evc.models.registry import MODELS_BY_ID
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -242,15 +244,16 @@ def cmd_decode(args: argparse.Namespace) -> int:
         raise CLIError(f"--output-quality applies to lossy formats ({', '.join(LOSSY_FORMATS.values())}), not {fmt}")
     _check_output(args.output, args.force)
     data = _read_bytes(args.input)
-    info = evc.file_info(data)  # validates the container before any model is loaded
+    # Validate the container before any model is loaded (file_info would also load weights for the quality).
+    header, _ = parse(data, known_model_ids=set(MODELS_BY_ID))
     start = time.perf_counter()
-    codec = _load(args, info.model)
+    codec = _load(args, MODELS_BY_ID[header.model_id].name)
     _log(args, f"loaded {codec.name} on {codec.device} in {time.perf_counter() - start:.2f} s")
     start = time.perf_counter()
     image = codec.decompress(data)
     elapsed = time.perf_counter() - start
     _write(args.output, encode_output_image(image, fmt, args.output_quality), args.force)
-    _log(args, f"{args.input} -> {args.output} ({info.width}x{info.height} {info.colour}), {elapsed:.2f} s")
+    _log(args, f"{args.input} -> {args.output} ({header.width}x{header.height} {header.colour}), {elapsed:.2f} s")
     return EXIT_OK
 
 
@@ -521,9 +524,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _number(text: str) -> int | float | str:
     """The number the text spells (an int if it is one), else the text itself."""
-    for parse in (int, float):
+    for number in (int, float):
         try:
-            return parse(text)
+            return number(text)
         except ValueError:
             pass
     return text
