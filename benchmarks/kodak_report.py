@@ -10,7 +10,6 @@ writes the shipped models' ones). --skip-bench keeps the previous report's speed
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +25,7 @@ from evc.eval.plots import plot_rd
 from evc.eval.published import KODAK_DIR, PUBLISHED_EVC, VTM_KODAK
 from evc.eval.results import RDCurve, load_curve, save_curve
 from evc.eval.runner import EVCUnderTest, evaluate, list_images
+from evc.train.speed import cpu_model_name
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results" / "kodak"
@@ -46,16 +46,6 @@ def evaluated(key: str, make, images, kind: str, rerun: bool) -> RDCurve:
     curve = evaluate(make(), images, kind)
     save_curve(curve, path)
     return curve
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 SPEED_HEADING = "## Speed on this CPU"
@@ -116,7 +106,7 @@ def main() -> None:
     lines = [
         "# Results on Kodak",
         "",
-        f"Generated {date} by `python benchmarks/kodak_report.py` on {cpu_name()} "
+        f"Generated {date} by `python benchmarks/kodak_report.py` on {cpu_model_name()} "
         f"({torch.get_num_threads()} threads), evc {evc.__version__}, torch {torch.__version__}. "
         "Every number below is measured by that command unless marked as published.",
         "",

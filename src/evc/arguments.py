@@ -49,6 +49,14 @@ def _integer(name: str, value: Any, accepts: str) -> int:
     return int(value)
 
 
+def _integer_in(name: str, value: Any, low: int, high: int) -> int:
+    accepts = f"an integer in {low}..{high}"
+    number = _integer(name, value, accepts)
+    if not low <= number <= high:
+        raise ValueError(f"{name} must be {accepts}, got {_shown(value)}")
+    return number
+
+
 def quality(value: Any) -> float:
     """Quality in [0, 1]: 0 is the lowest-rate anchor, 1 the highest."""
     accepts = "a number in [0, 1]"
@@ -60,11 +68,7 @@ def quality(value: Any) -> float:
 
 def q_index(value: Any) -> int:
     """The file's rate field, round(100 * q_scale): an integer in 1..65535."""
-    accepts = f"an integer in {Q_INDEX_RANGE[0]}..{Q_INDEX_RANGE[1]}"
-    number = _integer("q_index", value, accepts)
-    if not Q_INDEX_RANGE[0] <= number <= Q_INDEX_RANGE[1]:
-        raise ValueError(f"q_index must be {accepts}, got {_shown(value)}")
-    return number
+    return _integer_in("q_index", value, *Q_INDEX_RANGE)
 
 
 def _positive_finite(name: str, value: Any, unit: str) -> float:
@@ -120,11 +124,7 @@ def encoder_level(value: Any, levels: int | None, model: str = "this model") -> 
 
 def substreams(value: Any) -> int:
     """Independent streams per coding step of the latent: 1..8."""
-    accepts = f"an integer in {SUBSTREAMS_RANGE[0]}..{SUBSTREAMS_RANGE[1]}"
-    number = _integer("substreams", value, accepts)
-    if not SUBSTREAMS_RANGE[0] <= number <= SUBSTREAMS_RANGE[1]:
-        raise ValueError(f"substreams must be {accepts}, got {_shown(value)}")
-    return number
+    return _integer_in("substreams", value, *SUBSTREAMS_RANGE)
 
 
 def precision(value: Any) -> str:

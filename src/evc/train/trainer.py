@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from evc.train.config import ConfigError, TrainConfig
 from evc.train.data import RandomCrops, StepBatches, find_images
 from evc.train.objective import RateDistortionLoss
 from evc.train.runlog import RunLog
-from evc.train.speed import keep_allocations_mapped, step_settings
+from evc.train.speed import cpu_model_name, keep_allocations_mapped, step_settings
 from evc.train.validation import kodak_images, validate
 
 EXPORT_DIR = "export"
@@ -91,15 +90,7 @@ def device_description(device: torch.device) -> str:
     """The hardware a run trains on, for the model card ("NVIDIA H200", "CPU: AMD EPYC, 2 threads")."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"CPU: {model}, {torch.get_num_threads()} threads"
+    return f"CPU: {cpu_model_name()}, {torch.get_num_threads()} threads"
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
