@@ -19,7 +19,7 @@ import torch
 
 import evc
 from evc.entropy.dual_prior import step_one_mask
-from evc.nn.exact import ExactEntropyParameters
+from evc.entropy.exact_parameters import ExactEntropyParameters
 
 SIZES = ((768, 512), (1920, 1088))
 

@@ -15,7 +15,8 @@ from evc.entropy.gaussian import SIGMA_MIN, scale_index
 from evc.models.evc import EVC
 from evc.nn import exact
 from evc.nn.blocks import ConvFFN, DepthConv, DepthConvBlock, SubpelConv1x1
-from evc.nn.exact import ExactEntropyParameters, from_fixed, to_fixed
+from evc.entropy.exact_parameters import ExactEntropyParameters
+from evc.nn.exact import from_fixed, to_fixed
 
 FA, FW = exact.ACTIVATION_FRAC_BITS, exact.WEIGHT_FRAC_BITS
 LIMIT = int(exact.ACTIVATION_LIMIT) << FA

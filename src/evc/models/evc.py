@@ -25,13 +25,13 @@ from evc.entropy.factorized import FactorizedDensity
 from evc.entropy.gaussian import gaussian_bits, scale_index, scale_pmfs
 from evc.errors import EVCError, FormatError
 from evc.models.variable_rate import VariableRate
-from evc.nn.hyperprior import HYPER_CHANNELS, HyperAnalysis, HyperSynthesis, PriorFusion
-from evc.nn.exact import ExactEntropyParameters
+from evc.nn.hyperprior import HYPER_CHANNELS, Q_STEP_MIN, HyperAnalysis, HyperSynthesis, PriorFusion
+from evc.entropy.exact_parameters import ExactEntropyParameters
 from evc.nn.ops import lower_bound, ste_round
 from evc.nn.tiling import halo_for, run_tiled
 from evc.nn.transforms import LATENT_CHANNELS, AnalysisTransform, SynthesisTransform
 
-Q_STEP_MIN = 0.5
+
 # Spatial size of the input must be a multiple of this (four stride-2 stages, then two in h_a).
 PADDING_MULTIPLE = 64
 PIXELS_PER_LATENT = 16

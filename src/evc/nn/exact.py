@@ -4,7 +4,7 @@ The decoder must compute the same Gaussian scale index and the same mean ``mu`` 
 as the encoder did, bit for bit, or ANS decoding derails. The float32 networks do not guarantee that:
 their sums are rounded, and the rounding depends on the summation order, which changes with the CPU, the
 thread count, the BLAS kernel and CPU vs CUDA. This module evaluates the *same* networks (``h_s``,
-``prior_fusion`` and the dual spatial prior's ``net``, read from an :class:`~evc.models.evc.EVC`) in
+``prior_fusion`` and the dual spatial prior's ``net``, see :mod:`evc.entropy.exact_parameters`) in
 fixed point, where every sum is exact and the result therefore cannot depend on the order of the sums.
 
 Fixed point
@@ -35,7 +35,7 @@ The bound
 Devices
     The converted weights live on the model's device; CPU and CUDA give bit-identical results. CPU
     float64 convolutions use the native im2col + GEMM / direct depthwise kernels (mkldnn does not take
-    float64); on CUDA cuDNN is switched off for the convolutions (see :func:`_exact_convolutions`).
+    float64); on CUDA cuDNN is switched off for the convolutions (see :func:`exact_convolutions`).
     Nothing depends on the thread count: threads only change the order of exact sums.
 Structure
     The fixed-point networks are compiled from the float modules themselves (Sequential, DepthConvBlock,
@@ -53,18 +53,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evc.entropy.dual_prior import DualSpatialPrior
 from evc.nn.blocks import ConvFFN, DepthConv, DepthConvBlock, SubpelConv1x1
-from evc.nn.hyperprior import HyperSynthesis, PriorFusion
-
-if TYPE_CHECKING:
-    from evc.models.evc import EVC
 
 # Fractional bits of activations: resolution 2**-16 ~ 1.5e-5, far below the scale table's 2.5% steps
 # (at the smallest sigma, 0.11, one step is 2.8e-3) and negligible as a shift of mu.
@@ -110,7 +103,7 @@ def _rescale_(acc: torch.Tensor) -> torch.Tensor:
 
 
 @contextmanager
-def _exact_convolutions(device: torch.device) -> Iterator[None]:
+def exact_convolutions(device: torch.device) -> Iterator[None]:
     """On CUDA, keep convolutions off cuDNN.
 
     cuDNN may pick FFT or Winograd algorithms, whose intermediates are not integers (transforms with
@@ -308,80 +301,8 @@ def _compile(module: nn.Module, name: str, device: torch.device) -> _Op:
     raise TypeError(f"{name}: exact evaluation does not support {kind.__name__}")
 
 
-# -- public API ----------------------------------------------------------------------------------------
-
-
-def _entropy_modules(model: EVC) -> list[tuple[str, nn.Module]]:
-    return [("h_s", model.h_s), ("prior_fusion", model.prior_fusion), ("dual_prior.net", model.dual_prior.net)]
-
-
-class ExactEntropyParameters:
-    """Bit-exact (q_step, sigma, mu) and step-2 (mu, sigma) of an :class:`EVC` model, on any device.
-
-    The weights are converted once, on the model's device; every call first compares :meth:`weights_key`
-    with the converted one (cheap: no tensor data is read) and converts again if the model's weights were
-    replaced, modified in place, or moved to another device.
-    """
-
-    def __init__(self, model: EVC) -> None:
-        from evc.models.evc import Q_STEP_MIN  # here, not at the top: evc.models.evc may import us
-
-        self.model = model
-        self._q_step_min = Q_STEP_MIN * _ONE
-        self.key: tuple = ()
-        self.refresh()
-
-    @staticmethod
-    def weights_key(model: EVC) -> tuple:
-        """Changes whenever a parameter of the entropy networks is replaced, moved or changed in place.
-
-        (Writes through ``param.data`` bypass the version counter and are not seen, as for ``z_tables``.)
-        """
-        return tuple((p.data_ptr(), p._version) for _, m in _entropy_modules(model) for p in m.parameters())
-
-    def refresh(self) -> bool:
-        """Convert the weights again if they changed since the last conversion; True if it did."""
-        key = self.weights_key(self.model)
-        if key == self.key:
-            return False
-        model = self.model
-        device = next(model.h_s.parameters()).device
-        # hyper() and step_two() mirror these classes' forward code (the chunk orders); not subclasses'.
-        for name, module, kind in (
-            ("h_s", model.h_s, HyperSynthesis),
-            ("prior_fusion", model.prior_fusion, PriorFusion),
-            ("dual_prior", model.dual_prior, DualSpatialPrior),
-        ):
-            if type(module) is not kind:
-                raise TypeError(f"{name}: expected {kind.__name__}, got {type(module).__name__}")
-        # All three first, so that a failed conversion leaves the previous one whole.
-        compiled = (
-            _compile(model.h_s.layers, "h_s.layers", device),
-            _compile(model.prior_fusion.layers, "prior_fusion.layers", device),
-            _compile(model.dual_prior.net, "dual_prior.net", device),
-        )
-        self.device = device
-        self.h_s, self.prior_fusion, self.spatial_prior = compiled
-        self.key = key
-        return True
-
-    @torch.no_grad()
-    def hyper(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """EVC.entropy_params, exactly: (q_step >= 0.5, sigma, mu) from the integer hyper-latent."""
-        self.refresh()
-        z = to_fixed(z_hat.to(self.device))
-        with _exact_convolutions(self.device):
-            q_step, sigma, mu = self.prior_fusion(self.h_s(z)).chunk(3, dim=1)  # PriorFusion.forward's order
-        return from_fixed(q_step.clamp_min(self._q_step_min)), from_fixed(sigma), from_fixed(mu)
-
-    @torch.no_grad()
-    def step_two(
-        self, y_hat_step1: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, q_step: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """DualSpatialPrior.step_two_params, exactly: (mu2, sigma2), full-size."""
-        self.refresh()
-        x = torch.cat([to_fixed(t.to(self.device)) for t in (y_hat_step1, mu, sigma, q_step)], dim=1)
-        with _exact_convolutions(self.device):
-            sigma0, mu0, sigma1, mu1 = self.spatial_prior(x).chunk(4, dim=1)
-        return from_fixed(torch.cat([mu0, mu1], dim=1)), from_fixed(torch.cat([sigma0, sigma1], dim=1))
-
+def compile_network(module: nn.Module, name: str, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The fixed-point counterpart of ``module`` on ``device``: a function from activation integers
+    (:func:`to_fixed`) to activation integers, exact on every device. Raises TypeError for a module it
+    cannot follow (see the module docstring), ValueError when its weights break the exactness bound."""
+    return _compile(module, name, device)

@@ -9,6 +9,8 @@ from evc.nn.blocks import DepthConvBlock, SubpelConv1x1, conv3x3
 from evc.nn.transforms import LATENT_CHANNELS
 
 HYPER_CHANNELS = 192
+# The quantisation step Q_step the prior fusion predicts is bounded below by this (DESIGN.md section 2).
+Q_STEP_MIN = 0.5
 
 
 class HyperAnalysis(nn.Module):
@@ -45,7 +47,10 @@ class HyperSynthesis(nn.Module):
 
 
 class PriorFusion(nn.Module):
-    """Hyper features -> 576 channels, split in this order into (Q_step, sigma, mu)."""
+    """Hyper features -> 576 channels, split in this order into (Q_step, sigma, mu).
+
+    Q_step is used as max(Q_step, Q_STEP_MIN); that bound is applied by the entropy model, in the
+    arithmetic it evaluates this network with (float32 or exact)."""
 
     def __init__(self, y_ch: int = LATENT_CHANNELS) -> None:
         super().__init__()
