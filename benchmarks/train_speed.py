@@ -57,12 +57,7 @@ def measure_one(name: str, device: str, batch: int, crop: int, steps: int, fast:
             model=name, data=[str(data)], out=str(Path(tmp) / "run"), steps=steps + 1, batch_size=batch,
             crop=crop, workers=0, device=device, amp=fast, channels_last=fast, val_images=0, warmup_steps=0,
         )
-        if not fast:
-            # The plain step: Trainer would tune the allocator on the CPU; measure without it.
-            import evc.train.trainer as trainer_module
-
-            trainer_module.keep_allocations_mapped = lambda: False  # type: ignore[assignment]
-        trainer = Trainer(config)
+        trainer = Trainer(config, tune_allocator=fast)  # the plain step leaves glibc's allocator as it is
         dev = trainer.procs.device
         batches = [trainer.data[i] for i in range((steps + 1) * batch)]  # decoded up front: steps only
         losses = []
@@ -73,7 +68,7 @@ def measure_one(name: str, device: str, batch: int, crop: int, steps: int, fast:
             if step == 1:
                 _sync(dev)
                 start = time.perf_counter()
-            stats = trainer._train_step(images, anchors)
+            stats = trainer.train_step(images, anchors)
             losses.append(float(stats[0]))
         _sync(dev)
         elapsed = time.perf_counter() - start

@@ -19,7 +19,7 @@ from evc.cli.main import main as evc_main
 from evc.train.config import ConfigError, TrainConfig, make_config, read_toml
 from evc.train.data import RandomCrops, StepBatches, find_images
 from evc.train.objective import RateDistortionLoss
-from evc.train.trainer import Trainer, learning_rate_factor
+from evc.train.trainer import Trainer, TrainingTask, learning_rate_factor
 
 from conftest import smooth_image
 
@@ -81,6 +81,22 @@ def test_resume_continues_bit_for_bit(image_folder, tmp_path) -> None:
     assert [r.split(",")[:5] for r in rows_a] == [r.split(",")[:5] for r in rows_b]  # step, loss, bpp, mse, psnr
 
 
+def test_ctrl_c_checkpoints_the_steps_done_and_resumes(image_folder, tmp_path) -> None:
+    class Interrupted(TrainingTask):
+        def before_step(self, step: int) -> None:
+            if step == 2:
+                raise KeyboardInterrupt
+
+    config = tiny_config(image_folder, tmp_path / "run", steps=3)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config, task=Interrupted(config)).run()
+    assert evc.models.weights.read_metadata(tmp_path / "run" / "export")["evc.training_steps"] == "2"
+    resumed = Trainer(config, resume=True)
+    assert resumed.step == 2
+    resumed.run()
+    assert resumed.step == 3 and len((tmp_path / "run" / "train.csv").read_text().splitlines()) == 4
+
+
 def test_export_loads_with_evc_load(image_folder, tmp_path) -> None:
     export = Trainer(tiny_config(image_folder, tmp_path / "run", steps=2)).run()
     meta = evc.models.weights.read_metadata(export)
@@ -110,7 +126,7 @@ def test_two_process_ddp_on_cpu(image_folder, tmp_path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "evc.train", "--model", "EVC-SS", "--data", str(image_folder), "--out", str(out),
+        "-m", "evc", "train", "--model", "EVC-SS", "--data", str(image_folder), "--out", str(out),
         "--steps", "3", "--batch-size", "1", "--crop", "64", "--workers", "0", "--device", "cpu",
         "--val-images", "0", "--log-every", "1",
     ]

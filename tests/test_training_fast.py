@@ -51,6 +51,9 @@ def test_step_settings_follow_the_device(monkeypatch) -> None:
     cuda = speed.step_settings(torch.device("cuda"), amp=True, channels_last=True)
     assert (cuda.amp, cuda.channels_last, cuda.entropy_networks_autocast) == (True, True, True)
     assert speed.step_settings(cpu, amp=False, channels_last=False).amp is False
+    # The allocator is tuned on the CPU only, and the plain-step benchmark can switch that off.
+    assert settings.keep_allocations_mapped and not cuda.keep_allocations_mapped
+    assert not speed.step_settings(cpu, amp=True, channels_last=True, tune_allocator=False).keep_allocations_mapped
 
 
 def test_config_records_what_actually_ran(image_folder, tmp_path, monkeypatch) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from evc.shared_data import KODAK_DIR, SHARED_DIR
 
-SHARED_DIR = Path(__file__).resolve().parents[4] / "shared"
-KODAK_DIR = SHARED_DIR / "data" / "kodak"
+__all__ = ["KODAK_DIR", "PUBLISHED_EVC", "RD_RESULTS_DIR", "SHARED_DIR", "VTM_KODAK"]
+
 RD_RESULTS_DIR = SHARED_DIR / "rd_results"
 VTM_KODAK = RD_RESULTS_DIR / "compressai_kodak" / "vtm.json"
 # The paper's Kodak curves (the authors' release), for plots and tables next to ours.

@@ -29,11 +29,13 @@ _TOP_PAD_BYTES = 512 << 20
 
 @dataclass(frozen=True)
 class StepSettings:
-    """How the training step runs on its device: what the run's config.toml records."""
+    """How the training step runs on its device: what the run's config.toml records (amp, channels_last),
+    and how the process is set up for it."""
 
     amp: bool
     channels_last: bool
     entropy_networks_autocast: bool
+    keep_allocations_mapped: bool = False  # tune glibc's allocator for the process (CPU only)
 
 
 def cpu_model_name() -> str:
@@ -55,13 +57,19 @@ def cpu_has_bf16() -> bool:
         return False
 
 
-def step_settings(device: torch.device, amp: bool, channels_last: bool) -> StepSettings:
-    """The settings a run asked for, as this device can honour them."""
+def step_settings(device: torch.device, amp: bool, channels_last: bool, tune_allocator: bool = True) -> StepSettings:
+    """The settings a run asked for, as this device can honour them.
+
+    ``tune_allocator=False`` leaves glibc's allocator as it is, for measuring the plain step
+    (benchmarks/train_speed.py); training always tunes it on the CPU.
+    """
     if device.type == "cuda":
         return StepSettings(amp=amp, channels_last=channels_last, entropy_networks_autocast=amp)
     if device.type == "cpu":
         use_amp = amp and cpu_has_bf16()
-        return StepSettings(amp=use_amp, channels_last=False, entropy_networks_autocast=use_amp)
+        return StepSettings(
+            amp=use_amp, channels_last=False, entropy_networks_autocast=use_amp, keep_allocations_mapped=tune_allocator
+        )
     return StepSettings(amp=False, channels_last=False, entropy_networks_autocast=False)
 
 

@@ -1,5 +1,16 @@
 """The training loop: one process or many (DDP under torchrun), CPU or CUDA.
 
+Read ``Trainer.run()`` first: it is the loop, and each of its steps is a short method below it, in
+the order it runs:
+
+    set up (Trainer.__init__): processes, device settings, data, model and objective, optimizer, resume
+    each step:  learning rate -> train step -> [main process] log, checkpoint + export, validate
+                -> all processes wait for the main one
+    stop:       the last step, ``until_step``, the time budget, or Ctrl-C (checkpoint, then re-raise)
+
+Every DDP call (all-reduce, broadcast, barrier) goes through :class:`Processes`; files are written by
+the main process only, in ``Trainer._report`` and the run's opening and closing.
+
 Exact resume rests on two choices: every step reseeds the random number generator from (seed, step,
 rank), and each step's data is a pure function of (seed, step, rank) (see data.py). A checkpoint then
 needs only the model, optimizer, step and the training time so far (which drives a time-budget
@@ -13,6 +24,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,39 +47,11 @@ from evc.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoi
 from evc.train.config import ConfigError, TrainConfig
 from evc.train.data import RandomCrops, StepBatches, find_images
 from evc.train.objective import RateDistortionLoss
-from evc.train.runlog import RunLog
-from evc.train.speed import cpu_model_name, keep_allocations_mapped, step_settings
+from evc.train.runlog import LogWindow, RunLog
+from evc.train.speed import StepSettings, cpu_model_name, keep_allocations_mapped, step_settings
 from evc.train.validation import kodak_images, validate
 
 EXPORT_DIR = "export"
-
-
-@dataclass(frozen=True)
-class Processes:
-    rank: int
-    world_size: int
-    device: torch.device
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def start_processes(device_name: str) -> Processes:
-    """Join the torchrun process group if there is one (NCCL on CUDA, gloo on CPU)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if device_name:
-        device = torch.device(device_name)
-    else:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if world_size == 1:
-        return Processes(0, 1, device)
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Processes(dist.get_rank(), dist.get_world_size(), device)
 
 
 def learning_rate_factor(step: int, config: TrainConfig, elapsed_s: float = 0.0) -> float:
@@ -93,13 +77,12 @@ def device_description(device: torch.device) -> str:
     return f"CPU: {cpu_model_name()}, {torch.get_num_threads()} threads"
 
 
-def _step_seed(seed: int, step: int, rank: int) -> int:
-    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
 def build_model(config: TrainConfig) -> EVC:
     """The model to train: fresh, or from --init-weights. A scalable model also starts from the
-    single-encoder model of the same sizes (Scale-SL from EVC-SL): that encoder fills every level."""
+    single-encoder model of the same sizes (Scale-SL from EVC-SL): that encoder fills every level.
+
+    Raises ConfigError when --init-weights holds another model.
+    """
     spec = get_spec(config.model)
     model = create_model(spec.name, seed=config.seed)
     if config.init_weights:
@@ -117,10 +100,6 @@ def build_model(config: TrainConfig) -> EVC:
     return model
 
 
-def _say(message: str) -> None:
-    require("tqdm", "train").tqdm.write(message, file=sys.stderr)
-
-
 class TrainingTask:
     """What the loop trains: here a registry model on the rate-distortion loss. Mask decay subclasses
     this (evc.distill) and so reuses the loop, data, checkpoints, logs, validation and DDP as they are."""
@@ -136,9 +115,11 @@ class TrainingTask:
         return get_spec(self.config.model).name
 
     def build(self) -> nn.Module:
+        """The module to train (on the CPU; the trainer moves it)."""
         return build_model(self.config)
 
     def transforms(self, module: nn.Module) -> list[nn.Module]:
+        """The parts that ``compile = true`` compiles."""
         return [module.g_a, module.g_s]
 
     def objective(self, module: nn.Module) -> nn.Module:
@@ -164,87 +145,181 @@ class TrainingTask:
         return module, self.name  # type: ignore[return-value]
 
     def metadata(self) -> dict[str, object]:
+        """The task's own entries in the export's metadata."""
         return {}
 
     def log_row(self, module: nn.Module) -> dict[str, float] | None:
+        """The task's own row for ``<log_name>.csv`` at each log step, or None."""
         return None
 
 
 class Trainer:
-    """Trains ``config.model`` on ``config.data``; ``run()`` returns the folder of exported weights."""
+    """Trains ``config.model`` on ``config.data``; ``run()`` returns the folder of exported weights.
 
-    def __init__(self, config: TrainConfig, resume: bool = False, task: TrainingTask | None = None) -> None:
-        self.config = config
+    ``resume`` continues the run in ``config.out`` from its checkpoint (else a run there is refused
+    with EVCError). ``tune_allocator=False`` leaves glibc's allocator as it is (to time the plain
+    step, benchmarks/train_speed.py); runs always tune it on the CPU.
+    """
+
+    def __init__(
+        self, config: TrainConfig, resume: bool = False, task: TrainingTask | None = None, tune_allocator: bool = True
+    ) -> None:
         self.task = task or TrainingTask(config)
         self.out = Path(config.out)
         self.procs = start_processes(config.device)
-        checkpoint_path = self.out / CHECKPOINT_NAME
-        if not resume and checkpoint_path.exists():
+        if not resume and (self.out / CHECKPOINT_NAME).exists():
             raise EVCError(f"{self.out} already holds a training run; pass --resume to continue it or choose another --out")
-        self.settings = step_settings(self.procs.device, config.amp, config.channels_last)
-        # What runs is what the run records (config.toml, checkpoint): e.g. no bf16 on a CPU without it.
-        self.config = config = dataclasses.replace(
-            config, amp=self.settings.amp, channels_last=self.settings.channels_last
-        )
-        if self.procs.device.type == "cpu":
-            keep_allocations_mapped()
-        records = find_images(config.data, config.crop, _say if self.procs.is_main else (lambda _: None))
-        self.data = RandomCrops(records, config.crop, config.seed, cache=config.cache_images)
-
-        self.model = self.task.build().to(self.procs.device)
-        for module in self.model.modules():
-            if isinstance(module, EVC):
-                module.entropy_networks_autocast = self.settings.entropy_networks_autocast
-        cuda = self.procs.device.type == "cuda"
-        if config.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        if config.compile:
-            for transform in self.task.transforms(self.model):
-                transform.compile()
-        self.objective = self.task.objective(self.model).to(self.procs.device)
-        if self.procs.world_size > 1:
-            self.objective = DistributedDataParallel(
-                self.objective, device_ids=[self.procs.device.index] if cuda else None
-            )
-        groups = [g for g in self.task.param_groups(self.model) if g["params"]]
-        for group in groups:
-            group["base_lr"] = group.pop("lr", config.lr) * group.pop("lr_factor", 1.0)
-            group["lr"] = group["base_lr"]
-        self.optimizer = torch.optim.Adam(groups, lr=config.lr)
+        self.settings, self.config = self._device_settings(config, tune_allocator)
+        self.data = self._training_data()
+        self.model, self.objective = self._model_and_objective()
+        self.optimizer = self._optimizer()
         self.step = 0
         self.elapsed_before = 0.0  # training seconds of earlier sessions of this run
         if resume:
-            state = load_checkpoint(checkpoint_path)
-            if state["model_name"] != self.task.name:
-                raise EVCError(f"{checkpoint_path} trains {state['model_name']}, not {self.task.name}")
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.step = state["step"]
-            self.elapsed_before = float(state.get("elapsed_s", 0.0))
-            # Learning rates follow this run's settings (a resume may change --lr or the time budget).
-            for group, fresh in zip(self.optimizer.param_groups, groups):
-                group["base_lr"] = fresh["base_lr"]
-        self.validation_images = kodak_images(config.kodak, config.val_images)
+            self._resume()
+        self.validation_images = kodak_images(self.config.kodak, self.config.val_images)
+        # Opened by run(): the clock, progress bar, log window and (main process) the run's log files.
+        self._started: float | None = None
+        self._bar = None
+        self._window = LogWindow(0.0)
+        self._runlog: RunLog | None = None
 
-    # -- pieces ----------------------------------------------------------------------------------
-    def _batches(self) -> DataLoader:
+    def run(self, until_step: int | None = None) -> Path:
+        """Train to ``config.steps`` (or stop, with a checkpoint and export, at ``until_step``, or when
+        the time budget is spent); returns the export."""
+        last = self.config.steps if until_step is None else min(until_step, self.config.steps)
+        self._open_run()
+        try:
+            batches = self._batches()
+            while self.step < last:
+                images, anchors = next(batches)
+                lr = self._set_learning_rate()
+                self._window.add(self.train_step(images, anchors))
+                self.step += 1
+                self._bar.update(1)
+                out_of_time = self._out_of_time()
+                if self.procs.is_main:  # the one process that writes files
+                    self._report(lr, finished=self.step == last or out_of_time)
+                self.procs.barrier()  # the others wait for it, e.g. while it validates
+                if out_of_time:
+                    _say(f"time limit reached at step {self.step}; resume with --resume (and a larger --time-limit-minutes)")
+                    break
+        except KeyboardInterrupt:
+            if self.procs.is_main:
+                self._save()
+            raise
+        finally:
+            self._close_run()
+        return self.out / EXPORT_DIR
+
+    # -- set up (in __init__'s order) ------------------------------------------------------------
+    def _device_settings(self, config: TrainConfig, tune_allocator: bool) -> tuple[StepSettings, TrainConfig]:
+        """How the step runs on this device, and the config as run: what runs is what the run records
+        (config.toml, checkpoint), e.g. no bf16 on a CPU without it."""
+        settings = step_settings(self.procs.device, config.amp, config.channels_last, tune_allocator)
+        config = dataclasses.replace(config, amp=settings.amp, channels_last=settings.channels_last)
+        if settings.keep_allocations_mapped:
+            keep_allocations_mapped()
+        return settings, config
+
+    def _training_data(self) -> RandomCrops:
+        """The training crops; only the main process reports skipped files."""
+        config = self.config
+        records = find_images(config.data, config.crop, _say if self.procs.is_main else (lambda _: None))
+        return RandomCrops(records, config.crop, config.seed, cache=config.cache_images)
+
+    def _model_and_objective(self) -> tuple[nn.Module, nn.Module]:
+        """The task's module on the device in the step's precision and layout, and its objective
+        (the unit DDP replicates when there are several processes)."""
+        config, device = self.config, self.procs.device
+        model = self.task.build().to(device)
+        for module in model.modules():
+            if isinstance(module, EVC):
+                module.entropy_networks_autocast = self.settings.entropy_networks_autocast
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if config.compile:
+            for transform in self.task.transforms(model):
+                transform.compile()
+        objective = self.task.objective(model).to(device)
+        return model, self.procs.replicate(objective)
+
+    def _optimizer(self) -> torch.optim.Adam:
+        """Adam over the task's groups; each group keeps its "base_lr", which the schedule scales."""
+        groups = [g for g in self.task.param_groups(self.model) if g["params"]]
+        for group in groups:
+            group["base_lr"] = group.pop("lr", self.config.lr) * group.pop("lr_factor", 1.0)
+            group["lr"] = group["base_lr"]
+        return torch.optim.Adam(groups, lr=self.config.lr)
+
+    def _resume(self) -> None:
+        """Continue from the run's checkpoint: model, optimizer, step, training time so far, and the
+        random number generators' states (load_checkpoint restores them).
+
+        Raises EVCError when the checkpoint is missing, unreadable or trains another model.
+        """
+        path = self.out / CHECKPOINT_NAME
+        # Learning rates follow this run's settings (a resume may change --lr or the time budget).
+        base_lrs = [group["base_lr"] for group in self.optimizer.param_groups]
+        state = load_checkpoint(path)
+        if state["model_name"] != self.task.name:
+            raise EVCError(f"{path} trains {state['model_name']}, not {self.task.name}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = state["step"]
+        self.elapsed_before = float(state.get("elapsed_s", 0.0))
+        for group, base_lr in zip(self.optimizer.param_groups, base_lrs):
+            group["base_lr"] = base_lr
+
+    # -- open and close one session of run() ---------------------------------------------------
+    def _open_run(self) -> None:
+        """Main process: the run folder, its config.toml and log files. Every process: the clock,
+        the log window and the progress bar (shown by the main process only)."""
+        tqdm = require("tqdm", "train").tqdm
+        if self.procs.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.toml").write_text(self.config.to_toml())
+            self._runlog = RunLog(self.out, self.step)
+        self.model.train()
+        self._started = time.perf_counter()
+        self._window = LogWindow(self._started)
+        self._bar = tqdm(
+            total=self.config.steps, initial=self.step, disable=not self.procs.is_main or None, unit="step", file=sys.stderr
+        )
+
+    def _close_run(self) -> None:
+        """Close the progress bar and log files, and leave the process group."""
+        if self._bar is not None:
+            self._bar.close()
+        if self._runlog is not None:
+            self._runlog.close()
+            self._runlog = None
+        self.procs.close()
+
+    # -- one step --------------------------------------------------------------------------------
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(uint8 images (B, 3, crop, crop), anchors (B,)) of this process, from step ``self.step`` on."""
         sampler = StepBatches(self.step, self.config.batch_size, self.procs.rank, self.procs.world_size)
-        return DataLoader(
+        loader = DataLoader(
             self.data,
             batch_sampler=sampler,
             num_workers=self.config.workers,
             pin_memory=self.procs.device.type == "cuda",
             persistent_workers=self.config.workers > 0,
         )
+        return iter(loader)
 
-    def _set_learning_rate(self, elapsed_s: float) -> float:
-        factor = learning_rate_factor(self.step, self.config, elapsed_s)
+    def _set_learning_rate(self) -> float:
+        """Set each group's learning rate for this step; returns the run's (config.lr times the schedule)."""
+        factor = learning_rate_factor(self.step, self.config, self._elapsed())
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
         return self.config.lr * factor
 
-    def _train_step(self, images: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
-        """One optimisation step; returns its statistics (see :class:`_Window`), summed over processes."""
+    def train_step(self, images: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+        """One optimisation step on uint8 ``images`` (B, 3, H, W) at rate ``anchors`` (B,); returns its
+        statistics (see :class:`LogWindow`), summed over processes, on the CPU. Does not advance
+        ``self.step``."""
         config, device = self.config, self.procs.device
         self.task.before_step(self.step)
         torch.manual_seed(_step_seed(config.seed, self.step, self.procs.rank))
@@ -260,12 +335,57 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
         self.optimizer.step()
         self.task.after_step(self.step)
-        stats = _Window.step_stats(loss.detach(), mse, bpp, anchors, self.procs.world_size)
-        if self.procs.world_size > 1:
-            dist.all_reduce(stats)
-        return stats.cpu()
+        stats = LogWindow.step_stats(loss.detach(), mse, bpp, anchors, self.procs.world_size)
+        return self.procs.sum(stats).cpu()
+
+    # -- after a step (main process) -------------------------------------------------------------
+    def _report(self, lr: float, finished: bool) -> None:
+        """Log, checkpoint and export, validate: each when due, and all three at the last step."""
+        config = self.config
+        if self.step % config.log_every == 0 or finished:
+            self._log(lr)
+        if self.step % config.checkpoint_every == 0 or finished:
+            self._save()
+        if self.step % config.val_every == 0 or finished:
+            self._validate()
+
+    def _log(self, lr: float) -> None:
+        """A row of train.csv (and the task's own CSV), the progress bar, and without a terminal a line."""
+        assert self._runlog is not None
+        now = time.perf_counter()
+        row = self._window.row(self.step, lr, now, self._elapsed())
+        self._window.reset(now)
+        bar = self._bar
+        bar.set_postfix(loss=f"{row['loss']:.3f}", bpp=f"{row['bpp']:.3f}", psnr=f"{row['psnr']:.2f}", img_s=f"{row['images_per_s']:.1f}")
+        if bar.disable:  # no terminal: progress as plain lines
+            anchors = " ".join(f"{row[f'bpp_a{a}']:.3f}/{row[f'psnr_a{a}']:.2f}" for a in range(NUM_ANCHORS))
+            _say(
+                f"step {self.step}: loss {row['loss']:.3f}, bpp/dB per anchor {anchors}, lr {lr:.2e}, "
+                f"{row['images_per_s']:.2f} crops/s, {row['elapsed_s'] / 60:.1f} min"
+            )
+        extra = self.task.log_row(self.model)
+        if extra is not None:
+            self._runlog.extra(self.task.log_name, {"step": self.step, **extra})
+        self._runlog.train(row)
+
+    def _save(self) -> None:
+        """Write the checkpoint, then export the codec model with its metadata (main process only)."""
+        save_checkpoint(
+            self.out / CHECKPOINT_NAME,
+            {
+                "model_name": self.task.name,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "step": self.step,
+                "elapsed_s": self._elapsed(),
+                "config": dataclasses.asdict(self.config),
+            },
+        )
+        exported, name = self.task.codec_model(self.model)
+        save_weights(exported, self.out / EXPORT_DIR, name, self._metadata(), overwrite=True)
 
     def _metadata(self) -> dict[str, object]:
+        """The export's metadata: how far, on what and how the model was trained."""
         config = self.config
         return {
             "evc.training_steps": self.step,
@@ -286,167 +406,102 @@ class Trainer:
             **self.task.metadata(),
         }
 
-    def save(self) -> None:
-        """Checkpoint and export (main process only)."""
-        if not self.procs.is_main:
-            return
-        save_checkpoint(
-            self.out / CHECKPOINT_NAME,
-            {
-                "model_name": self.task.name,
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "step": self.step,
-                "elapsed_s": self._elapsed(),
-                "config": dataclasses.asdict(self.config),
-            },
-        )
-        exported, name = self.task.codec_model(self.model)
-        save_weights(exported, self.out / EXPORT_DIR, name, self._metadata(), overwrite=True)
-
-    def _validate(self, log: RunLog) -> None:
+    def _validate(self) -> None:
+        """Real coding of the first Kodak images at the four anchors: val.csv and a line."""
         if not self.validation_images:
             return
+        assert self._runlog is not None
         exported, name = self.task.codec_model(self.model)
         rows = validate(exported, name, self.validation_images, self.procs.device)
         self.model.train()
-        log.validation(self.step, rows)
+        self._runlog.validation(self.step, rows)
         summary = ", ".join(f"{r['bpp']:.3f} bpp / {r['psnr']:.2f} dB" for r in rows)
         _say(f"step {self.step}: Kodak[{len(self.validation_images)}] at the 4 anchors: {summary}")
 
-    # -- loop ------------------------------------------------------------------------------------
+    # -- the clock and the stop on time ----------------------------------------------------------
     def _elapsed(self) -> float:
         """Training seconds so far, earlier sessions of this run included."""
-        started = getattr(self, "_started", None)
+        started = self._started
         return self.elapsed_before + (time.perf_counter() - started if started is not None else 0.0)
 
     def _out_of_time(self) -> bool:
-        """Whether the run's time budget is spent, agreed by all processes (rank 0 decides)."""
+        """Whether the run's time budget is spent, agreed by all processes (the main one decides)."""
         limit = self.config.time_limit_minutes * 60
         if limit <= 0:
             return False
-        flag = torch.tensor([float(self._elapsed() > limit)])
-        if self.procs.world_size > 1:
-            flag = flag.to(self.procs.device)
+        return self.procs.main_decides(self._elapsed() > limit)
+
+
+@dataclass(frozen=True)
+class Processes:
+    """This process's place in the run (one process, or one of torchrun's); every collective call of
+    the loop goes through here, and each is a no-op for a single process."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def replicate(self, module: nn.Module) -> nn.Module:
+        """``module`` under DDP (gradients averaged over processes), or itself for one process."""
+        if self.world_size == 1:
+            return module
+        return DistributedDataParallel(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` summed over processes, in place."""
+        if self.world_size > 1:
+            dist.all_reduce(tensor)
+        return tensor
+
+    def main_decides(self, value: bool) -> bool:
+        """The main process's ``value``, in every process."""
+        flag = torch.tensor([float(value)])
+        if self.world_size > 1:
+            flag = flag.to(self.device)
             dist.broadcast(flag, src=0)
         return bool(flag.item())
 
-    def _log(self, log: RunLog | None, window: _Window, lr: float, bar) -> None:
-        now = time.perf_counter()
-        row = window.row(self.step, lr, now, self._elapsed())
-        window.reset(now)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", bpp=f"{row['bpp']:.3f}", psnr=f"{row['psnr']:.2f}", img_s=f"{row['images_per_s']:.1f}")
-        if bar.disable and self.procs.is_main:  # no terminal: progress as plain lines
-            anchors = " ".join(f"{row[f'bpp_a{a}']:.3f}/{row[f'psnr_a{a}']:.2f}" for a in range(NUM_ANCHORS))
-            _say(
-                f"step {self.step}: loss {row['loss']:.3f}, bpp/dB per anchor {anchors}, lr {lr:.2e}, "
-                f"{row['images_per_s']:.2f} crops/s, {row['elapsed_s'] / 60:.1f} min"
-            )
-        extra = self.task.log_row(self.model)
-        if log is not None and extra is not None:
-            log.extra(self.task.log_name, {"step": self.step, **extra})
-        if log is not None:
-            log.train(row)
+    def barrier(self) -> None:
+        """Wait until every process gets here."""
+        if self.world_size > 1:
+            dist.barrier()
 
-    def run(self, until_step: int | None = None) -> Path:
-        """Train to ``config.steps`` (or stop, with a checkpoint, at ``until_step``, or when the time
-        budget is spent); returns the export."""
-        tqdm = require("tqdm", "train").tqdm
-
-        config, procs = self.config, self.procs
-        if procs.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.toml").write_text(config.to_toml())
-        log = RunLog(self.out, self.step) if procs.is_main else None
-        self.model.train()
-        self._started = time.perf_counter()
-        window = _Window(self._started)
-        bar = tqdm(total=config.steps, initial=self.step, disable=not procs.is_main or None, unit="step", file=sys.stderr)
-        try:
-            batches = iter(self._batches())
-            last = config.steps if until_step is None else min(until_step, config.steps)
-            while self.step < last:
-                images, anchors = next(batches)
-                lr = self._set_learning_rate(self._elapsed())
-                window.add(self._train_step(images, anchors))
-                self.step += 1
-                bar.update(1)
-                out_of_time = self._out_of_time()
-                finished = self.step == last or out_of_time
-                if self.step % config.log_every == 0 or finished:
-                    self._log(log, window, lr, bar)
-                if self.step % config.checkpoint_every == 0 or finished:
-                    self.save()
-                if log is not None and (self.step % config.val_every == 0 or finished):
-                    self._validate(log)
-                if procs.world_size > 1:
-                    dist.barrier()
-                if out_of_time:
-                    _say(f"time limit reached at step {self.step}; resume with --resume (and a larger --time-limit-minutes)")
-                    break
-        except KeyboardInterrupt:
-            self.save()
-            raise
-        finally:
-            bar.close()
-            if log is not None:
-                log.close()
-            if procs.world_size > 1 and dist.is_initialized():
-                dist.destroy_process_group()
-        return self.out / EXPORT_DIR
+    def close(self) -> None:
+        """Leave the process group (at the end of run())."""
+        if self.world_size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
 
 
-class _Window:
-    """Training statistics between two log rows, overall and per rate anchor.
-
-    A step contributes a vector: [loss / processes, count per anchor, MSE sum per anchor, bpp sum per
-    anchor], so that summing over processes (all_reduce) and over steps gives window means.
-    """
-
-    def __init__(self, start: float) -> None:
-        self.reset(start)
-
-    def reset(self, start: float) -> None:
-        self.start = start
-        self.steps = 0
-        self.total = torch.zeros(1 + 3 * NUM_ANCHORS, dtype=torch.float64)
-
-    @staticmethod
-    def step_stats(loss: torch.Tensor, mse: torch.Tensor, bpp: torch.Tensor, anchors: torch.Tensor, processes: int) -> torch.Tensor:
-        one_hot = torch.nn.functional.one_hot(anchors.long(), NUM_ANCHORS).float()
-        return torch.cat([
-            (loss.float() / processes).view(1),
-            one_hot.sum(0),
-            (one_hot * mse.float().view(-1, 1)).sum(0),
-            (one_hot * bpp.float().view(-1, 1)).sum(0),
-        ])
-
-    def add(self, stats: torch.Tensor) -> None:
-        self.total += stats.double()
-        self.steps += 1
-
-    def row(self, step: int, lr: float, now: float, elapsed_s: float) -> dict[str, float]:
-        steps = max(self.steps, 1)
-        counts, mse, bpp = self.total[1:].view(3, NUM_ANCHORS)
-        crops = float(counts.sum())
-        mean_mse = float(mse.sum()) / max(crops, 1)
-        row = {
-            "step": step, "loss": float(self.total[0]) / steps, "bpp": float(bpp.sum()) / max(crops, 1),
-            "mse": mean_mse, "psnr": _psnr(mean_mse), "lr": lr,
-            "images_per_s": crops / max(now - self.start, 1e-9), "elapsed_s": elapsed_s,
-        }
-        for a in range(NUM_ANCHORS):
-            n = float(counts[a])
-            row[f"bpp_a{a}"] = float(bpp[a]) / n if n else float("nan")
-            row[f"psnr_a{a}"] = _psnr(float(mse[a]) / n) if n else float("nan")
-        return row
+def start_processes(device_name: str) -> Processes:
+    """Join the torchrun process group if there is one (NCCL on CUDA, gloo on CPU)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if device_name:
+        device = torch.device(device_name)
+    else:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if world_size == 1:
+        return Processes(0, 1, device)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Processes(dist.get_rank(), dist.get_world_size(), device)
 
 
-def _psnr(mse: float) -> float:
-    return -10 * math.log10(max(mse, 1e-10))
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def _say(message: str) -> None:
+    require("tqdm", "train").tqdm.write(message, file=sys.stderr)
 
 
 def describe_export(folder: Path) -> str:
+    """One line naming an export folder's model and training steps."""
     meta = read_metadata(folder)
     return f"{meta.get(MODEL_KEY)} after {meta.get('evc.training_steps')} steps: {folder}"
-

@@ -9,9 +9,8 @@ import numpy as np
 from PIL import Image
 
 from evc.codec import Codec
-from evc.eval.published import KODAK_DIR
 from evc.models.evc import EVC
-
+from evc.shared_data import KODAK_DIR
 
 
 def kodak_images(folder: str, count: int) -> list[Path]:
