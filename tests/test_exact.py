@@ -17,6 +17,7 @@ from evc.nn import exact
 from evc.nn.blocks import ConvFFN, DepthConv, DepthConvBlock, SubpelConv1x1
 from evc.entropy.exact_parameters import ExactEntropyParameters
 from evc.nn.exact import from_fixed, to_fixed
+from evc.nn.hyperprior import Q_STEP_MIN
 
 FA, FW = exact.ACTIVATION_FRAC_BITS, exact.WEIGHT_FRAC_BITS
 LIMIT = int(exact.ACTIVATION_LIMIT) << FA
@@ -166,7 +167,8 @@ def test_close_to_the_float_networks(model: EVC, params: ExactEntropyParameters)
     y1 = step_one_input(mu)
     mu2, sigma2 = params.step_two(y1, mu, sigma, q_step)
     with torch.no_grad():
-        f_q, f_sigma, f_mu = model.entropy_params(z)
+        f_q, f_sigma, f_mu = model.prior_fusion(model.h_s(z))
+        f_q = f_q.clamp_min(Q_STEP_MIN)  # the float path's bound
         # Same inputs for step 2, so that only that network's deviation is measured.
         f_mu2, f_sigma2 = model.dual_prior.step_two_params(y1.float(), mu.float(), sigma.float(), q_step.float())
     pairs = {"q_step": (q_step, f_q), "sigma": (sigma, f_sigma), "mu": (mu, f_mu),

@@ -7,9 +7,18 @@ import pytest
 import torch
 
 import evc
-from evc.distill.mask_decay import MaskedTeacher, channel_importance, merge, removed_masks, select_channels
+from evc.distill.mask_decay import (
+    MaskedTeacher,
+    channel_importance,
+    merge,
+    removed_masks,
+    select_channels,
+    transform_groups,
+)
 from evc.eval.complexity import count_parameters
 from evc.models.variable_rate import NUM_ANCHORS
+from evc.nn.blocks import DepthConvBlock
+from evc.nn.transforms import AnalysisTransform
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +110,63 @@ def test_merge_refuses_a_student_of_other_widths(teacher) -> None:
             merge(masked, select_channels(masked), "EVC-MM")
     finally:
         masked.remove_hooks()
+
+
+class _FFNFirst(DepthConvBlock):
+    """The same modules wired the other way round: only the description changes."""
+
+    branches = (("ffn", "depth"),)
+
+
+def _zeroed_channels_reach_every_consumer(model: evc.models.evc.EVC) -> None:
+    """For each group, a mask zero on one channel must zero that channel of every consumer's input:
+    the groups found by walking the descriptions put their hooks where forward actually computes."""
+    masked = MaskedTeacher(model, "S", "S")
+    seen: dict[int, torch.Tensor] = {}
+    handles = [
+        c.conv.register_forward_pre_hook(lambda m, inputs: seen.__setitem__(id(m), inputs[0]))
+        for g in masked.groups
+        for c in g.consumers
+    ]
+    try:
+        for group in masked.groups:
+            channel = group.width // 3
+            with torch.no_grad():
+                for g in masked.groups:
+                    masked.masks[g.name.replace(".", "_")].fill_(1.0)
+                masked.masks[group.name.replace(".", "_")][channel] = 0.0
+                y = model.g_a(_x()[:, :, :32, :32])
+                model.g_s(y)
+            for consumer in group.consumers:
+                assert (seen[id(consumer.conv)][:, channel] == 0).all(), (group.name, consumer.conv)
+            assert (seen[id(consumer.conv)] != 0).any(), group.name  # not vacuous
+    finally:
+        for handle in handles:
+            handle.remove()
+        masked.remove_hooks()
+
+
+def test_groups_put_their_masks_where_forward_reads_them() -> None:
+    _zeroed_channels_reach_every_consumer(evc.create_model("EVC-MM", seed=0).eval())
+
+
+class _ReorderedAnalysis(AnalysisTransform):
+    """g_a with its first depth-conv block wired FFN first, in every size (so a student has it too)."""
+
+    def __init__(self, size: str = "L") -> None:
+        super().__init__(size)  # type: ignore[arg-type]
+        width = self.layers[1].depth.conv1.in_channels
+        self.layers[1] = _FFNFirst(width, width)
+
+
+def test_groups_follow_a_changed_description() -> None:
+    model = evc.create_model("EVC-MM", seed=0).eval()
+    g_a = _ReorderedAnalysis("M")
+    g_a.load_state_dict(model.g_a.state_dict())  # same modules, same names
+    model.g_a = g_a.eval()
+    reordered = g_a.layers[1]
+    names = [g.name for g in transform_groups(model, "S", None)][:4]
+    assert names == ["g_a.0.rb_hidden", "g_a.0.stream", "g_a.0.hidden", "g_a.0.dw"]
+    stream = transform_groups(model, "S", None)[1]
+    assert [p.conv for p in stream.producers][2:] == [reordered.ffn.project, reordered.depth.conv2]
+    _zeroed_channels_reach_every_consumer(model)

@@ -5,9 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
+from evc.distill.mask_decay import transform_groups
 from evc.eval.complexity import model_complexity
 from evc.models.registry import MODELS, create_model, get_spec
+from evc.nn import exact, tiling
+from evc.nn.blocks import Composite, DepthConv, DepthConvBlock, describe
+from evc.nn.exact import compile_network, from_fixed, to_fixed
+from evc.nn.hyperprior import PriorFusion
 from evc.nn.ops import lower_bound, ste_round
+from evc.nn.tiling import receptive_radius
 from evc.nn.transforms import AnalysisTransform, SynthesisTransform
 
 # DESIGN.md section 2: total parameters (M) and g_a / g_s GMACs at 768x512.
@@ -78,3 +84,69 @@ def test_ste_round_and_lower_bound_gradients() -> None:
     # Below the bound: a gradient that would push q up (negative) passes, one pushing it down does not.
     out.backward(torch.tensor([-1.0, 1.0, 1.0]))
     assert torch.equal(q.grad, torch.tensor([-1.0, 0.0, 1.0]))
+
+
+# -- one description per block: forward, tiling, exact arithmetic and mask decay all walk it -----------
+
+
+class _TwiceDepthwise(DepthConv):
+    """DepthConv with its depthwise conv applied twice: only the description changes."""
+
+    branches = (("conv1", "act1", "depth_conv", "act2", "depth_conv", "conv2", "act3"), ("adaptor",))
+
+
+class _Undescribed(DepthConvBlock):
+    """Overrides forward without describing itself: nothing may guess its structure."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.depth(x)
+
+
+def test_an_altered_description_changes_forward_tiling_and_exact_alike() -> None:
+    torch.manual_seed(0)
+    altered = _TwiceDepthwise(8, 12, inner_activations=False).double().eval()
+    plain = DepthConv(8, 12, inner_activations=False).double().eval()
+    plain.load_state_dict(altered.state_dict())  # same weights, same names
+    x = torch.randn(2, 8, 9, 11, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    m = altered
+    with torch.no_grad():
+        want = m.act3(m.conv2(m.depth_conv(m.act2(m.depth_conv(m.act1(m.conv1(x))))))) + m.adaptor(x)
+        assert torch.equal(altered(x), want)
+        assert not torch.allclose(plain(x), want)
+    assert (receptive_radius(altered), receptive_radius(plain)) == (2, 1)
+    for block in (altered, plain):
+        got = from_fixed(compile_network(block, "block", torch.device("cpu"))(to_fixed(x)))
+        with torch.no_grad():
+            assert (got - block(x)).abs().max() < 1e-3
+
+
+def test_a_block_that_does_not_describe_its_forward_is_refused() -> None:
+    block = _Undescribed(8, 8, entropy_variant=True)
+    assert describe(block) is None and describe(block, strict=False) is None
+    with pytest.raises(ValueError, match="_Undescribed"):
+        receptive_radius(block)
+    with pytest.raises(TypeError, match="_Undescribed"):
+        compile_network(block, "block", torch.device("cpu"))
+    model = create_model("EVC-SS", seed=0)
+    model.g_a.layers[1] = _Undescribed(64, 64)
+    with pytest.raises(ValueError, match="_Undescribed"):
+        transform_groups(model, "S", None)
+    # PriorFusion's forward only splits its described output: tiling follows it, exact arithmetic not.
+    assert describe(PriorFusion()) is None and describe(PriorFusion(), strict=False) is not None
+    with pytest.raises(TypeError, match="PriorFusion"):
+        compile_network(PriorFusion(), "prior_fusion", torch.device("cpu"))
+
+
+def _composites(cls: type) -> list[type]:
+    return [c for sub in cls.__subclasses__() for c in [sub, *_composites(sub)]]
+
+
+def test_no_second_copy_of_a_wiring() -> None:
+    # Every block's forward is the one that runs its description, or is written next to it.
+    for cls in _composites(Composite):
+        if cls.__module__.startswith("evc."):
+            assert "forward" not in vars(cls) or "branches" in vars(cls), cls
+    # The walkers know no block by name: they read the descriptions.
+    for module in (tiling, exact):
+        named = [k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, Composite)]
+        assert not named, (module.__name__, named)

@@ -2,12 +2,78 @@
 
 Every activation is a named submodule so that mask decay can find the positions where it inserts
 channel masks (after a conv, before the next nonlinearity) without re-implementing the blocks.
+
+Each block states its wiring once, in ``branches`` (see :class:`Composite`): its forward runs that
+description, and tiling (:mod:`evc.nn.tiling`), exact arithmetic (:mod:`evc.nn.exact`) and mask decay
+walk the same description through :func:`describe`, so none of them can disagree with forward.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
+
+# One chain of a composite: the attribute names of its submodules, applied in order.
+Chain = tuple[str, ...]
+# A chain resolved to (attribute name, submodule) pairs.
+ResolvedChain = list[tuple[str, nn.Module]]
+
+
+class Composite(nn.Module):
+    """A block whose output is the sum of parallel chains of its submodules, declared in ``branches``.
+
+    ``branches`` lists each chain as the attribute names of its submodules, applied in order; an empty
+    chain is the identity, and an attribute that is ``None`` (an optional module) is skipped. The
+    chains' outputs are summed in the declared order (``out_0 + out_1 + ...``); a single chain is
+    returned as it is. A subclass that overrides ``forward`` must declare its own ``branches`` next to
+    it, and then only tiling (which needs the spatial structure alone) follows it; see :func:`describe`.
+    """
+
+    branches: ClassVar[tuple[Chain, ...]] = ()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total: torch.Tensor | None = None
+        for chain in self.branches:
+            out = x
+            for attr in chain:
+                module = getattr(self, attr)
+                if module is not None:
+                    out = module(out)
+            total = out if total is None else total + out
+        if total is None:
+            raise TypeError(f"{type(self).__name__} declares no branches")
+        return total
+
+
+def _owner(cls: type, attr: str) -> type:
+    return next(c for c in cls.__mro__ if attr in vars(c))
+
+
+def describe(module: nn.Module, *, strict: bool = True) -> list[ResolvedChain] | None:
+    """The branches of ``module`` as chains of (attribute name, submodule); None for anything else.
+
+    ``nn.Sequential`` (exactly that type) is one chain of its children. A :class:`Composite` is
+    described by its ``branches`` when its forward is :meth:`Composite.forward`, which runs exactly that
+    description. With ``strict=False`` a class may also override forward in the same class that declares
+    its ``branches`` (e.g. :class:`~evc.nn.hyperprior.PriorFusion`, whose forward only splits channels
+    afterwards). Any other subclass that overrides forward is not described (None): what it computes is
+    unknown, and a guessed structure would silently mislead tiling, exact arithmetic or mask decay.
+    """
+    if type(module) is nn.Sequential:
+        return [list(module.named_children())]
+    if not isinstance(module, Composite) or not module.branches or "forward" in vars(module):
+        return None
+    cls = type(module)
+    forward_owner = _owner(cls, "forward")
+    if forward_owner is not Composite and (strict or forward_owner is not _owner(cls, "branches")):
+        return None
+    chains = []
+    for chain in module.branches:
+        resolved = [(attr, getattr(module, attr)) for attr in chain]
+        chains.append([(attr, child) for attr, child in resolved if child is not None])
+    return chains
 
 
 def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
@@ -18,20 +84,21 @@ def conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, kernel_size=3, stride=stride, padding=1)
 
 
-class SubpelConv1x1(nn.Module):
+class SubpelConv1x1(Composite):
     """conv1x1 to out_ch * r^2 channels followed by PixelShuffle(r): learned upsampling."""
+
+    branches = (("conv", "shuffle"),)
 
     def __init__(self, in_ch: int, out_ch: int, factor: int = 2) -> None:
         super().__init__()
         self.conv = conv1x1(in_ch, out_ch * factor * factor)
         self.shuffle = nn.PixelShuffle(factor)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.shuffle(self.conv(x))
 
-
-class ResidualBlockDown(nn.Module):
+class ResidualBlockDown(Composite):
     """RBdown: conv3x3 s2 -> LReLU(0.01) -> conv3x3 -> LReLU(0.1), plus a conv1x1 s2 shortcut."""
+
+    branches = (("conv1", "act1", "conv2", "act2"), ("shortcut",))
 
     def __init__(self, in_ch: int, out_ch: int) -> None:
         super().__init__()
@@ -41,13 +108,11 @@ class ResidualBlockDown(nn.Module):
         self.act2 = nn.LeakyReLU(0.1)
         self.shortcut = conv1x1(in_ch, out_ch, stride=2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.act2(self.conv2(self.act1(self.conv1(x))))
-        return out + self.shortcut(x)
 
-
-class ResidualBlockUp(nn.Module):
+class ResidualBlockUp(Composite):
     """RBup: subpel conv1x1 -> LReLU(0.01) -> conv3x3 -> LReLU(0.1), plus a subpel conv1x1 shortcut."""
+
+    branches = (("conv1", "act1", "conv2", "act2"), ("shortcut",))
 
     def __init__(self, in_ch: int, out_ch: int) -> None:
         super().__init__()
@@ -57,21 +122,19 @@ class ResidualBlockUp(nn.Module):
         self.act2 = nn.LeakyReLU(0.1)
         self.shortcut = SubpelConv1x1(in_ch, out_ch)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.act2(self.conv2(self.act1(self.conv1(x))))
-        return out + self.shortcut(x)
-
 
 def _act_or_identity(slope: float | None) -> nn.Module:
     return nn.LeakyReLU(slope) if slope is not None else nn.Identity()
 
 
-class DepthConv(nn.Module):
+class DepthConv(Composite):
     """conv1x1 -> LReLU(0.01) -> depthwise 3x3 [-> act] -> conv1x1 [-> act], plus identity or 1x1 adaptor.
 
     The transforms use LReLU(0.01) at the bracketed places; the entropy-model networks use none there
     (``inner_activations=False``).
     """
+
+    branches = (("conv1", "act1", "depth_conv", "act2", "conv2", "act3"), ("adaptor",))  # no adaptor: x
 
     def __init__(self, in_ch: int, out_ch: int, inner_activations: bool = True) -> None:
         super().__init__()
@@ -84,14 +147,11 @@ class DepthConv(nn.Module):
         self.act3 = _act_or_identity(slope)
         self.adaptor = conv1x1(in_ch, out_ch) if in_ch != out_ch else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.adaptor is None else self.adaptor(x)
-        out = self.act2(self.depth_conv(self.act1(self.conv1(x))))
-        return self.act3(self.conv2(out)) + identity
 
-
-class ConvFFN(nn.Module):
+class ConvFFN(Composite):
     """conv1x1 C->hidden -> act -> conv1x1 hidden->C -> act, plus identity."""
+
+    branches = ((), ("expand", "act1", "project", "act2"))  # x + ...
 
     def __init__(self, ch: int, hidden: int, activation: nn.Module) -> None:
         super().__init__()
@@ -100,9 +160,6 @@ class ConvFFN(nn.Module):
         self.project = conv1x1(hidden, ch)
         self.act2 = type(activation)(**_activation_kwargs(activation))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.act2(self.project(self.act1(self.expand(x))))
-
 
 def _activation_kwargs(act: nn.Module) -> dict:
     if isinstance(act, nn.LeakyReLU):
@@ -110,13 +167,15 @@ def _activation_kwargs(act: nn.Module) -> dict:
     return {}
 
 
-class DepthConvBlock(nn.Module):
+class DepthConvBlock(Composite):
     """DCB: DepthConv followed by ConvFFN.
 
     ``entropy_variant=False`` (the transforms): FFN hidden 4C with ReLU, activations inside DepthConv.
     ``entropy_variant=True`` (hyperprior, prior fusion, spatial prior): FFN hidden max(min(4C, 1024), 2C)
     with LReLU(0.1), no activation after the depthwise and last conv of DepthConv.
     """
+
+    branches = (("depth", "ffn"),)
 
     def __init__(self, in_ch: int, out_ch: int, entropy_variant: bool = False) -> None:
         super().__init__()
@@ -126,6 +185,3 @@ class DepthConvBlock(nn.Module):
             self.ffn = ConvFFN(out_ch, hidden, nn.LeakyReLU(0.1))
         else:
             self.ffn = ConvFFN(out_ch, 4 * out_ch, nn.ReLU())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ffn(self.depth(x))

@@ -38,10 +38,12 @@ Devices
     float64); on CUDA cuDNN is switched off for the convolutions (see :func:`exact_convolutions`).
     Nothing depends on the thread count: threads only change the order of exact sums.
 Structure
-    The fixed-point networks are compiled from the float modules themselves (Sequential, DepthConvBlock,
-    DepthConv, ConvFFN, SubpelConv1x1, Conv2d, LeakyReLU, Identity, PixelShuffle), following their
-    forward code; any other module, a subclass, or a module with forward hooks raises ``TypeError``.
-    DepthConv's conv1 and 1x1 adaptor read the same input and run as one GEMM.
+    The fixed-point networks are compiled from the float modules themselves, walking the branches that
+    each block declares and its forward runs (:func:`evc.nn.blocks.describe`: Sequential and the
+    :class:`~evc.nn.blocks.Composite` blocks), down to Conv2d, LeakyReLU, Identity and PixelShuffle. Any
+    other module, a block whose forward is not derived from its description, or a module with forward
+    hooks raises ``TypeError``. A sum of branches is saturated like every activation. Branches that
+    start with a 1x1 conv read the same input and run as one GEMM (DepthConv's conv1 and adaptor).
 
 Outputs are float64 tensors of exact multiples of 2**-ACTIVATION_FRAC_BITS. Keep them in float64:
 float32 holds only 24 significant bits, too few for large values with 16 fractional bits. (Casting them
@@ -57,7 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evc.nn.blocks import ConvFFN, DepthConv, DepthConvBlock, SubpelConv1x1
+from evc.nn.blocks import ResolvedChain, describe
 
 # Fractional bits of activations: resolution 2**-16 ~ 1.5e-5, far below the scale table's 2.5% steps
 # (at the smallest sigma, 0.11, one step is 2.8e-3) and negligible as a shift of mu.
@@ -190,19 +192,22 @@ class _Conv:
 
 
 class _LeakyReLU:
-    """Fixed-point LeakyReLU; overwrites its input, which is always a tensor made by this module."""
+    """Fixed-point LeakyReLU; overwrites its input when that is a tensor the compiled network owns."""
 
-    def __init__(self, module: nn.LeakyReLU, name: str) -> None:
+    def __init__(self, module: nn.LeakyReLU, name: str, in_place: bool) -> None:
         _check_plain(module, name)
         slope = round(module.negative_slope * _WEIGHT_ONE)  # the integer slope numerator
         # x + round(min(x, 0) * (slope - 2**FW) / 2**FW) is round(x * slope / 2**FW) for x < 0 and x for
         # x >= 0 (floor(0.5) = 0), in five passes. The product is an integer below 2**53 times a power
         # of two, so it, the + 0.5 and the floor are exact.
         self.factor = (slope - _WEIGHT_ONE) * _RESCALE
+        self.in_place = in_place
         if abs(slope - _WEIGHT_ONE) * _LIMIT >= EXACT_LIMIT:
             raise ValueError(f"{name}: negative slope {module.negative_slope} is too large for exact evaluation")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.in_place:
+            x = x.clone()
         return x.add_(x.clamp_max(0.0).mul_(self.factor).add_(0.5).floor_())
 
 
@@ -229,75 +234,93 @@ class _PixelShuffle:
         return F.pixel_shuffle(x, self.factor)
 
 
-class _DepthConv:
-    """DepthConv.forward: act3(conv2(act2(depth(act1(conv1(x)))))) + (adaptor(x) or x)."""
+class _Branches:
+    """Parallel chains on one input, summed and saturated.
 
-    def __init__(self, module: DepthConv, name: str, device: torch.device) -> None:
-        _check_plain(module, name)
-        entry = [(f"{name}.conv1", module.conv1)]
-        if module.adaptor is not None:
-            entry.append((f"{name}.adaptor", module.adaptor))
-        # conv1 and the adaptor both read x: one GEMM instead of two.
-        self.entry = _Conv(entry, device)
-        self.split = module.conv1.out_channels if module.adaptor is not None else None
-        self.act1 = _compile(module.act1, f"{name}.act1", device)
-        self.depth_conv = _Conv([(f"{name}.depth_conv", module.depth_conv)], device)
-        self.act2 = _compile(module.act2, f"{name}.act2", device)
-        self.conv2 = _Conv([(f"{name}.conv2", module.conv2)], device)
-        self.act3 = _compile(module.act3, f"{name}.act3", device)
+    ``entry`` (optional) is the fused GEMM of the chains that start with a 1x1 conv; such a chain starts
+    from its slice ``part`` of the entry's output, the others from the input. The sum accumulates in
+    place into the output of chain ``accumulator`` (one the network owns), or into a new tensor if None.
+    """
+
+    def __init__(
+        self, entry: _Conv | None, chains: list[tuple[slice | None, _Op]], accumulator: int | None
+    ) -> None:
+        self.entry, self.chains, self.accumulator = entry, chains, accumulator
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.entry(x)
-        identity = x
-        if self.split is not None:
-            out, identity = out[:, : self.split], out[:, self.split :]
-        out = self.act2(self.depth_conv(self.act1(out)))
-        out = self.act3(self.conv2(out))
-        return out.add_(identity).clamp_(-_LIMIT, _LIMIT)
+        fused = self.entry(x) if self.entry is not None else None
+        outs = []
+        for part, chain in self.chains:
+            outs.append(chain(x if part is None else fused[:, part]))  # type: ignore[index]
+        if self.accumulator is None:
+            total, rest = outs[0] + outs[1], outs[2:]
+        else:
+            total, rest = outs[self.accumulator], outs[: self.accumulator] + outs[self.accumulator + 1 :]
+        for out in rest:
+            total.add_(out)
+        return total.clamp_(-_LIMIT, _LIMIT)
 
 
-class _ConvFFN:
-    """ConvFFN.forward: x + act2(project(act1(expand(x))))."""
-
-    def __init__(self, module: ConvFFN, name: str, device: torch.device) -> None:
-        _check_plain(module, name)
-        self.expand = _Conv([(f"{name}.expand", module.expand)], device)
-        self.act1 = _compile(module.act1, f"{name}.act1", device)
-        self.project = _Conv([(f"{name}.project", module.project)], device)
-        self.act2 = _compile(module.act2, f"{name}.act2", device)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.act2(self.project(self.act1(self.expand(x))))
-        return out.add_(x).clamp_(-_LIMIT, _LIMIT)
+def _is_gemm_conv(module: nn.Module) -> bool:
+    return type(module) is nn.Conv2d and module.kernel_size == (1, 1) and module.groups == 1
 
 
-def _compile(module: nn.Module, name: str, device: torch.device) -> _Op:
-    """The fixed-point counterpart of ``module``, following its own forward structure.
+def _compile_chain(chain: ResolvedChain, name: str, device: torch.device, owned: bool) -> tuple[_Op, bool]:
+    ops = []
+    for attr, child in chain:
+        op, owned = _compile(child, f"{name}.{attr}", device, owned)
+        ops.append(op)
+    if not ops:
+        return _identity, owned
+    return (ops[0] if len(ops) == 1 else _Sequence(ops)), owned
+
+
+def _compile_branches(
+    branches: list[ResolvedChain], name: str, device: torch.device, owned: bool
+) -> tuple[_Op, bool]:
+    if len(branches) == 1:
+        return _compile_chain(branches[0], name, device, owned)
+    # Every branch reads the input, so none may overwrite it; a fused GEMM's slices are each one's own.
+    heads = [i for i, chain in enumerate(branches) if chain and _is_gemm_conv(chain[0][1])]
+    entry = None
+    if len(heads) > 1:
+        entry = _Conv([(f"{name}.{branches[i][0][0]}", branches[i][0][1]) for i in heads], device)
+    chains: list[tuple[slice | None, _Op]] = []
+    owned_outputs = []
+    start = 0
+    for i, chain in enumerate(branches):
+        part = None
+        if entry is not None and i in heads:
+            width = chain[0][1].out_channels
+            part, start = slice(start, start + width), start + width
+            op, out_owned = _compile_chain(chain[1:], name, device, owned=True)
+        else:
+            op, out_owned = _compile_chain(chain, name, device, owned=False)
+        chains.append((part, op))
+        owned_outputs.append(out_owned)
+    accumulator = owned_outputs.index(True) if True in owned_outputs else None
+    return _Branches(entry, chains, accumulator), True
+
+
+def _compile(module: nn.Module, name: str, device: torch.device, owned: bool) -> tuple[_Op, bool]:
+    """The fixed-point counterpart of ``module``, following its own description, and whether its result
+    is a tensor the network owns (may overwrite). ``owned``: whether the input is one.
 
     Exact type checks: a subclass may override ``forward``, and we must not guess what it computes.
     """
     _check_plain(module, name)
+    branches = describe(module)
+    if branches is not None:
+        return _compile_branches(branches, name, device, owned)
     kind = type(module)
-    if kind is nn.Sequential:
-        return _Sequence([_compile(child, f"{name}.{key}", device) for key, child in module.named_children()])
-    if kind is DepthConvBlock:
-        return _Sequence([_compile(module.depth, f"{name}.depth", device),
-                          _compile(module.ffn, f"{name}.ffn", device)])
-    if kind is DepthConv:
-        return _DepthConv(module, name, device)  # type: ignore[arg-type]
-    if kind is ConvFFN:
-        return _ConvFFN(module, name, device)  # type: ignore[arg-type]
-    if kind is SubpelConv1x1:
-        return _Sequence([_compile(module.conv, f"{name}.conv", device),
-                          _compile(module.shuffle, f"{name}.shuffle", device)])
     if kind is nn.Conv2d:
-        return _Conv([(name, module)], device)  # type: ignore[list-item]
+        return _Conv([(name, module)], device), True  # type: ignore[list-item]
     if kind is nn.LeakyReLU:
-        return _LeakyReLU(module, name)  # type: ignore[arg-type]
+        return _LeakyReLU(module, name, in_place=owned), True  # type: ignore[arg-type]
     if kind is nn.PixelShuffle:
-        return _PixelShuffle(module, name)  # type: ignore[arg-type]
+        return _PixelShuffle(module, name), owned  # type: ignore[arg-type]
     if kind is nn.Identity:
-        return _identity
+        return _identity, owned
     raise TypeError(f"{name}: exact evaluation does not support {kind.__name__}")
 
 
@@ -305,4 +328,4 @@ def compile_network(module: nn.Module, name: str, device: torch.device) -> Calla
     """The fixed-point counterpart of ``module`` on ``device``: a function from activation integers
     (:func:`to_fixed`) to activation integers, exact on every device. Raises TypeError for a module it
     cannot follow (see the module docstring), ValueError when its weights break the exactness bound."""
-    return _compile(module, name, device)
+    return _compile(module, name, device, owned=False)[0]  # never overwrite the caller's tensor

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from evc.nn.blocks import DepthConvBlock, SubpelConv1x1, conv3x3
+from evc.nn.blocks import Composite, DepthConvBlock, SubpelConv1x1, conv3x3
 from evc.nn.transforms import LATENT_CHANNELS
 
 HYPER_CHANNELS = 192
@@ -13,8 +13,10 @@ HYPER_CHANNELS = 192
 Q_STEP_MIN = 0.5
 
 
-class HyperAnalysis(nn.Module):
+class HyperAnalysis(Composite):
     """h_a: scaled latent (192, H/16) -> hyper-latent z (192, H/64)."""
+
+    branches = (("layers",),)
 
     def __init__(self, y_ch: int = LATENT_CHANNELS, z_ch: int = HYPER_CHANNELS) -> None:
         super().__init__()
@@ -25,12 +27,11 @@ class HyperAnalysis(nn.Module):
             conv3x3(z_ch, z_ch, stride=2),
         )
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return self.layers(y)
 
-
-class HyperSynthesis(nn.Module):
+class HyperSynthesis(Composite):
     """h_s: z_hat (192, H/64) -> hyper features (192, H/16)."""
+
+    branches = (("layers",),)
 
     def __init__(self, y_ch: int = LATENT_CHANNELS, z_ch: int = HYPER_CHANNELS) -> None:
         super().__init__()
@@ -42,15 +43,15 @@ class HyperSynthesis(nn.Module):
             DepthConvBlock(y_ch, y_ch, entropy_variant=True),
         )
 
-    def forward(self, z_hat: torch.Tensor) -> torch.Tensor:
-        return self.layers(z_hat)
 
-
-class PriorFusion(nn.Module):
+class PriorFusion(Composite):
     """Hyper features -> 576 channels, split in this order into (Q_step, sigma, mu).
 
     Q_step is used as max(Q_step, Q_STEP_MIN); that bound is applied by the entropy model, in the
     arithmetic it evaluates this network with (float32 or exact)."""
+
+    # forward splits the channels afterwards, which tiling may ignore (see evc.nn.blocks.describe).
+    branches = (("layers",),)
 
     def __init__(self, y_ch: int = LATENT_CHANNELS) -> None:
         super().__init__()
@@ -60,5 +61,5 @@ class PriorFusion(nn.Module):
         )
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        q_step, sigma, mu = self.layers(features).chunk(3, dim=1)
+        q_step, sigma, mu = super().forward(features).chunk(3, dim=1)
         return q_step, sigma, mu

@@ -17,7 +17,8 @@ p resp. d(k-1) - p - s + 1 pixels of the conv's input; going back through a Pixe
 edges outward to whole pixels of the coarser grid. That rounding is why the walk runs backward and
 in exact fractions: a reach is not additive across an upsampling (g_s's continuous sum is 2.75 latent
 pixels; an output tile really needs 3). Parallel branches (the residual blocks' shortcuts) take the
-union, i.e. the larger reach on each side.
+union, i.e. the larger reach on each side. The branches are the blocks' own description
+(:func:`evc.nn.blocks.describe`), the one their forward runs.
 
 All of this assumes tile edges lie on every pixel grid the network visits: for g_a, whose deepest
 level has a pixel of 16 input pixels, tiles and halos must be multiples of 16 (:func:`alignment`).
@@ -36,57 +37,29 @@ from fractions import Fraction
 import torch
 from torch import nn
 
-from evc.nn.blocks import (
-    ConvFFN,
-    DepthConv,
-    DepthConvBlock,
-    ResidualBlockDown,
-    ResidualBlockUp,
-    SubpelConv1x1,
-)
-from evc.nn.hyperprior import HyperAnalysis, HyperSynthesis, PriorFusion
-from evc.nn.transforms import AnalysisTransform, SynthesisTransform
+from evc.nn.blocks import describe
 
 __all__ = ["alignment", "halo_for", "receptive_radius", "run_tiled", "scale_factor"]
-
-# A composite module as parallel branches whose outputs are summed; each branch is a chain of modules
-# applied in order, and an empty chain is the identity. Exact types only: a subclass may override
-# forward, and a wrong structure here would give a silently wrong halo.
-_Branches = list[list[nn.Module]]
-_COMPOSITES: dict[type, Callable[[nn.Module], _Branches]] = {
-    nn.Sequential: lambda m: [list(m)],
-    SubpelConv1x1: lambda m: [[m.conv, m.shuffle]],
-    ResidualBlockDown: lambda m: [[m.conv1, m.act1, m.conv2, m.act2], [m.shortcut]],
-    ResidualBlockUp: lambda m: [[m.conv1, m.act1, m.conv2, m.act2], [m.shortcut]],
-    DepthConv: lambda m: [
-        [m.conv1, m.act1, m.depth_conv, m.act2, m.conv2, m.act3],
-        [] if m.adaptor is None else [m.adaptor],
-    ],
-    ConvFFN: lambda m: [[m.expand, m.act1, m.project, m.act2], []],
-    DepthConvBlock: lambda m: [[m.depth, m.ffn]],
-    # Wrappers around a Sequential; PriorFusion's final chunk is per channel, so spatially a no-op.
-    AnalysisTransform: lambda m: [[m.layers]],
-    SynthesisTransform: lambda m: [[m.layers]],
-    HyperAnalysis: lambda m: [[m.layers]],
-    HyperSynthesis: lambda m: [[m.layers]],
-    PriorFusion: lambda m: [[m.layers]],
-}
 
 # Modules that act on each pixel on its own.
 _POINTWISE = (nn.LeakyReLU, nn.ReLU, nn.Identity)
 
 
 def _unsupported(module: nn.Module) -> ValueError:
-    known = sorted({t.__name__ for t in _COMPOSITES} | {t.__name__ for t in _POINTWISE})
     return ValueError(
-        f"cannot analyse the receptive field of {type(module).__name__}: supported are Conv2d, "
-        f"PixelShuffle, PixelUnshuffle and {', '.join(known)}"
+        f"cannot analyse the receptive field of {type(module).__name__}: supported are Conv2d, PixelShuffle, "
+        "PixelUnshuffle, LeakyReLU, ReLU, Identity, nn.Sequential and blocks that describe their branches "
+        "(evc.nn.blocks.Composite; a subclass that overrides forward must declare its own branches)"
     )
 
 
-def _composite(module: nn.Module) -> _Branches | None:
-    structure = _COMPOSITES.get(type(module))
-    return None if structure is None else structure(module)
+def _composite(module: nn.Module) -> list[list[nn.Module]] | None:
+    """The parallel branches (summed) of a composite, each a chain of modules; None for a leaf.
+
+    A forward that only splits channels after its branches is spatially a no-op, so ``strict=False``.
+    """
+    branches = describe(module, strict=False)
+    return None if branches is None else [[child for _, child in chain] for chain in branches]
 
 
 def _axis_scale(module: nn.Module, axis: int) -> Fraction:

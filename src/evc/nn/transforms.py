@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from torch import nn
 
-from evc.nn.blocks import DepthConvBlock, ResidualBlockDown, ResidualBlockUp, SubpelConv1x1, conv3x3
+from evc.nn.blocks import Composite, DepthConvBlock, ResidualBlockDown, ResidualBlockUp, SubpelConv1x1, conv3x3
 
 Size = Literal["L", "M", "S"]
 
@@ -28,8 +27,10 @@ def _plan(size: str) -> tuple[int, int, int, int]:
         raise ValueError(f"unknown transform size {size!r}; expected one of {sorted(CHANNEL_PLANS)}") from None
 
 
-class AnalysisTransform(nn.Module):
+class AnalysisTransform(Composite):
     """g_a: RGB image (B, 3, H, W) -> latent (B, 192, H/16, W/16)."""
+
+    branches = (("layers",),)
 
     def __init__(self, size: Size = "L") -> None:
         super().__init__()
@@ -45,12 +46,11 @@ class AnalysisTransform(nn.Module):
             conv3x3(c3, c4, stride=2),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
 
-
-class SynthesisTransform(nn.Module):
+class SynthesisTransform(Composite):
     """g_s: latent (B, 192, H/16, W/16) -> RGB image (B, 3, H, W)."""
+
+    branches = (("layers",),)
 
     def __init__(self, size: Size = "L") -> None:
         super().__init__()
@@ -66,6 +66,3 @@ class SynthesisTransform(nn.Module):
             DepthConvBlock(c1, c1),
             SubpelConv1x1(c1, 3),
         )
-
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return self.layers(y)
