@@ -48,7 +48,7 @@ mkdir -p "$leg"
 # Processes of other sessions share these cores by session group ("autogroup"), whatever their nice
 # value: give this group more weight where the kernel allows it (root only).
 setsid bash -c 'echo -10 > /proc/self/autogroup 2> /dev/null || true
-"$0" -m evc.train "${@:2}" >> "$1/train.log" 2>&1 && touch "$1/FINISHED"' "$PY" "$leg" "${args[@]}" < /dev/null &
+"$0" -m evc train "${@:2}" >> "$1/train.log" 2>&1 && touch "$1/FINISHED"' "$PY" "$leg" "${args[@]}" < /dev/null &
 pid=$!
 echo "$pid" > "$leg/PID"
 echo "leg $leg, PID $pid (pause: kill -STOP -- -$pid; go on: kill -CONT -- -$pid); log: $leg/train.log"

@@ -1,4 +1,4 @@
-"""The command line: `evc encode | decode | info | models`.
+"""The command line: `evc encode | decode | info | models`, and what every command shares (help, errors).
 
 No trained weights ship yet, so seeded random EVC-SS weights are saved once per module and passed
 with --weights. Most calls go through ``evc.cli.main.main(argv)`` in-process (fast); a few run
@@ -566,3 +566,33 @@ def test_subprocess_untrained_message(tmp_path, rgb_png):
     line = assert_usage_error(result.returncode, result.stdout, result.stderr, match="untrained|no model is trained")
     assert "--weights" in line
     assert list(tmp_path.iterdir()) == []
+
+
+# -- the command groups ----------------------------------------------------------------------------
+
+COMMANDS = ["encode", "decode", "info", "models", "eval", "compare", "bench", "complexity", "train", "distill"]
+
+
+def test_every_command_is_listed_with_its_own_help(capsys):
+    code, out, _ = run_main(capsys, "--help")
+    assert code == 0 and "{" + ",".join(COMMANDS) + "}" in out
+    for command in COMMANDS:
+        code, out, err = run_main(capsys, command, "--help")
+        assert code == 0 and out.startswith(f"usage: evc {command} ") and err == "", command
+    assert "--substreams {1..8}" in run_main(capsys, "encode", "--help")[1]  # the API's range (evc.arguments)
+
+
+def test_unknown_options_point_to_the_right_help(capsys):
+    """train and distill report their unknown options themselves; the other commands leave them to `evc`."""
+    for argv, where in ((["train", "--bogus"], "evc train"), (["distill", "--steps", "3"], "evc distill"),
+                        (["models", "--bogus"], "evc")):
+        code, out, err = run_main(capsys, *argv)
+        assert_usage_error(code, out, err, match=f"^evc: error: unrecognized arguments: .* \\(see '{where} --help'\\)$")
+    code, out, err = run_main(capsys, "train", "--steps", "x")
+    assert_usage_error(code, out, err, match="argument --steps: invalid int value: 'x' \\(see 'evc train --help'\\)")
+
+
+def test_subprocess_train_entry_point():
+    """`python -m evc train` is the entry point of the training scripts (and of torchrun)."""
+    result = run_subprocess("train", "--help")
+    assert result.returncode == 0 and result.stdout.startswith("usage: evc train ") and "--time-limit-minutes" in result.stdout

@@ -122,3 +122,20 @@ def test_compare_cli(tmp_path, capsys) -> None:
     assert evc_main(["compare", str(webp), "--anchor", str(tmp_path / "missing.json")]) == 2
     err = capsys.readouterr().err
     assert "not valid JSON" in err and "anchor curve not found" in err
+
+
+def test_report_formatters_line_up() -> None:
+    """The tables are formatted next to their data: columns line up with their headers."""
+    from evc.eval.bench import SPEED_TABLE_HEADER, BenchResult, SpeedRow, format_coder_throughput, format_speed_row
+    from evc.eval.results import RDCurve, format_points
+
+    r = BenchResult("EVC-SS", "cpu", 768, 512, 0.1, 0.2, 0.01, 0.02, 0.001, 0.002, 300.0, 0.5, 0.05, 0.06)
+    row = format_speed_row(SpeedRow("plain float32", "random", r, 1.0, 1.0), "cpu")
+    assert len(row) == len(SPEED_TABLE_HEADER) and row.endswith("1.00/1.00")
+    assert format_coder_throughput(768, 512, 0.5, 0.25, 10**6) == (
+        "entropy coder, 768x512 latent (1000000 symbols, trained-like statistics): "
+        "encode 2.0 M symbols/s, decode 4.0 M symbols/s"
+    )
+    curve = RDCurve("c", [0.25, 0.5], [30.0, 32.5], None, [0.1, 0.1], [0.05, 0.05])
+    assert format_points(curve)[1] == "   0.5000 bpp   32.50 dB  MS-SSIM n/a     encode    100.0 ms  decode     50.0 ms"
+    assert format_points(RDCurve("no times", [0.25], [30.0])) == []  # nothing to report without times

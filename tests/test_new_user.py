@@ -219,7 +219,8 @@ def test_eval_says_why_there_is_no_ms_ssim(capsys, tmp_path, weights, small_fold
 
 
 def test_bench_with_weights_alone_benches_their_model(weights):
-    from evc.cli.main import bench_cases, build_parser
+    from evc.cli.eval import bench_cases
+    from evc.cli.main import build_parser
 
     args = build_parser().parse_args(["bench", "--weights", str(weights)])
     assert bench_cases(args) == [("EVC-SS", 1920, 1080)]  # the paper's size for the small model

@@ -3,7 +3,7 @@ check.sh (which set up Python, constriction and the log). Settings are environme
 device call stays one short command line; docs/gpu-runs.md lists them.
 
 train: resumes MODEL (EVC-LL) from the newest weights there are (an earlier run of this warm machine,
-the pack's init/, the shipped ones), runs `python -m evc.train` with a time limit that leaves room for
+the pack's init/, the shipped ones), runs `python -m evc train` with a time limit that leaves room for
 the stop, the final validation and the copying, stops it by signal if it overruns, and writes to OUT
 the fp16 weights (parts under 16 MiB), train.csv, val.csv, gpu.csv and summary.md (train.log comes
 from the wrapper): at most 8 files and 64 MiB, the device tool's limits.
@@ -342,7 +342,7 @@ def train(out: Path) -> int:
                        "raise BUDGET_S or lower RESERVE_S")
     val_images = min(s.val_images, len(list((s.pack / "kodak").glob("*.png"))))
     command = [
-        sys.executable, "-m", "evc.train", "--model", s.model, "--data", str(s.pack / "train"), "--out", str(run_dir),
+        sys.executable, "-m", "evc", "train", "--model", s.model, "--data", str(s.pack / "train"), "--out", str(run_dir),
         "--steps", str(s.steps), "--batch-size", str(s.batch), "--crop", str(s.crop), "--lr", f"{lr:g}",
         "--warmup-steps", str(s.warmup), "--workers", str(s.workers), "--device", s.device,
         "--log-every", str(s.log_every), "--checkpoint-every", str(s.checkpoint_every),

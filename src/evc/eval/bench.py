@@ -243,3 +243,35 @@ def coder_throughput(width: int = 768, height: int = 512, repeat: int = 3) -> tu
     encode_s = _median_time(lambda: encode_symbols(symbols, index, tables, skip_certain=True), repeat, torch.device("cpu"))
     decode_s = _median_time(lambda: decode_symbols(data, index, tables, skip_certain=True), repeat, torch.device("cpu"))
     return encode_s, decode_s, n
+
+
+# The table `evc bench` prints: a header, one row per SpeedRow, a note, then the coder's throughput.
+SPEED_TABLE_HEADER = (
+    f"{'model':<9} {'weights':<8} {'device':<6} {'path':<22} {'size':<10} {'enc ms':>7} {'enc FPS':>7} "
+    f"{'(g_a/s':>7} {'coder':>6} {'other)':>7} {'dec ms':>7} {'dec FPS':>7} {'(g_s':>7} {'coder':>6} "
+    f"{'other)':>7} {'peak MB':>8} {'speed-up':>11}"
+)
+SPEED_TABLE_NOTE = (
+    "coder: on the encoder it runs on a background thread, overlapped with the networks; "
+    "speed-up: encode/decode against the plain float32 path"
+)
+
+
+def format_speed_row(row: SpeedRow, device: str | torch.device) -> str:
+    """One row of the speed table: times in ms, FPS, peak memory in MB, and the speed-ups; ``device``
+    as the user named it."""
+    r = row.result
+    return (
+        f"{r.model:<9} {row.weights:<8} {str(device):<6} {row.path:<22} {f'{r.width}x{r.height}':<10} "
+        f"{r.encode_s * 1e3:>7.1f} {r.encode_fps:>7.2f} {r.encode_transform_s * 1e3:>7.1f} "
+        f"{r.encode_coding_s * 1e3:>6.1f} {r.encode_other_s * 1e3:>7.1f} {r.decode_s * 1e3:>7.1f} "
+        f"{r.decode_fps:>7.2f} {r.decode_transform_s * 1e3:>7.1f} {r.decode_coding_s * 1e3:>6.1f} "
+        f"{r.decode_other_s * 1e3:>7.1f} {r.peak_memory_mb:>8.0f} "
+        f"{f'{row.encode_speedup:.2f}/{row.decode_speedup:.2f}':>11}"
+    )
+
+
+def format_coder_throughput(width: int, height: int, encode_s: float, decode_s: float, symbols: int) -> str:
+    """One line: the entropy coder's speed on a width x height image's latent, from :func:`coder_throughput`."""
+    return (f"entropy coder, {width}x{height} latent ({symbols} symbols, trained-like statistics): "
+            f"encode {symbols / encode_s / 1e6:.1f} M symbols/s, decode {symbols / decode_s / 1e6:.1f} M symbols/s")

@@ -6,13 +6,14 @@ Networks run on PyTorch's "meta" device, so only shapes are computed: counting a
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from evc.models.evc import EVC
-from evc.models.registry import get_spec
+from evc.models.registry import ModelSpec, get_spec
 from evc.nn.hyperprior import HYPER_CHANNELS
 from evc.nn.transforms import LATENT_CHANNELS
 
@@ -101,3 +102,44 @@ def model_complexity(name: str, width: int = 768, height: int = 512) -> Complexi
         params[part] += module_params
         macs[part] += module_macs
     return Complexity(get_spec(name).name, width, height, params, macs)
+
+
+def format_model_table(models: Mapping[str, ModelSpec]) -> list[str]:
+    """The table `evc models` prints: per model (name -> registry spec), its parameters, MACs per pixel of
+    encoder, decoder and entropy model (at 768x512), whether trained weights ship, and its description."""
+    lines = [f"{'model':<10} {'params':>8} {'enc MAC/px':>11} {'dec MAC/px':>11} {'ent MAC/px':>11}  weights  description"]
+    for name, spec in models.items():
+        c = model_complexity(name)
+        shipped = "trained" if spec.has_weights() else "untrained"
+        lines.append(
+            f"{name:<10} {c.total_params / 1e6:>7.2f}M {c.macs_per_pixel('encoder'):>11,.0f} "
+            f"{c.macs_per_pixel('decoder'):>11,.0f} {c.macs_per_pixel('entropy'):>11,.0f}  {shipped:<8} {spec.description}"
+        )
+    return lines
+
+
+REPORT_SIZES = ((768, 512), (1920, 1088))  # 1080 rows are padded to 1088
+
+
+def format_complexity(name: str, sizes: Sequence[tuple[int, int]] = REPORT_SIZES) -> list[str]:
+    """The report `evc complexity` prints for model ``name``: parameters and GMACs of each module at each
+    (width, height) of ``sizes``, the totals at the first size, and the paper's figures where published."""
+    lines = [
+        f"{name}  (parameters; MACs counted on convolutions)",
+        f"  {'module':<18} {'params':>10} " + " ".join(f"{f'GMAC @{w}x{h}':>16}" for w, h in sizes),
+    ]
+    tables = [module_breakdown(name, w, h) for w, h in sizes]
+    for rows in zip(*tables):
+        label, params, _ = rows[0]
+        lines.append(f"  {label:<18} {params / 1e6:>9.3f}M " + " ".join(f"{macs / 1e9:>16.2f}" for _, _, macs in rows))
+    total = model_complexity(name, *sizes[0])
+    lines.append(
+        f"  total {total.total_params / 1e6:.2f} M parameters; at {sizes[0][0]}x{sizes[0][1]} g_a "
+        f"{total.macs['encoder'] / 1e9:.1f} G, g_s {total.macs['decoder'] / 1e9:.1f} G, entropy model "
+        f"{total.macs['entropy'] / 1e9:.1f} G MACs"
+    )
+    if name in PUBLISHED:
+        p, enc, dec = PUBLISHED[name]
+        lines.append(f"  paper: {p} M parameters; g_a {enc} G, g_s {dec} G, entropy model "
+                     f"{PUBLISHED_ENTROPY[1]} G MACs ({PUBLISHED_ENTROPY[0]} M parameters)")
+    return lines

@@ -118,3 +118,13 @@ def load_curve(path: str | Path) -> RDCurve:
 
 def save_curve(curve: RDCurve, path: str | Path) -> None:
     Path(path).write_text(json.dumps(curve.to_json(), indent=1) + "\n")
+
+
+def format_points(curve: RDCurve) -> list[str]:
+    """One line per rate point of ``curve``: bpp, PSNR (dB), MS-SSIM ("n/a" without), and the mean
+    encode and decode times in ms; none when the curve lacks PSNR or times (as `evc eval` prints them)."""
+    ms = [f"{m:.4f}" for m in curve.ms_ssim] if curve.ms_ssim else ["n/a   "] * len(curve.bpp)
+    return [
+        f"  {bpp:7.4f} bpp  {psnr:6.2f} dB  MS-SSIM {m}  encode {te * 1e3:8.1f} ms  decode {td * 1e3:8.1f} ms"
+        for bpp, psnr, m, te, td in zip(curve.bpp, curve.psnr or [], ms, curve.encoding_time or [], curve.decoding_time or [])
+    ]

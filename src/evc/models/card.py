@@ -8,6 +8,7 @@ reader serves `evc models` and the MODEL_CARD.md written beside the shipped file
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,3 +90,11 @@ class ModelCard:
         if self.bd_rates:
             out.append("  BD-rate (PSNR): " + ", ".join(f"{v:+.1f} % vs {k}" for k, v in self.bd_rates.items()))
         return out
+
+
+def format_cards(cards: Sequence[ModelCard]) -> list[str]:
+    """The model cards section of `evc models`: a blank line, a title, each card's lines; none when no
+    weights ship."""
+    if not cards:
+        return []
+    return ["", "Shipped weights (model cards):", *(line for card in cards for line in card.lines())]

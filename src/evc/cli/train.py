@@ -1,14 +1,17 @@
-"""`evc train` / `python -m evc.train`: options generated from TrainConfig, so they cannot drift apart."""
+"""`evc train | distill`: options generated from the config dataclasses, so they cannot drift apart.
+
+Under torchrun, run the same command line as ``python -m evc train ...`` (each process parses it).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 from dataclasses import fields
 from pathlib import Path
 
-from evc.train.config import TrainConfig, make_config, read_toml
+from evc.cli.common import EXIT_OK
+from evc.train.config import ConfigError, TrainConfig, make_config, read_toml
 
 HELP = {
     "model": "model to train (registry name)",
@@ -49,27 +52,22 @@ HELP = {
 DISTILL_DERIVED = ("model", "steps", "init_weights")
 
 
-def build_parser(
-    prog: str = "evc train", cls: type[TrainConfig] = TrainConfig, exclude: tuple[str, ...] = ()
-) -> argparse.ArgumentParser:
-    from evc.cli.main import _Parser  # one-line errors, like every evc command
-
-    description = (cls.__doc__ or "").strip() if cls is not TrainConfig else "Train an EVC model (variable rate, 4 anchors)."
-    parser = _Parser(prog=prog, description=description)
+def _add_config_options(parser: argparse.ArgumentParser, cls: type[TrainConfig], exclude: tuple[str, ...] = ()) -> None:
+    """--config, --resume, and one option per field of ``cls`` but ``exclude`` (default None: not given)."""
     parser.add_argument("--config", metavar="FILE", help="TOML file of settings (the command line overrides it)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    defaults = cls()
     for f in fields(cls):
         if f.name in exclude:
             continue
         flag = "--" + f.name.replace("_", "-")
-        kind = type(getattr(cls(), f.name))
+        kind = type(getattr(defaults, f.name))
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=HELP[f.name])
         elif kind is list:
             parser.add_argument(flag, action="append", default=None, metavar="PATH", help=HELP[f.name])
         else:
             parser.add_argument(flag, type=kind, default=None, help=HELP[f.name])
-    return parser
 
 
 def _resolve(args: argparse.Namespace, cls: type[TrainConfig], saved_name: str) -> TrainConfig:
@@ -80,8 +78,6 @@ def _resolve(args: argparse.Namespace, cls: type[TrainConfig], saved_name: str) 
         out = overrides["out"] or file_values.get("out")
         saved = Path(out) / saved_name if out else None
         if saved is None or not saved.is_file():
-            from evc.train.config import ConfigError
-
             raise ConfigError("--resume needs --out RUN_FOLDER of an existing run (with its config.toml)")
         file_values = read_toml(saved, cls)
     for name in DISTILL_DERIVED if cls is not TrainConfig else ():
@@ -89,31 +85,46 @@ def _resolve(args: argparse.Namespace, cls: type[TrainConfig], saved_name: str) 
     return make_config(file_values, overrides, cls)
 
 
-def run(argv: list[str]) -> int:
+def cmd_train(args: argparse.Namespace) -> int:
     from evc.train.trainer import Trainer, describe_export
 
-    args = build_parser().parse_args(argv)
     config = _resolve(args, TrainConfig, "config.toml")
     trainer = Trainer(config, resume=args.resume)
     export = trainer.run()
     if trainer.procs.is_main:
         print(describe_export(export))
-    return 0
+    return EXIT_OK
 
 
-def run_distill_command(argv: list[str]) -> int:
+def cmd_distill(args: argparse.Namespace) -> int:
     from evc.distill.distill import DistillConfig, run_distill
     from evc.train.trainer import describe_export
 
-    args = build_parser("evc distill", DistillConfig, DISTILL_DERIVED).parse_args(argv)
     config = _resolve(args, DistillConfig, "decay/config.toml")
     export = run_distill(config, resume=args.resume)  # type: ignore[arg-type]
     if int(os.environ.get("RANK", "0")) == 0:
         print(describe_export(export))
-    return 0
+    return EXIT_OK
 
 
-def main() -> int:
-    from evc.cli.main import main as evc_main
+def _complete_train(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Train an EVC model (variable rate, 4 anchors)."
+    _add_config_options(parser, TrainConfig)
 
-    return evc_main(["train", *sys.argv[1:]])
+
+def _complete_distill(parser: argparse.ArgumentParser) -> None:
+    from evc.distill.distill import DistillConfig  # the training stack: imported only for this command
+
+    parser.description = (DistillConfig.__doc__ or "").strip()
+    _add_config_options(parser, DistillConfig, DISTILL_DERIVED)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add `train` and `distill` to the `evc` parser's subcommands (their options are added when they run)."""
+    # own_extras: these two have always reported unknown options as "see 'evc train --help'".
+    train = commands.add_parser("train", help="train a model (evc train --help)", own_extras=True,
+                                complete=_complete_train)
+    train.set_defaults(run=cmd_train)
+    distill = commands.add_parser("distill", help="distil a smaller model by mask decay (evc distill --help)",
+                                  own_extras=True, complete=_complete_distill)
+    distill.set_defaults(run=cmd_distill)

@@ -1,0 +1,258 @@
+"""`evc eval | compare | bench | complexity`: measurements and reports.
+
+The reports are formatted next to their data (evc.eval.*.format_*); this module parses the options,
+checks what could fail before any long work, and writes results and plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import evc
+import evc.models.registry
+from evc.cli.common import EXIT_OK, CLIError, add_option, load_codec, positive_int
+from evc.cli.files import check_output, write_output
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from evc.eval.metrics import MS_SSIM_MIN_SIDE
+    from evc.eval.results import format_points, save_curve
+    from evc.eval.runner import EVCUnderTest, evaluate, list_images
+
+    images = list_images(args.folder)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file; give a folder")
+    jobs = []
+    if args.model or args.weights:  # weights name their model
+        codec = load_codec(args, args.model)
+        weights = str(args.weights) if args.weights else "shipped"
+        under_test = (
+            EVCUnderTest.at_anchors(codec, weights) if args.anchors
+            else EVCUnderTest.at_qualities(codec, args.qualities, weights)
+        )
+        jobs.append((codec.name, under_test, "ours"))
+    if args.baseline:
+        from evc.eval.baselines import baseline_codecs, unavailable_baselines
+
+        available, missing = baseline_codecs(), unavailable_baselines()
+        keys = list(available) if args.baseline == ["all"] else args.baseline
+        for key in keys:
+            if key in missing:
+                raise CLIError(f"baseline {key} is not available here: {missing[key]}")
+            if key not in available:
+                raise CLIError(f"unknown baseline {key!r}; known: {', '.join(sorted({*available, *missing}))}")
+            jobs.append((key, available[key], "baseline"))
+    if not jobs:
+        raise CLIError("nothing to evaluate: give --model NAME or --weights PATH, and/or --baseline KEY (or --baseline all)")
+    targets = [out / f"{key}.json" for key, _, _ in jobs]
+    for target in targets:
+        check_output(target, args.force) if out.is_dir() else None
+    out.mkdir(parents=True, exist_ok=True)
+    for (key, under_test, kind), target in zip(jobs, targets):
+        curve = evaluate(under_test, images, kind, progress=not args.quiet)
+        write_output(target, lambda tmp: save_curve(curve, tmp), args.force)
+        print(f"{curve.name}: {len(images)} images -> {target}")
+        if curve.ms_ssim is None:
+            small = [name for name, row in curve.per_image.items() if "ms-ssim-rgb" not in row]
+            warnings.warn(
+                f"no MS-SSIM for {curve.name}: it needs images of at least {MS_SSIM_MIN_SIDE} pixels on each side, "
+                f"and {len(small)} of the {len(images)} are smaller ({', '.join(small[:3])}{', ...' if len(small) > 3 else ''})"
+            )
+        for line in format_points(curve):
+            print(line)
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from evc.eval.bdrate import bd_rate_table, curve_quality, format_bd_table
+    from evc.eval.published import PUBLISHED_EVC, VTM_KODAK
+    from evc.eval.results import ResultsError, load_curve
+
+    curves = [load_curve(p) for p in args.results]
+    styles = {c.name: "ours" if c.meta.get("kind") == "ours" else "baseline" for c in curves}
+    if args.published:
+        missing = [p for p in PUBLISHED_EVC if not p.is_file()]
+        if missing:
+            raise CLIError(f"published EVC curves not found ({missing[0]}); give them as RESULTS files instead")
+        published = [load_curve(p) for p in PUBLISHED_EVC]
+        for c in published:
+            c.name = f"{c.name} (paper)"
+            styles[c.name] = "published"
+        curves += published
+    anchor_paths = args.anchor or [VTM_KODAK]
+    for path in anchor_paths:
+        if not Path(path).is_file():
+            raise CLIError(f"anchor curve not found: {path} (give one with --anchor FILE)")
+    anchors = [load_curve(p) for p in anchor_paths]
+    for a in anchors:
+        styles.setdefault(a.name, "published")
+    # Live baselines measured on the same images are anchors too.
+    anchors += [c for c in curves if c.meta.get("kind") == "baseline" and c not in anchors]
+    plotted = [*curves, *[a for a in anchors if a not in curves]]
+
+    def has(curve, metric: str) -> bool:
+        try:
+            curve_quality(curve, metric)
+        except ResultsError:
+            return False
+        return True
+
+    # Decide everything that could fail before printing or writing anything.
+    metrics = ["psnr", "ms-ssim"] if args.metric == "both" else [args.metric]
+    label = {"psnr": "PSNR", "ms-ssim": "MS-SSIM"}
+    lacking = [m for m in metrics if not any(has(c, m) for c in plotted)]
+    if args.metric != "both" and lacking:
+        raise CLIError(f"none of the curves has {label[args.metric]} values")
+    metrics = [m for m in metrics if m not in lacking]
+    for metric in lacking:
+        warnings.warn(f"none of the curves has {label[metric]} values: compared on {label[metrics[0]]} only")
+    plots: dict[str, list[Path]] = {}
+    if args.plot:
+        stem = Path(args.plot)
+        for metric in metrics:
+            plots[metric] = [stem.parent / f"{stem.name}-{metric}{suffix}" for suffix in (".png", ".svg")]
+            for target in plots[metric]:
+                check_output(target, args.force)
+    for metric in metrics:
+        table = bd_rate_table(curves, anchors, metric)
+        print(f"BD-rate ({metric}); negative = fewer bits than the anchor at equal quality; "
+              "PCHIP on log-rate over the overlapping quality range shown in brackets")
+        print(format_bd_table(curves, anchors, table, metric))
+        if args.plot:
+            for path in _write_plot(plotted, plots[metric], metric, args, styles):
+                print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _write_plot(curves: list, targets: list[Path], metric: str, args: argparse.Namespace, styles: dict) -> list[Path]:
+    """Plot into a temporary folder beside the targets, then move each file into place (never over an
+    existing file without --force)."""
+    from evc.eval.plots import plot_rd
+
+    with tempfile.TemporaryDirectory(dir=targets[0].parent, prefix=".evc-plot-") as scratch:
+        made = plot_rd(curves, Path(scratch) / "plot", metric=metric, title=args.title, styles=styles)
+        for source, target in zip(made, targets):
+            write_output(target, lambda tmp, source=source: shutil.copyfile(source, tmp), args.force)
+    return targets
+
+
+def bench_cases(args: argparse.Namespace) -> list[tuple[str, int, int]]:
+    """(model, width, height) to time: --models at --sizes; --weights alone: the model they name, at
+    its paper size (or --sizes); neither: the paper's real-time cases. Raises CLIError for weights
+    that name no model."""
+    from evc.eval.bench import PAPER_CASES, SIZES
+
+    if args.weights and not args.models:
+        from evc.models.weights import MODEL_KEY, read_metadata
+
+        named = read_metadata(args.weights).get(MODEL_KEY)
+        if named is None:
+            raise CLIError(f"{args.weights} does not say which model it holds; give it with --models NAME")
+        name = evc.models.registry.get_spec(named).name
+        if args.sizes:
+            sizes = [s for s in SIZES if f"{s[0]}x{s[1]}" in args.sizes]
+        else:
+            sizes = [(w, h) for n, w, h in PAPER_CASES if n == name] or list(SIZES)
+        return [(name, w, h) for w, h in sizes]
+    if args.models or args.sizes:
+        names = [evc.models.registry.get_spec(n).name for n in args.models] if args.models else list(evc.MODELS)
+        sizes = [s for s in SIZES if not args.sizes or f"{s[0]}x{s[1]}" in args.sizes]
+        return [(name, w, h) for name in names for w, h in sizes]
+    return list(PAPER_CASES)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from evc.eval.bench import (
+        SPEED_TABLE_HEADER, SPEED_TABLE_NOTE, coder_throughput, compare_paths, format_coder_throughput,
+        format_speed_row,
+    )
+
+    cases = bench_cases(args)
+    devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    print(f"evc {evc.__version__}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+          f"{args.arithmetic} entropy parameters, median of {args.repeat} after warm-up; times in ms")
+    for device in devices:
+        if torch.device(device).type == "cuda":
+            print(f"device: {torch.cuda.get_device_name(torch.device(device))}")
+    print(SPEED_TABLE_HEADER)
+    for device in devices:
+        rows = compare_paths(
+            cases, device, weights=args.weights, exact=args.arithmetic == "exact", substreams=args.substreams,
+            fast_precision=args.fast_precision, plain_only=args.plain_only, repeat=args.repeat,
+        )
+        for row in rows:
+            print(format_speed_row(row, device), flush=True)  # rows come slowly: show each at once
+    print(SPEED_TABLE_NOTE)
+    for width, height in sorted({(w, h) for _, w, h in cases}):
+        enc_s, dec_s, n = coder_throughput(width, height - height % 16, args.repeat)
+        print(format_coder_throughput(width, height, enc_s, dec_s, n))
+    return EXIT_OK
+
+
+def cmd_complexity(args: argparse.Namespace) -> int:
+    from evc.eval.complexity import format_complexity
+
+    names = [evc.models.registry.get_spec(n).name for n in args.models] if args.models else list(evc.MODELS)
+    for name in names:
+        for line in format_complexity(name):
+            print(line)
+        print()
+    return EXIT_OK
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add the evaluation commands to the `evc` parser's subcommands."""
+    ev = commands.add_parser("eval", help="measure RD and speed on a folder of images (JSON results)")
+    ev.add_argument("folder", help="folder of images, e.g. ../shared/data/kodak")
+    add_option(ev, "--model", help="one of our models (see evc models); with --weights, the model they name")
+    ev.add_argument("--baseline", action="append", metavar="KEY",
+                    help="a live baseline codec: jpeg420, jpeg444, webp, avif, jxl, jpeg2000, heic, or all (repeatable)")
+    points = ev.add_mutually_exclusive_group()
+    points.add_argument("--qualities", type=int, default=8, metavar="N", help="N qualities evenly in [0, 1] (default 8)")
+    points.add_argument("--anchors", action="store_true", help="the model's 4 trained rate anchors")
+    ev.add_argument("--out", default="evc-results", help="folder for the JSON results (default: evc-results)")
+    add_option(ev, "--force", help="overwrite existing result files")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_option(ev, "--weights",
+               help="weights file or folder instead of the shipped ones (they name their model: --model optional)")
+    add_option(ev, "--device", help="cpu, cuda, cuda:N")
+    ev.set_defaults(run=cmd_eval)
+
+    compare = commands.add_parser("compare", help="BD-rates of RD results against anchors, and RD plots")
+    compare.add_argument("results", nargs="+", metavar="RESULTS.json", help="curves (evc eval output or CompressAI JSON)")
+    compare.add_argument("--anchor", action="append", metavar="FILE",
+                         help="anchor curve (repeatable; default ../shared/rd_results/compressai_kodak/vtm.json); "
+                              "live-baseline results among RESULTS are anchors too")
+    compare.add_argument("--metric", choices=["psnr", "ms-ssim", "both"], default="both")
+    compare.add_argument("--published", action="store_true", help="add the paper's EVC-LL/MM/SS Kodak curves")
+    compare.add_argument("--plot", metavar="STEM", help="write STEM-psnr.png/.svg (and -ms-ssim)")
+    compare.add_argument("--title", default="Kodak", help="plot title")
+    add_option(compare, "--force", help="overwrite existing plot files")
+    compare.set_defaults(run=cmd_compare)
+
+    bench = commands.add_parser(
+        "bench", help="encode/decode latency and FPS (default: LL and MM at 768x512, SS and Scale-SS at 1920x1080)"
+    )
+    bench.add_argument("--models", nargs="+", help="these models (at --sizes, default both)")
+    add_option(bench, "--device", help="default: cpu, and cuda when present")
+    bench.add_argument("--sizes", nargs="+", choices=["768x512", "1920x1080"], help="these sizes (every model)")
+    bench.add_argument("--repeat", type=positive_int, default=3)
+    add_option(bench, "--arithmetic", help="entropy-parameter arithmetic of the files coded (default exact)")
+    add_option(bench, "--substreams", help=None)
+    bench.add_argument("--fast-precision", choices=["float16", "bfloat16"],
+                       help="precision of the fast path (default: float16 on CUDA, bfloat16 on CPU)")
+    bench.add_argument("--plain-only", action="store_true", help="time the plain float32 path only")
+    add_option(bench, "--weights",
+               help="weights to use (else shipped, else random); alone, the model they name at its paper size")
+    bench.set_defaults(run=cmd_bench)
+
+    complexity = commands.add_parser("complexity", help="parameters and MACs per module, next to the paper's")
+    complexity.add_argument("--models", nargs="+", help="default: every model")
+    complexity.set_defaults(run=cmd_complexity)

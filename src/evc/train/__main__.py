@@ -1,3 +1,0 @@
-from evc.train.cli import main
-
-raise SystemExit(main())
