@@ -14,13 +14,11 @@ with trained-like statistics.
 from __future__ import annotations
 
 import argparse
-import contextlib
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-import evc.models.evc as evc_model
 from evc.eval.bench import bench_codec, benchmark_codec, coder_throughput
 
 KODAK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak" / "kodim01.png"
@@ -50,12 +48,9 @@ def main() -> None:
             print(f"{name:<8} {weights:<8} {arithmetic:<10} {r.encode_s:>9.3f} {r.encode_coding_s:>9.3f} "
                   f"{r.decode_s:>9.3f} {r.decode_coding_s:>9.3f} {r.bpp:>8.3f}")
         if args.entropy_threads_ab:  # codec: the float one, the only one that depends on threads
-            single_threaded = evc_model.entropy_parameter_threads
-            evc_model.entropy_parameter_threads = lambda device, enabled=True: contextlib.nullcontext()
-            try:
-                r = bench_codec(codec, image, args.repeat)
-            finally:
-                evc_model.entropy_parameter_threads = single_threaded
+            codec.model.latent_codec.deterministic_float_parameters = False
+            r = bench_codec(codec, image, args.repeat)
+            codec.model.latent_codec.deterministic_float_parameters = True
             print(f"{'  (all threads for the entropy parameters)':<44} encode {r.encode_s:.3f} s, decode {r.decode_s:.3f} s")
     enc_s, dec_s, n = coder_throughput(image.width, image.height, args.repeat)
     print(f"entropy coding of a {image.width}x{image.height} latent ({n} y symbols, synthetic trained-like "

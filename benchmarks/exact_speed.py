@@ -69,7 +69,7 @@ def main() -> None:
         for threads in args.threads if device.type == "cpu" else [torch.get_num_threads()]:
             torch.set_num_threads(threads)
             with torch.no_grad():
-                f_hyper = median_ms(lambda: model.entropy_params(z), args.repeats, device)
+                f_hyper = median_ms(lambda: model.latent_codec.params(z), args.repeats, device)
                 f_step2 = median_ms(lambda: model.dual_prior.step_two_params(*inputs32), args.repeats, device)
             e_hyper = median_ms(lambda: exact.hyper(z), args.repeats, device)
             e_step2 = median_ms(lambda: exact.step_two(y1, mu, sigma, q_step), args.repeats, device)

@@ -28,8 +28,8 @@ import numpy as np
 from PIL import Image
 
 import evc
-import evc.models.evc as evc_model
 from evc.models.weights import save_weights
+from evc.nn.tile_policy import TilePolicy
 
 BORDER = 4  # pixels on each side of a tile border counted as "at the border"
 
@@ -115,7 +115,7 @@ def main() -> None:
             decoded = np.asarray(Image.open(work / "out.png").convert("RGB"))
             codec = evc.load(args.model, device="cpu", weights=weights)
             codec.max_pixels = max(codec.max_pixels, width * height)
-            evc_model.TILE_PIXELS = 1536
+            codec.model.tile_policy = TilePolicy(tile_pixels=1536)
             other = np.asarray(codec.decompress((work / "huge.evc").read_bytes()).convert("RGB"))
             border = border_mask(height, width, 1024)
             print(f"tile borders (1024-pixel tiles, +-{BORDER} px): {border.mean() * 100:.1f}% of the pixels")

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import evc
-import evc.models.evc as evc_model
 from evc.bitstream.container import parse
 from evc.errors import FormatError
-from evc.models.evc import CodingOptions
+from evc.entropy.latent_codec import CodingOptions, decoding_options
+from evc.nn.tile_policy import TilePolicy
 
 from conftest import smooth_image
 
@@ -70,7 +70,7 @@ def test_substream_counts_outside_the_format_are_refused() -> None:
         CodingOptions(substreams=9)
     for count in (2, 4, 19):
         with pytest.raises(FormatError, match="streams"):
-            CodingOptions.for_streams(count, exact=True, skip_certain=True)
+            decoding_options(count, exact=True, skip_certain=True)
 
 
 def test_the_coding_thread_writes_the_same_bytes() -> None:
@@ -127,21 +127,20 @@ def test_fast_and_plain_paths_decode_each_others_files(precision: str) -> None:
         assert np.abs(pixels_plain - pixels_fast).mean() < 2.0
 
 
-@pytest.fixture
-def small_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
+def _small_tiles(codec: evc.Codec) -> evc.Codec:
     """Tile every network of every image, in 128-pixel tiles."""
-    monkeypatch.setattr(evc_model, "UNTILED_MAX_PIXELS", 0)
-    monkeypatch.setattr(evc_model, "TILE_PIXELS", 128)
+    codec.model.tile_policy = TilePolicy(untiled_max_pixels=0, tile_pixels=128)
+    return codec
 
 
 @pytest.mark.parametrize("exact", [True, False])
-def test_tiled_coding_round_trips(small_tiles: None, exact: bool) -> None:
-    codec = _codec(_model(), exact=exact)
+def test_tiled_coding_round_trips(exact: bool) -> None:
+    codec = _small_tiles(_codec(_model(), exact=exact))
     result = codec.encode(smooth_image(200, 330, seed=7), 0.5)
     assert np.array_equal(np.asarray(codec.decompress(result.data)), np.asarray(result.reconstruction))
 
 
-def test_tiles_leave_the_exact_latent_unchanged_and_no_seams(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tiles_leave_the_exact_latent_unchanged_and_no_seams() -> None:
     """An untiled file decodes tile by tile with the identical latent (exact arithmetic, halos as wide as
     the receptive fields) and pixels equal up to float rounding, no worse at tile borders."""
     model = _model(seed=8)
@@ -149,8 +148,7 @@ def test_tiles_leave_the_exact_latent_unchanged_and_no_seams(monkeypatch: pytest
     image = smooth_image(256, 384, seed=8)
     data = codec.compress(image, 0.5)
     untiled_pixels, untiled_latent = _decoded_latent(codec, data)
-    monkeypatch.setattr(evc_model, "UNTILED_MAX_PIXELS", 0)
-    monkeypatch.setattr(evc_model, "TILE_PIXELS", 128)
+    _small_tiles(codec)
     tiled_pixels, tiled_latent = _decoded_latent(codec, data)
     assert torch.equal(tiled_latent, untiled_latent)
     difference = np.abs(tiled_pixels - untiled_pixels)
@@ -162,8 +160,8 @@ def test_tiles_leave_the_exact_latent_unchanged_and_no_seams(monkeypatch: pytest
     assert difference[border].mean() <= difference[~border].mean() + 0.01
 
 
-def test_scalable_model_codes_in_tiles(small_tiles: None) -> None:
-    codec = evc.Codec(evc.create_model("Scale-SS", seed=1), "Scale-SS", device="cpu")
+def test_scalable_model_codes_in_tiles() -> None:
+    codec = _small_tiles(evc.Codec(evc.create_model("Scale-SS", seed=1), "Scale-SS", device="cpu"))
     result = codec.encode(smooth_image(130, 200, seed=9), 0.5, encoder_level=2)
     assert np.array_equal(np.asarray(codec.decompress(result.data)), np.asarray(result.reconstruction))
 

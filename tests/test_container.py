@@ -186,6 +186,6 @@ def test_version_1_files_are_still_read() -> None:
     body = MAGIC + bytes([1]) + struct.pack(">BIBHIIIB", 8, 0xABCDEF01, 0, 150, 33, 17, 5, len(streams))
     body += b"".join(struct.pack(">I", len(s)) for s in streams) + b"".join(streams)
     header, out = parse(_with_crc(body), KNOWN)
-    assert header == Header(8, 0xABCDEF01, "RGB", 150, 33, 17, 5, flags=0) and out == streams
+    assert header == Header(8, 0xABCDEF01, "RGB", 150, 33, 17, 5, flags=0, version=1) and out == streams
     with pytest.raises(FormatError, match="truncated"):
         parse(body[:20], KNOWN)

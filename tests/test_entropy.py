@@ -13,7 +13,7 @@ from evc.entropy.dual_prior import step_one_mask
 from evc.entropy.factorized import FactorizedDensity
 from evc.entropy.gaussian import NUM_SCALES, SIGMA_MAX, SIGMA_MIN, gaussian_bits, scale_index, scale_pmfs, scale_table
 from evc.errors import FormatError
-from evc.models.evc import gaussian_tables
+from evc.entropy.latent_codec import gaussian_tables
 
 
 def test_scale_table_is_log_spaced() -> None:

@@ -17,9 +17,12 @@ import math
 import numbers
 from typing import Any
 
+from evc.bitstream.container import Q_INDEX_MAX
+from evc.entropy.latent_codec import MAX_SUBSTREAMS
+
 QUALITY_RANGE = (0.0, 1.0)
-Q_INDEX_RANGE = (1, 0xFFFF)  # the file's u16 field; 0 is invalid
-SUBSTREAMS_RANGE = (1, 8)
+Q_INDEX_RANGE = (1, Q_INDEX_MAX)  # the file's u16 field; 0 is invalid
+SUBSTREAMS_RANGE = (1, MAX_SUBSTREAMS)
 OUTPUT_QUALITY_RANGE = (1, 100)
 PRECISIONS = ("float32", "float16", "bfloat16")
 
@@ -123,7 +126,7 @@ def encoder_level(value: Any, levels: int | None, model: str = "this model") -> 
 
 
 def substreams(value: Any) -> int:
-    """Independent streams per coding step of the latent: 1..8."""
+    """Independent streams per coding step of the latent: 1..MAX_SUBSTREAMS (8)."""
     return _integer_in("substreams", value, *SUBSTREAMS_RANGE)
 
 

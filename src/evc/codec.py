@@ -23,24 +23,26 @@ import torch.nn.functional as F
 from PIL import Image
 
 from evc import arguments
-from evc.bitstream.container import FLAG_EXACT, FLAG_ICC, FLAG_SKIP_CERTAIN, MAGIC, Header, pack, parse
+from evc.bitstream.container import FLAG_EXACT, FLAG_ICC, FLAG_SKIP_CERTAIN, Header, pack, parse
+from evc.entropy.latent_codec import CodedLatent, CodingOptions, decoding_options
 from evc.errors import EVCError, FormatError, ModelError, UntrainedModelError
-from evc.eval.metrics import mse
 from evc.image import (
     DEFAULT_MAX_PIXELS,
     ImageInput,
     InputImage,
     check_pixel_limit,
+    mse,
+    padded,
     rgb_to_pil,
     rgb_to_tensor,
     tensor_to_rgb,
     to_input,
 )
-from evc.models.evc import EVC, PADDING_MULTIPLE, CodedLatent, CodingOptions
+from evc.models.evc import EVC, PADDING_MULTIPLE
 from evc.models.registry import MODELS_BY_ID, ModelSpec, default_model_name, get_spec
-from evc.models.scalable import ScalableEVC
-from evc.models.variable_rate import q_index_to_scale, rd_loss_weight
+from evc.models.variable_rate import q_index_to_scale, quality_for_q_index, rd_loss_weight
 from evc.models.weights import (
+    ANCHORS_KEY,
     MODEL_KEY,
     apply_state,
     load_state,
@@ -88,10 +90,6 @@ def _pick_device(device: str | torch.device | None) -> torch.device:
     if chosen.type not in ("cpu", "cuda"):
         raise EVCError(f"device {device!r} is not supported; use cpu, cuda or cuda:N")
     return chosen
-
-
-def _padded(size: int) -> int:
-    return -(-size // PADDING_MULTIPLE) * PADDING_MULTIPLE
 
 
 class Codec:
@@ -202,7 +200,8 @@ class Codec:
         """
         rate = arguments.rate(quality, q_index, target_bpp, target_psnr)
         level = self._encoder_level(encoder_level)
-        needs_reconstruction = rate["target_psnr"] is not None or (isinstance(self.model, ScalableEVC) and level is None)
+        # Choosing among a scalable model's encoder levels compares their reconstructions.
+        needs_reconstruction = rate["target_psnr"] is not None or (self.model.num_levels > 1 and level is None)
         if needs_reconstruction or rate["target_bpp"] is not None:
             return self.encode(image, quality, q_index=q_index, target_bpp=target_bpp, target_psnr=target_psnr,
                                encoder_level=encoder_level).data
@@ -246,8 +245,8 @@ class Codec:
         return encode_at(self._resolve_q_index(rate["quality"], rate["q_index"]))
 
     def _encoder_level(self, encoder_level: object) -> int | None:
-        levels = self.model.num_levels if isinstance(self.model, ScalableEVC) else None
-        return arguments.encoder_level(encoder_level, levels, self.name)
+        levels = self.model.num_levels
+        return arguments.encoder_level(encoder_level, levels if levels > 1 else None, self.name)
 
     def _image(self, image: ImageInput) -> InputImage:
         coded = to_input(image, self.max_pixels)
@@ -278,12 +277,13 @@ class Codec:
     def _latents(self, rgb: np.ndarray, encoder_level: int | None) -> list[tuple[int | None, torch.Tensor]]:
         height, width = rgb.shape[:2]
         x = rgb_to_tensor(rgb, self.device)
-        x = F.pad(x, (0, _padded(width) - width, 0, _padded(height) - height))
-        if not isinstance(self.model, ScalableEVC):
-            return [(None, self.model.analyse(x))]
+        x = F.pad(x, (0, padded(width) - width, 0, padded(height) - height))
         if encoder_level is not None:
             return [(encoder_level, self.model.analyse(x, encoder_level))]
-        return list(enumerate(self.model.level_latents(x)))
+        latents = self.model.level_latents(x)
+        if self.model.num_levels == 1:  # one encoder: no level to report
+            return [(None, latents[0])]
+        return list(enumerate(latents))
 
     def _encode_latent(self, y: torch.Tensor, source: InputImage, q_index: int, level: int | None) -> EncodeResult:
         rgb, colour = source.rgb, source.colour
@@ -318,17 +318,17 @@ class Codec:
             )
         # The decoder's work and memory grow with the padded size (a 1 x N image decodes as 64 x N'),
         # so that is what the limit bounds, checked before anything of that size is allocated.
-        padded_pixels = _padded(header.width) * _padded(header.height)
+        padded_pixels = padded(header.width) * padded(header.height)
         if padded_pixels > self.max_pixels:
             raise FormatError(
                 f"file declares {header.width}x{header.height} pixels ({padded_pixels} once padded to multiples "
                 f"of {PADDING_MULTIPLE}), over the limit of {self.max_pixels} (Codec.max_pixels)"
             )
-        options = CodingOptions.for_streams(len(streams), header.exact, header.skip_certain)
+        options = decoding_options(len(streams), header.exact, header.skip_certain)
         x_hat = self.model.decompress_latent(
             CodedLatent(streams, header.symbols_crc),
-            _padded(header.height),
-            _padded(header.width),
+            padded(header.height),
+            padded(header.width),
             q_index_to_scale(header.q_index),
             options,
         )
@@ -419,7 +419,7 @@ def file_info(data: bytes, weights: str | Path | None = None) -> FileInfo:
     Raises FormatError for a malformed file, ModelError for unreadable weights or weights of another model.
     """
     header, streams = parse(data, known_model_ids=set(MODELS_BY_ID))
-    options = CodingOptions.for_streams(len(streams), header.exact, header.skip_certain)
+    options = decoding_options(len(streams), header.exact, header.skip_certain)
     spec = MODELS_BY_ID[header.model_id]
     source: Path | None = None
     if weights is not None:
@@ -433,12 +433,10 @@ def file_info(data: bytes, weights: str | Path | None = None) -> FileInfo:
     if source is not None:
         fingerprint, anchors = _weights_identity(str(source.resolve()), _modified(source))
         if fingerprint == header.weights_fingerprint and anchors is not None:
-            low, high = math.log(anchors[0]), math.log(anchors[-1])
-            if high != low:
-                quality = (math.log(q_index_to_scale(header.q_index)) - low) / (high - low)
+            quality = quality_for_q_index(header.q_index, anchors)
     return FileInfo(
         spec.name, header.width, header.height, header.colour, header.q_index, quality, len(data),
-        data[len(MAGIC)], header.weights_fingerprint, options.exact, options.substreams, header.icc_profile,
+        header.version, header.weights_fingerprint, options.exact, options.substreams, header.icc_profile,
     )
 
 
@@ -451,7 +449,7 @@ def _modified(source: Path) -> tuple[int, ...]:
 def _weights_identity(source: str, modified: tuple[int, ...]) -> tuple[int, list[float] | None]:
     """Fingerprint and anchor q_scales of a weights location (cached while its files are unchanged)."""
     state, metadata = load_state(source)
-    anchors = json.loads(metadata.get("evc.anchors_q_scale", "null") or "null")
+    anchors = json.loads(metadata.get(ANCHORS_KEY, "null") or "null")
     if not anchors and "rate.q_scale" in state:
         anchors = [float(v) for v in state["rate.q_scale"]]
     return state_fingerprint(state), anchors or None

@@ -38,6 +38,7 @@ import torch
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from evc.errors import ImageError
+from evc.models.evc import PADDING_MULTIPLE
 
 ColourMode = Literal["RGB", "L"]
 ImageInput = Union[Image.Image, np.ndarray, torch.Tensor, str, os.PathLike]
@@ -47,7 +48,6 @@ ImageInput = Union[Image.Image, np.ndarray, torch.Tensor, str, os.PathLike]
 # this many padded pixels (134 M, e.g. 16384 x 8192, about 13 GB) evc refuses rather than risk
 # exhausting memory or decoding for many minutes. Settable (Codec.max_pixels, --max-pixels).
 DEFAULT_MAX_PIXELS = 1 << 27
-PADDING_MULTIPLE = 64  # the codec pads images to multiples of 64 (evc.models.evc.PADDING_MULTIPLE)
 
 _GRAY_16 = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 _TO_RGB = {"CMYK", "YCbCr", "LAB", "HSV", "RGBX"}
@@ -68,9 +68,22 @@ class InputImage:
     icc_profile: bytes | None = None
 
 
+def padded(size: int) -> int:
+    """An image side padded to the multiple of 64 the networks process."""
+    return -(-size // PADDING_MULTIPLE) * PADDING_MULTIPLE
+
+
 def padded_pixels(width: int, height: int) -> int:
     """Pixels the networks process for a width x height image (both sides padded to multiples of 64)."""
-    return -(-width // PADDING_MULTIPLE) * PADDING_MULTIPLE * (-(-height // PADDING_MULTIPLE) * PADDING_MULTIPLE)
+    return padded(width) * padded(height)
+
+
+def mse(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean squared error of two equally shaped 8-bit images, on [0, 1] values. Raises ValueError
+    when the shapes differ."""
+    if a.shape != b.shape:
+        raise ValueError(f"images differ in shape: {a.shape} vs {b.shape}")
+    return float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)) / 255.0**2
 
 
 def check_pixel_limit(width: int, height: int, max_pixels: int, what: str = "image") -> None:

@@ -39,6 +39,7 @@ _CRC = struct.Struct(">I")
 HEADER_BYTES = _PREFIX.size + _COMMON.size + _FLAGS.size + _TAIL.size
 _HEADER_BYTES_V1 = HEADER_BYTES - _FLAGS.size
 MAX_STREAMS = 255
+Q_INDEX_MAX = 0xFFFF  # the q index is a u16; 0 is invalid
 MAX_DIMENSION = 2**31 - 1
 MAX_ICC_BYTES = 2**32 - 1
 
@@ -54,14 +55,15 @@ class Header:
     symbols_crc: int  # CRC-32 of the coded symbols, checked by the decoder after entropy decoding
     flags: int = 0
     icc_profile: bytes | None = None  # present exactly when flags has FLAG_ICC
+    version: int = FORMAT_VERSION  # of the file this was parsed from; pack always writes FORMAT_VERSION
 
     def __post_init__(self) -> None:
         if self.colour not in COLOUR_CODES:
             raise ValueError(f"colour must be one of {sorted(COLOUR_CODES)}")
         if not (1 <= self.width <= MAX_DIMENSION and 1 <= self.height <= MAX_DIMENSION):
             raise ValueError(f"image size {self.width}x{self.height} cannot be stored")
-        if not 1 <= self.q_index <= 0xFFFF:
-            raise ValueError(f"q index {self.q_index} out of range 1..65535")
+        if not 1 <= self.q_index <= Q_INDEX_MAX:
+            raise ValueError(f"q index {self.q_index} out of range 1..{Q_INDEX_MAX}")
         if self.flags & ~KNOWN_FLAGS or not 0 <= self.flags <= 0xFF:
             raise ValueError(f"unknown flags 0x{self.flags:02x}")
         if bool(self.flags & FLAG_ICC) != bool(self.icc_profile):
@@ -183,5 +185,7 @@ def parse(data: bytes, known_model_ids: frozenset[int] | set[int] | None = None)
     for length in lengths:
         streams.append(data[offset : offset + length])
         offset += length
-    header = Header(model_id, fingerprint, _COLOURS[colour_code], q_index, width, height, symbols_crc, flags, icc_profile)
+    header = Header(
+        model_id, fingerprint, _COLOURS[colour_code], q_index, width, height, symbols_crc, flags, icc_profile, version
+    )
     return header, streams

@@ -48,7 +48,7 @@ class ExactEntropyParameters:
     def weights_key(model: EntropyNetworks) -> tuple:
         """Changes whenever a parameter of the entropy networks is replaced, moved or changed in place.
 
-        (Writes through ``param.data`` bypass the version counter and are not seen, as for ``z_tables``.)
+        (Writes through ``param.data`` bypass the version counter and are not seen, as for the z tables of :class:`~evc.entropy.latent_codec.LatentCodec`.)
         """
         return tuple((p.data_ptr(), p._version) for _, m in _entropy_modules(model) for p in m.parameters())
 

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-import evc.models.evc as evc_model
 from evc.bitstream.container import pack, parse
 from evc.codec import Codec
-from evc.entropy.coder import decode_substreams, decode_symbols, encode_substreams, encode_symbols
+from evc.entropy.coder import decode_symbols, encode_symbols
 from evc.entropy.gaussian import NUM_SCALES, scale_pmfs
+from evc.entropy.latent_codec import gaussian_tables
 from evc.image import rgb_to_pil, to_rgb_array
 
 SIZES = ((768, 512), (1920, 1080))
@@ -71,39 +71,37 @@ class BenchResult:
 
 class _Clock:
     """Seconds spent in named parts; parts may run on the coding thread too (float += is atomic enough
-    under the GIL for a benchmark)."""
+    under the GIL for a benchmark). The device is synchronised around the transforms, so that their
+    time is theirs."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
         self.seconds: dict[str, float] = {}
 
-    def timed(self, part: str, fn, device: torch.device | None = None):
-        def wrapper(*args, **kwargs):
-            if device is not None:
-                _sync(device)
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                if device is not None:
-                    _sync(device)
-                self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - start
-
-        return wrapper
+    @contextmanager
+    def section(self, part: str) -> Iterator[None]:
+        synchronise = part == "transforms"
+        if synchronise:
+            _sync(self.device)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if synchronise:
+                _sync(self.device)
+            self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - start
 
 
 @contextmanager
 def _instrumented(codec: Codec) -> Iterator[_Clock]:
-    """Time the entropy coder and the transforms of one codec. The wrappers synchronise the device
-    around the transforms, which changes overlap: use for the breakdown only, never for the FPS."""
-    clock = _Clock()
-    evc_model.encode_substreams = clock.timed("coding", encode_substreams)
-    evc_model.decode_substreams = clock.timed("coding", decode_substreams)
-    codec.model.run_transform = clock.timed("transforms", type(codec.model).run_transform.__get__(codec.model), codec.device)
+    """Time the entropy coder and the transforms of one codec through the model's timing hook. The
+    device synchronisation changes overlap: use for the breakdown only, never for the FPS."""
+    clock = _Clock(codec.device)
+    previous, codec.model.timing = codec.model.timing, clock.section
     try:
         yield clock
     finally:
-        evc_model.encode_substreams, evc_model.decode_substreams = encode_substreams, decode_substreams
-        del codec.model.run_transform
+        codec.model.timing = previous
 
 
 def benchmark_codec(
@@ -238,7 +236,7 @@ def coder_throughput(width: int = 768, height: int = 512, repeat: int = 3) -> tu
         pmf, lowest = scale_pmfs()[k]
         chosen = index == k
         symbols[chosen] = rng.choice(len(pmf), size=int(chosen.sum()), p=pmf / pmf.sum()) + lowest
-    tables = evc_model.gaussian_tables()
+    tables = gaussian_tables()
     data = encode_symbols(symbols, index, tables, skip_certain=True)  # as the codec codes by default
     encode_s = _median_time(lambda: encode_symbols(symbols, index, tables, skip_certain=True), repeat, torch.device("cpu"))
     decode_s = _median_time(lambda: decode_symbols(data, index, tables, skip_certain=True), repeat, torch.device("cpu"))

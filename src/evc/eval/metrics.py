@@ -14,6 +14,9 @@ import numpy as np
 import torch
 
 from evc.extras import require
+from evc.image import mse
+
+__all__ = ["MS_SSIM_MIN_SIDE", "MS_SSIM_WEIGHTS", "ms_ssim", "ms_ssim_db", "mse", "psnr"]
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 _WINDOW = 11
@@ -26,13 +29,6 @@ def _as_float(image: np.ndarray) -> torch.Tensor:
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
     return torch.from_numpy(np.array(image, dtype=np.float64)).permute(2, 0, 1).unsqueeze(0) / 255.0
-
-
-def mse(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean squared error of two equally shaped 8-bit images, on [0, 1] values."""
-    if a.shape != b.shape:
-        raise ValueError(f"images differ in shape: {a.shape} vs {b.shape}")
-    return float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)) / 255.0**2
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

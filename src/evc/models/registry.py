@@ -31,7 +31,7 @@ class ModelSpec:
 
     def build(self) -> EVC:
         if self.scalable:
-            return ScalableEVC(decoder_size=self.decoder, encoder_size=self.encoder)
+            return ScalableEVC(self.encoder, self.decoder)
         return EVC(self.encoder, self.decoder)
 
     @property

@@ -18,7 +18,11 @@ NUM_LEVELS = 4
 
 
 class ScalableEVC(EVC):
-    def __init__(self, decoder_size: str = "S", encoder_size: str = "S", num_levels: int = NUM_LEVELS) -> None:
+    """Scale-XY: ``num_levels`` encoders of size X, one decoder of size Y. Same interface as
+    :class:`EVC`: ``analyse``/``level_latents`` take a level, ``forward`` returns one :class:`RDOutput`
+    (the last level's) whose ``levels`` hold every level's."""
+
+    def __init__(self, encoder_size: str = "S", decoder_size: str = "S", num_levels: int = NUM_LEVELS) -> None:
         super().__init__(encoder_size, decoder_size)
         self.num_levels = num_levels
         self.g_a = nn.ModuleList([AnalysisTransform(encoder_size) for _ in range(num_levels)])  # type: ignore[arg-type]
@@ -51,11 +55,13 @@ class ScalableEVC(EVC):
             detached_sum = out.detach() if detached_sum is None else detached_sum + out.detach()
         return latents
 
-    def forward(self, x: torch.Tensor, anchor: torch.Tensor) -> list[RDOutput]:  # type: ignore[override]
-        """One RD output per level (train with the sum of the levels' losses)."""
+    def forward(self, x: torch.Tensor, anchor: torch.Tensor) -> RDOutput:
+        """The last level's RD output; its ``levels`` hold every level's (train on all of them)."""
         check_padded(x)
         q_scale = self.rate.anchor_q_scale(anchor)
-        return [self.rd_forward(x, y, q_scale) for y in self.training_latents(x)]
+        levels = [self.rd_forward(x, y, q_scale) for y in self.training_latents(x)]
+        last = levels[-1]
+        return RDOutput(last.x_hat, last.y_bits, last.z_bits, last.bpp, levels=levels)
 
 
 def expand_single_encoder_state(state: dict[str, torch.Tensor], num_levels: int = NUM_LEVELS) -> dict[str, torch.Tensor]:

@@ -12,6 +12,7 @@ import math
 import torch
 from torch import nn
 
+from evc.bitstream.container import Q_INDEX_MAX
 from evc.nn.ops import lower_bound
 from evc.nn.transforms import LATENT_CHANNELS
 
@@ -19,7 +20,6 @@ LAMBDAS: tuple[float, ...] = (0.0022, 0.0050, 0.012, 0.027)
 NUM_ANCHORS = len(LAMBDAS)
 Q_BASIC_MIN = 0.5
 Q_INDEX_SCALE = 100
-Q_INDEX_MAX = 65535
 # Initial q_scale per anchor (lowest rate first): log-spaced, ratio ~ sqrt(lambda ratio).
 _INITIAL_Q_SCALES = (1.75, 1.15, 0.76, 0.5)
 
@@ -57,15 +57,22 @@ class VariableRate(nn.Module):
 
     def quality_for_q_index(self, q_index: int) -> float:
         """Inverse of :meth:`q_index_for_quality` (not clamped to [0, 1])."""
-        low, high = (math.log(float(s)) for s in self.q_scale.detach().cpu()[[0, -1]])
-        if high == low:
-            return 0.0
-        return (math.log(q_index / Q_INDEX_SCALE) - low) / (high - low)
+        quality = quality_for_q_index(q_index, [float(s) for s in self.q_scale.detach().cpu()])
+        return 0.0 if quality is None else quality
 
     def lambda_for_q_index(self, q_index: int) -> float:
         """The RD trade-off at a q_index: lambda interpolated log-linearly along the anchors' q_scale."""
         t = min(max(self.quality_for_q_index(q_index), 0.0), 1.0)
         return math.exp(math.log(LAMBDAS[0]) + t * (math.log(LAMBDAS[-1]) - math.log(LAMBDAS[0])))
+
+
+def quality_for_q_index(q_index: int, anchor_q_scales: list[float]) -> float | None:
+    """Where ``q_index`` lies between the lowest- (0) and highest-rate (1) anchors, log-uniformly in
+    q_scale (not clamped to [0, 1]); None when the anchors' ends coincide."""
+    low, high = math.log(anchor_q_scales[0]), math.log(anchor_q_scales[-1])
+    if high == low:
+        return None
+    return (math.log(q_index_to_scale(q_index)) - low) / (high - low)
 
 
 def q_scale_to_index(q_scale: float) -> int:

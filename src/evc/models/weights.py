@@ -21,6 +21,7 @@ from evc.models.evc import EVC
 
 MODEL_KEY = "evc.model"
 PARTS_KEY = "evc.parts"
+ANCHORS_KEY = "evc.anchors_q_scale"  # JSON list: q_scale of each rate anchor, lowest rate first
 MAX_PART_BYTES = 15 * 1024 * 1024
 
 
@@ -129,7 +130,7 @@ def save_weights(
     existing = sorted(folder.glob("*.safetensors"))
     if existing and not overwrite:
         raise ModelError(f"{folder} already holds weights ({existing[0].name}); pass overwrite=True to replace them")
-    meta = {MODEL_KEY: model_name, "evc.anchors_q_scale": json.dumps([round(float(s), 6) for s in model.rate.q_scale.detach().cpu()])}
+    meta = {MODEL_KEY: model_name, ANCHORS_KEY: json.dumps([round(float(s), 6) for s in model.rate.q_scale.detach().cpu()])}
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
     parts: list[dict[str, torch.Tensor]] = [{}]
     size = 0

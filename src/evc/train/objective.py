@@ -23,8 +23,7 @@ class RateDistortionLoss(nn.Module):
         self.register_buffer("mse_weights", torch.tensor([rd_loss_weight(l) for l in LAMBDAS]), persistent=False)
 
     def forward(self, x: torch.Tensor, anchor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        outputs = self.model(x, anchor)
-        outputs = outputs if isinstance(outputs, list) else [outputs]
+        outputs = self.model(x, anchor).all_levels
         weights = self.mse_weights[anchor]
         losses = []
         for out in outputs:
