@@ -30,6 +30,7 @@ with atheris.instrument_imports(include=["evc"]):
     import evc.bitstream.container
     import evc.codec
     import evc.entropy.coder
+    import evc.entropy.latent_codec
     import evc.models.evc  # noqa: F401
 
 from evcfuzz import Harness, RawFile, havoc, mutate

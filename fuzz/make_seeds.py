@@ -6,13 +6,15 @@ from seeds (fuzz/corpus/regressions, whose manifest stays as written by hand).
 Every file comes from a codec with seeded random weights (``evc.create_model(name, seed=0)``), the
 same codecs the harness and the tests build, so the weights fingerprints match. If the models'
 initialisation or the codec's weights change, the fingerprints change and every seed is refused:
-rerun this script.
+rerun this script. ``--out FOLDER`` writes FOLDER/seeds and FOLDER/regressions instead, e.g. to check
+that this script still makes the corpus's bytes.
 
     python fuzz/make_seeds.py
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import struct
 import sys
@@ -24,11 +26,11 @@ import torch
 
 import evc
 from evc.bitstream.container import MAGIC, parse
-from evc.models.evc import CodingOptions
+from evc.entropy.latent_codec import CodingOptions
 from evc.models.variable_rate import q_index_to_scale
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evcfuzz import REGRESSIONS, SEEDS, Harness, RawFile, pixel_digest
+from evcfuzz import HERE, Harness, RawFile, pixel_digest
 
 # (model, height, width, colour, quality or q index, exact, substreams)
 RECIPES: list[tuple[str, int, int, str, float | int, bool, int]] = [
@@ -103,10 +105,10 @@ def with_size(data: bytes, width: int, height: int) -> bytes:
     return raw.to_bytes()
 
 
-def remake_regressions() -> None:
+def remake_regressions(seeds: Path, regressions: Path) -> None:
     """The regression files that are seeds with a finding's change applied (see their manifest)."""
-    harness = Harness().setup()
-    seed = {name: (SEEDS / name).read_bytes() for name in (
+    harness = Harness().setup(seeds)
+    seed = {name: (seeds / name).read_bytes() for name in (
         "evc-ss-1x1-rgb-exact-s1-q94.evc", "scale-ss-1x1-rgb-exact-s1-q94.evc", "evc-ss-64x64-rgb-float-s1-q50.evc")}
     files = {
         "int32-wrap-y-step2.evc": symbol_moved_by_2_32(harness, seed["evc-ss-1x1-rgb-exact-s1-q94.evc"], -1, 1),
@@ -114,15 +116,20 @@ def remake_regressions() -> None:
         "thin-134217728x1-default-limit.evc": with_size(seed["evc-ss-1x1-rgb-exact-s1-q94.evc"], 134217728, 1),
         "thin-1x16384.evc": with_size(seed["evc-ss-64x64-rgb-float-s1-q50.evc"], 1, 16384),
     }
+    regressions.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
-        (REGRESSIONS / name).write_bytes(data)
-    print(f"{len(files)} regression files rebuilt in {REGRESSIONS}")
+        (regressions / name).write_bytes(data)
+    print(f"{len(files)} regression files rebuilt in {regressions}")
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description="Write the fuzzer's seed corpus and derived regression files.")
+    parser.add_argument("--out", type=Path, default=HERE / "corpus", help="folder for seeds/ and regressions/")
+    out = parser.parse_args().out
+    seeds = out / "seeds"
     torch.set_num_threads(1)  # the manifest's pixel digests are taken at one thread
-    SEEDS.mkdir(parents=True, exist_ok=True)
-    for old in SEEDS.glob("*.evc"):
+    seeds.mkdir(parents=True, exist_ok=True)
+    for old in seeds.glob("*.evc"):
         old.unlink()
     codecs: dict[tuple[str, bool, int], evc.Codec] = {}
     models: dict[str, evc.EVC] = {}
@@ -141,21 +148,21 @@ def main() -> None:
         file = f"{name.lower()}-{width}x{height}-{colour.lower()}-{arithmetic}-s{substreams}-q{q_index}.evc"
         manifest[file] = {"model": name, "width": width, "height": height, "colour": colour, "rate": rate,
                           "exact": exact, "substreams": substreams, "version": 2}
-        (SEEDS / file).write_bytes(data)
+        (seeds / file).write_bytes(data)
     codec = evc.Codec(models["EVC-SS"], "EVC-SS", "cpu")
     data = version_1_file(codec, image(40, 24, "RGB", seed=99), 120)
     manifest["evc-ss-24x40-rgb-float-s1-q120-v1.evc"] = {"model": "EVC-SS", "width": 24, "height": 40, "colour": "RGB",
                                                           "rate": 120, "exact": False, "substreams": 1, "version": 1}
-    (SEEDS / "evc-ss-24x40-rgb-float-s1-q120-v1.evc").write_bytes(data)
+    (seeds / "evc-ss-24x40-rgb-float-s1-q120-v1.evc").write_bytes(data)
     for file, entry in manifest.items():
-        data = (SEEDS / file).read_bytes()
+        data = (seeds / file).read_bytes()
         decoded = evc.Codec(models[entry["model"]], entry["model"], "cpu").decompress(data)
         entry["pixels_sha256"] = pixel_digest(decoded)
         entry["bytes"] = len(data)
-    (SEEDS / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    (seeds / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     total = sum(entry["bytes"] for entry in manifest.values())
-    print(f"{len(manifest)} seeds, {total} bytes in {SEEDS}")
-    remake_regressions()
+    print(f"{len(manifest)} seeds, {total} bytes in {seeds}")
+    remake_regressions(seeds, out / "regressions")
 
 
 if __name__ == "__main__":
