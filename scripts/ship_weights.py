@@ -29,7 +29,7 @@ from evc.eval.results import RDCurve, load_curve, save_curve
 from evc.eval.runner import EVCUnderTest, evaluate, list_images
 from evc.models.card import KODAK_KEY, VERSION_KEY, ModelCard
 from evc.models.registry import get_spec
-from evc.models.weights import MODEL_KEY, PARTS_KEY, load_state, read_metadata, save_weights
+from evc.models.weights import ANCHORS_KEY, MODEL_KEY, PARTS_KEY, load_state, read_metadata, save_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results" / "kodak"
@@ -122,7 +122,7 @@ def main() -> int:
     state, file_meta = load_state(args.weights)
     model = evc.create_model(name)
     model.load_state_dict(state)
-    extra = {k: v for k, v in file_meta.items() if k not in (MODEL_KEY, PARTS_KEY, "evc.anchors_q_scale")}
+    extra = {k: v for k, v in file_meta.items() if k not in (MODEL_KEY, PARTS_KEY, ANCHORS_KEY)}
     extra[VERSION_KEY] = args.version
     extra[KODAK_KEY] = json.dumps({"bpp": curve.bpp, "psnr": curve.psnr, "bd_rate": bd_rates})
     with tempfile.TemporaryDirectory() as tmp:  # write whole, then replace: no half-shipped folder

@@ -21,7 +21,7 @@ from evc.distill.mask_decay import MaskedTeacher, merge, removed_channels, remov
 from evc.errors import EVCError
 from evc.models.evc import EVC
 from evc.models.registry import create_model, get_spec
-from evc.models.weights import MODEL_KEY, apply_state, load_state, read_metadata
+from evc.models.weights import DISTILLED_FROM_KEY, MODEL_KEY, SPARSITY_KEY, apply_state, load_state, read_metadata
 from evc.train.checkpoint import CHECKPOINT_NAME
 from evc.train.config import ConfigError, TrainConfig
 from evc.train.objective import RateDistortionLoss
@@ -151,7 +151,7 @@ class MaskDecayTask(TrainingTask):
         return merge(module, self.current_kept(module), self.student.name), self.student.name  # type: ignore[arg-type]
 
     def metadata(self) -> dict[str, object]:
-        return {"evc.distilled_from": self.teacher_name, "evc.sparsity": self.config.sparsity}
+        return {DISTILLED_FROM_KEY: self.teacher_name, SPARSITY_KEY: self.config.sparsity}
 
     def log_row(self, module: nn.Module) -> dict[str, float]:
         """Magnitude of the masks to remove (they must reach exactly zero) and of those kept."""

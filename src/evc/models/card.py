@@ -12,10 +12,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from evc.models.weights import MODEL_KEY, read_metadata
-
-VERSION_KEY = "evc.version"
-KODAK_KEY = "evc.kodak"  # JSON: {"bpp": [...], "psnr": [...], "bd_rate": {anchor name: percent}}
+from evc.models.weights import (
+    CROP_KEY,
+    DATA_KEY,
+    DATE_KEY,
+    DEVICE_KEY,
+    IMAGES_SEEN_KEY,
+    KODAK_KEY,
+    MODEL_KEY,
+    RECIPE_KEY,
+    STEPS_KEY,
+    TRAINING_SECONDS_KEY,
+    VERSION_KEY,
+    read_metadata,
+)
 
 
 @dataclass(frozen=True)
@@ -49,21 +59,21 @@ class ModelCard:
             except ValueError:
                 kodak = {}
         try:
-            data = ", ".join(Path(d).name or d for d in json.loads(meta.get("evc.data", "[]")))
+            data = ", ".join(Path(d).name or d for d in json.loads(meta.get(DATA_KEY, "[]")))
         except (ValueError, TypeError):
-            data = meta.get("evc.data", "")
-        seconds = number("evc.training_seconds", float)
+            data = meta.get(DATA_KEY, "")
+        seconds = number(TRAINING_SECONDS_KEY, float)
         return cls(
             model=meta.get(MODEL_KEY, "?"),
             version=meta.get(VERSION_KEY, "unversioned"),
-            steps=number("evc.training_steps", int),  # type: ignore[arg-type]
-            crops_seen=number("evc.images_seen", int),  # type: ignore[arg-type]
-            crop=number("evc.crop", int),  # type: ignore[arg-type]
+            steps=number(STEPS_KEY, int),  # type: ignore[arg-type]
+            crops_seen=number(IMAGES_SEEN_KEY, int),  # type: ignore[arg-type]
+            crop=number(CROP_KEY, int),  # type: ignore[arg-type]
             training_hours=None if seconds is None else seconds / 3600,
-            device=meta.get("evc.device", "unknown device"),
+            device=meta.get(DEVICE_KEY, "unknown device"),
             data=data,
-            recipe=meta.get("evc.recipe", ""),
-            date=meta.get("evc.date", "")[:10],
+            recipe=meta.get(RECIPE_KEY, ""),
+            date=meta.get(DATE_KEY, "")[:10],
             kodak_bpp=[float(v) for v in kodak.get("bpp", [])],
             kodak_psnr=[float(v) for v in kodak.get("psnr", [])],
             bd_rates={str(k): float(v) for k, v in kodak.get("bd_rate", {}).items()},

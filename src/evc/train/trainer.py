@@ -42,7 +42,23 @@ from evc.models.evc import EVC
 from evc.models.registry import create_model, get_spec
 from evc.models.scalable import expand_single_encoder_state
 from evc.models.variable_rate import LAMBDAS, NUM_ANCHORS
-from evc.models.weights import MODEL_KEY, apply_state, load_state, read_metadata, save_weights
+from evc.models.weights import (
+    CROP_KEY,
+    DATA_KEY,
+    DATE_KEY,
+    DEVICE_KEY,
+    IMAGES_SEEN_KEY,
+    INIT_WEIGHTS_KEY,
+    LAMBDAS_KEY,
+    MODEL_KEY,
+    RECIPE_KEY,
+    STEPS_KEY,
+    TRAINING_SECONDS_KEY,
+    apply_state,
+    load_state,
+    read_metadata,
+    save_weights,
+)
 from evc.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from evc.train.config import ConfigError, TrainConfig
 from evc.train.data import RandomCrops, StepBatches, find_images
@@ -388,16 +404,16 @@ class Trainer:
         """The export's metadata: how far, on what and how the model was trained."""
         config = self.config
         return {
-            "evc.training_steps": self.step,
-            "evc.images_seen": self.step * config.batch_size * self.procs.world_size,
-            "evc.data": config.data,
-            "evc.crop": config.crop,
-            "evc.lambdas": list(LAMBDAS),
-            "evc.init_weights": config.init_weights,
-            "evc.date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "evc.training_seconds": round(self._elapsed(), 1),
-            "evc.device": f"{self.procs.world_size} x {device_description(self.procs.device)}",
-            "evc.recipe": (
+            STEPS_KEY: self.step,
+            IMAGES_SEEN_KEY: self.step * config.batch_size * self.procs.world_size,
+            DATA_KEY: config.data,
+            CROP_KEY: config.crop,
+            LAMBDAS_KEY: list(LAMBDAS),
+            INIT_WEIGHTS_KEY: config.init_weights,
+            DATE_KEY: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            TRAINING_SECONDS_KEY: round(self._elapsed(), 1),
+            DEVICE_KEY: f"{self.procs.world_size} x {device_description(self.procs.device)}",
+            RECIPE_KEY: (
                 f"Adam lr {config.lr:g} (rate parameters x{config.rate_lr_factor:g}), warm-up {config.warmup_steps}, "
                 f"cosine to x{config.lr_final_fraction:g}"
                 + (f" over {config.time_limit_minutes:g} min" if config.time_limit_minutes > 0 else f" over {config.steps} steps")
