@@ -12,7 +12,7 @@ import pytest
 
 from evc.entropy import coder
 from evc.entropy.coder import (
-    MAX_SUBSTREAMS,
+    CODER_MAX_SPLIT,
     SymbolTables,
     _encode_escapes,
     decode_substreams,
@@ -287,14 +287,14 @@ def test_substreams_outnumbering_the_symbols(gaussian: SymbolTables) -> None:
 
 def test_substream_counts_are_checked(gaussian: SymbolTables) -> None:
     symbols, index = np.zeros(10), np.zeros(10, dtype=np.int64)
-    for count in (0, -1, MAX_SUBSTREAMS + 1, 2.0, True):
+    for count in (0, -1, CODER_MAX_SPLIT + 1, 2.0, True):
         with pytest.raises(ValueError, match="substream count"):
             encode_substreams(symbols, index, gaussian, count)
-    assert len(encode_substreams(symbols, index, gaussian, MAX_SUBSTREAMS)) == MAX_SUBSTREAMS
+    assert len(encode_substreams(symbols, index, gaussian, CODER_MAX_SPLIT)) == CODER_MAX_SPLIT
     with pytest.raises(FormatError, match="no substreams"):
         decode_substreams([], index, gaussian)
     with pytest.raises(FormatError, match="substreams"):
-        decode_substreams([b""] * (MAX_SUBSTREAMS + 1), index, gaussian)
+        decode_substreams([b""] * (CODER_MAX_SPLIT + 1), index, gaussian)
 
 
 # -- hostile streams -----------------------------------------------------------------------------

@@ -70,7 +70,7 @@ def quality(value: Any) -> float:
 
 
 def q_index(value: Any) -> int:
-    """The file's rate field, round(100 * q_scale): an integer in 1..65535."""
+    """The file's rate field, round(100 * q_scale): an integer in 1..Q_INDEX_MAX (65535)."""
     return _integer_in("q_index", value, *Q_INDEX_RANGE)
 
 

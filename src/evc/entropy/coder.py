@@ -39,7 +39,9 @@ from evc.errors import FormatError
 # symbol sat at the threshold. 1e-3 allows 10x that and skipped few more symbols on trained-like
 # latents. Changing it changes the format of streams coded with skip_certain.
 CERTAIN_EPSILON = 1e-4
-MAX_SUBSTREAMS = 255
+# The most pieces the coder splits one symbol sequence into (a container holds at most 255 streams).
+# A model uses fewer: evc.entropy.latent_codec.MAX_SUBSTREAMS per coding step.
+CODER_MAX_SPLIT = 255
 
 _ESCAPE_MIN_PROB = 1e-9
 _MAX_ESCAPE_BITS = 32  # an escaped offset w satisfies w + 1 < 2**(_MAX_ESCAPE_BITS + 1)
@@ -388,8 +390,8 @@ def encode_substreams(
     the tables and the result between processes: no faster than serial at either size on 2 CPUs
     (benchmarks/coder_speed.py --process-pool).
     """
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 1 <= count <= MAX_SUBSTREAMS:
-        raise ValueError(f"the substream count must be an integer in 1..{MAX_SUBSTREAMS}, got {count!r}")
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 1 <= count <= CODER_MAX_SPLIT:
+        raise ValueError(f"the substream count must be an integer in 1..{CODER_MAX_SPLIT}, got {count!r}")
     symbols = np.asarray(symbols, dtype=np.int64).ravel()
     index = _table_index(table_index, tables)
     if symbols.shape != index.shape:
@@ -414,8 +416,8 @@ def decode_substreams(
     table indices. ``executor`` decodes the parts concurrently (see :func:`encode_substreams`)."""
     if not streams:
         raise FormatError("corrupt stream: no substreams")
-    if len(streams) > MAX_SUBSTREAMS:
-        raise FormatError(f"corrupt stream: {len(streams)} substreams, at most {MAX_SUBSTREAMS} are allowed")
+    if len(streams) > CODER_MAX_SPLIT:
+        raise FormatError(f"corrupt stream: {len(streams)} substreams, at most {CODER_MAX_SPLIT} are allowed")
     index = _table_index(table_index, tables)
     indices = np.array_split(index, len(streams))
     if executor is None:
