@@ -69,7 +69,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from evc.eval.bdrate import bd_rate_table, curve_quality, format_bd_table
+    from evc.eval.bdrate import bd_rate_table, curve_quality, format_bd_table, format_bd_title
     from evc.eval.published import PUBLISHED_EVC, VTM_KODAK
     from evc.eval.results import ResultsError, load_curve
 
@@ -120,8 +120,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 check_output(target, args.force)
     for metric in metrics:
         table = bd_rate_table(curves, anchors, metric)
-        print(f"BD-rate ({metric}); negative = fewer bits than the anchor at equal quality; "
-              "PCHIP on log-rate over the overlapping quality range shown in brackets")
+        print(format_bd_title(metric))
         print(format_bd_table(curves, anchors, table, metric))
         if args.plot:
             for path in _write_plot(plotted, plots[metric], metric, args, styles):

@@ -132,6 +132,15 @@ def _format_percent(percent: float) -> str:
     return "0.0 %" if rounded == 0 else f"{rounded:+.1f} %"  # avoid "-0.0 %"
 
 
+def format_bd_title(metric: str = "psnr") -> str:
+    """The line that says how to read :func:`format_bd_table`'s table."""
+    _check_metric(metric)
+    return (
+        f"BD-rate ({metric}); negative = fewer bits than the anchor at equal quality; "
+        "PCHIP on log-rate over the overlapping quality range shown in brackets"
+    )
+
+
 def format_bd_table(
     curves: list[RDCurve], anchors: list[RDCurve], table: list[list[BDRate | None]], metric: str = "psnr"
 ) -> str:
@@ -155,4 +164,4 @@ def format_bd_table(
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["BDRate", "METRICS", "bd_rate", "bd_rate_table", "curve_quality", "format_bd_table"]
+__all__ = ["BDRate", "METRICS", "bd_rate", "bd_rate_table", "curve_quality", "format_bd_table", "format_bd_title"]
