@@ -1,1 +1,2 @@
-"""Network pieces of the codec: building blocks, analysis/synthesis transforms, hyperprior."""
+"""Network pieces of the codec: building blocks, analysis/synthesis transforms, hyperprior, tiling, and
+exact fixed-point evaluation."""
