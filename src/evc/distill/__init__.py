@@ -1,1 +1,2 @@
-"""Teacher -> student: mask decay (channel masks, selection, exact merge) and, later, its training."""
+"""Teacher -> student: mask decay (channel masks, selection, exact merge), the sparsity losses, and the
+two-phase distillation run."""

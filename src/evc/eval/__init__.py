@@ -1,1 +1,2 @@
-"""Evaluation tools: complexity counting (parameters, MACs)."""
+"""Evaluation: metrics, the eval runner, live baselines, BD-rate, plots, speed benchmarks and complexity
+(parameters, MACs)."""

@@ -1,1 +1,2 @@
-"""Assembled codec models: the variable-rate EVC model, the scalable (RRL) model, and their registry."""
+"""Assembled codec models: the variable-rate EVC model, the scalable (RRL) model, their registry, weights
+files with their metadata keys, and model cards."""

@@ -10,6 +10,7 @@ import torch
 from evc.errors import ModelError
 from evc.models.evc import EVC
 from evc.models.scalable import ScalableEVC
+from evc.nn.transforms import SIZE_NAMES
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
@@ -24,7 +25,7 @@ class ModelSpec:
 
     @property
     def description(self) -> str:
-        sizes = {"L": "large", "M": "medium", "S": "small"}
+        sizes = SIZE_NAMES
         if self.scalable:
             return f"scalable: four {sizes[self.encoder]} encoders (RRL), {sizes[self.decoder]} decoder"
         return f"{sizes[self.encoder]} encoder, {sizes[self.decoder]} decoder"

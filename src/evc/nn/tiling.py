@@ -1,6 +1,6 @@
 """Tiled execution of the fully convolutional networks, for images larger than memory allows at once.
 
-Every network of the codec (g_a, g_s, h_s, prior fusion, the dual prior's net) is fully convolutional:
+Every network of the codec (g_a, g_s, h_a, h_s, prior fusion, the dual prior's net) is fully convolutional:
 an output pixel depends only on input pixels within a bounded distance, its *receptive radius*. So a
 large input can be cut into tiles, each tile extended by a *halo* of at least that radius on every
 side, the network run on the extended tile, and the output cropped back to the tile's own region.

@@ -1,23 +1,23 @@
-"""Analysis transform g_a and synthesis transform g_s in the three sizes L / M / S."""
+"""Analysis transform g_a and synthesis transform g_s, in the sizes of CHANNEL_PLANS (L / M / S)."""
 
 from __future__ import annotations
-
-from typing import Literal
 
 from torch import nn
 
 from evc.nn.blocks import Composite, DepthConvBlock, ResidualBlockDown, ResidualBlockUp, SubpelConv1x1, conv3x3
 
-Size = Literal["L", "M", "S"]
+Size = str  # a key of CHANNEL_PLANS
 
 LATENT_CHANNELS = 192
 
 # Channels [C1, C2, C3, C4] at H/2, H/4, H/8, H/16.
+# A new size: one entry here and in SIZE_NAMES, then its models in evc.models.registry.
 CHANNEL_PLANS: dict[str, tuple[int, int, int, int]] = {
     "L": (192, 192, 192, LATENT_CHANNELS),
     "M": (128, 128, 192, LATENT_CHANNELS),
     "S": (64, 64, 128, LATENT_CHANNELS),
 }
+SIZE_NAMES = {"L": "large", "M": "medium", "S": "small"}
 
 
 def _plan(size: str) -> tuple[int, int, int, int]:

@@ -1,4 +1,4 @@
-"""Checkpoints that resume exactly: model, optimizer, scheduler, step and RNG states, written atomically."""
+"""Checkpoints that resume exactly: model, optimizer, step, training time and RNG states, written atomically."""
 
 from __future__ import annotations
 
