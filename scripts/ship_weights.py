@@ -27,7 +27,7 @@ from evc.eval.bdrate import bd_rate
 from evc.eval.published import KODAK_DIR, VTM_KODAK
 from evc.eval.results import RDCurve, load_curve, save_curve
 from evc.eval.runner import EVCUnderTest, evaluate, list_images
-from evc.models.card import KODAK_KEY, VERSION_KEY, ModelCard
+from evc.models.card import KODAK_KEY, VERSION_KEY, ModelCard, training_totals
 from evc.models.registry import get_spec
 from evc.models.weights import ANCHORS_KEY, MODEL_KEY, PARTS_KEY, load_state, read_metadata, save_weights
 
@@ -50,6 +50,12 @@ def card_markdown(card: ModelCard, curve: RDCurve, files: list[Path]) -> str:
     )
     bd = "\n".join(f"- {v:+.1f} % against {k}" for k, v in card.bd_rates.items())
     hours = f"{card.training_hours:.2f}" if card.training_hours is not None else "?"
+    lineage = ""
+    if card.earlier_runs and card.totals is not None:
+        lineage = (
+            f"\n- In all, with the runs these weights continued: {card.totals.seconds / 3600:.2f} hours; "
+            f"{card.totals.steps} steps; {card.totals.crops:,} crops."
+        )
     return f"""# {card.model} {card.version}
 
 Weights of evc's {card.model} ({get_spec(card.model).description}), fp16 safetensors in
@@ -57,7 +63,7 @@ Weights of evc's {card.model} ({get_spec(card.model).description}), fp16 safeten
 
 ## Training
 
-- Device: {card.device}; {hours} hours; {card.steps} steps; {card.crops_seen:,} crops of {card.crop} px.
+- Device: {card.device}; {hours} hours; {card.steps} steps; {card.crops_seen:,} crops of {card.crop} px.{lineage}
 - Data: {card.data} (../shared/data/train: 325 photos and a few graphics, JPEG q95 4:4:4). Kodak is never
   trained on.
 - Recipe: {card.recipe}. Four rate anchors (lambda 0.0022, 0.0050, 0.012, 0.027), drawn uniformly per crop.
@@ -122,7 +128,10 @@ def main() -> int:
     state, file_meta = load_state(args.weights)
     model = evc.create_model(name)
     model.load_state_dict(state)
-    extra = {k: v for k, v in file_meta.items() if k not in (MODEL_KEY, PARTS_KEY, ANCHORS_KEY)}
+    extra: dict[str, object] = {k: v for k, v in file_meta.items() if k not in (MODEL_KEY, PARTS_KEY, ANCHORS_KEY)}
+    totals = training_totals(file_meta)  # recorded by the trainer, else followed through its init weights
+    if totals is not None:
+        extra.update(totals.metadata())
     extra[VERSION_KEY] = args.version
     extra[KODAK_KEY] = json.dumps({"bpp": curve.bpp, "psnr": curve.psnr, "bd_rate": bd_rates})
     with tempfile.TemporaryDirectory() as tmp:  # write whole, then replace: no half-shipped folder

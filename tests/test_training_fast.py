@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import shutil
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,39 @@ def test_allocator_setting_is_harmless() -> None:
     applied = speed.keep_allocations_mapped()
     assert isinstance(applied, bool)
     assert torch.ones(1 << 20).sum().item() == 1 << 20  # memory still works afterwards
+
+
+def test_continued_training_records_the_lineage_totals(image_folder, tmp_path) -> None:
+    """A run from --init-weights adds its training to the earlier runs' in the export (the model card
+    shows both); the totals do not depend on the earlier files still being there later."""
+    first = Trainer(tiny_config(image_folder, tmp_path / "first", steps=2))
+    first.run()
+    second = Trainer(tiny_config(image_folder, tmp_path / "second", steps=3, init_weights=str(tmp_path / "first" / "export")))
+    second.run()
+    card = ModelCard.read(tmp_path / "second" / "export")
+    first_card = ModelCard.read(tmp_path / "first" / "export")
+    assert card.steps == 3 and card.totals is not None and card.earlier_runs
+    assert (card.totals.steps, card.totals.crops) == (5, 2 * 5)
+    seconds = (card.training_hours + first_card.training_hours) * 3600
+    assert card.totals.seconds == pytest.approx(seconds, abs=0.2)  # each rounded to 0.1 s
+    assert any(line.startswith("  in all, with the runs it continued: ") for line in card.lines())
+    assert first_card.totals is not None and not first_card.earlier_runs
+    assert not any("in all" in line for line in first_card.lines())
+    # Recorded totals stand on their own: the first run's files may go.
+    shutil.rmtree(tmp_path / "first")
+    assert ModelCard.read(tmp_path / "second" / "export").totals == card.totals
+
+
+def test_totals_of_older_exports_follow_their_init_weights(tmp_path) -> None:
+    """Exports written before totals were recorded: their lineage is followed through evc.init_weights
+    as far as the files exist (what scripts/ship_weights.py records when it ships them)."""
+    from evc.models.card import TrainingTotals, training_totals
+    from evc.models.weights import read_metadata, save_weights
+
+    model = evc.create_model("EVC-SS", seed=0)
+    own = {"evc.training_seconds": 10.0, "evc.training_steps": 2, "evc.images_seen": 8}
+    save_weights(model, tmp_path / "a", "EVC-SS", {**own, "evc.init_weights": None})
+    save_weights(model, tmp_path / "b", "EVC-SS", {**own, "evc.init_weights": str(tmp_path / "a")})
+    save_weights(model, tmp_path / "c", "EVC-SS", {**own, "evc.init_weights": str(tmp_path / "gone")})
+    assert training_totals(read_metadata(tmp_path / "b")) == TrainingTotals(20.0, 4, 16)
+    assert training_totals(read_metadata(tmp_path / "c")) == TrainingTotals(10.0, 2, 8)

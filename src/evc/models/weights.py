@@ -34,6 +34,10 @@ DATE_KEY = "evc.date"  # ISO 8601, UTC
 TRAINING_SECONDS_KEY = "evc.training_seconds"
 DEVICE_KEY = "evc.device"
 RECIPE_KEY = "evc.recipe"
+# Training over every run in the weights' lineage (this run plus the runs its init weights came from):
+TOTAL_SECONDS_KEY = "evc.total_training_seconds"
+TOTAL_STEPS_KEY = "evc.total_training_steps"
+TOTAL_IMAGES_SEEN_KEY = "evc.total_images_seen"
 DISTILLED_FROM_KEY = "evc.distilled_from"  # mask decay: the teacher's name
 SPARSITY_KEY = "evc.sparsity"  # mask decay: the sparsity loss's kind
 # Added when weights ship (scripts/ship_weights.py):

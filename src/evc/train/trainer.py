@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader
 
 from evc.errors import EVCError
 from evc.extras import require
+from evc.models.card import TrainingTotals, training_totals
 from evc.models.evc import EVC
 from evc.models.registry import create_model, get_spec
 from evc.models.scalable import expand_single_encoder_state
@@ -194,6 +195,10 @@ class Trainer:
         if resume:
             self._resume()
         self.validation_images = kodak_images(self.config.kodak, self.config.val_images)
+        # The training already in the init weights' lineage, which the export's totals continue.
+        self.earlier_training = (
+            training_totals(read_metadata(self.config.init_weights)) if self.config.init_weights else None
+        )
         # Opened by run(): the clock, progress bar, log window and (main process) the run's log files.
         self._started: float | None = None
         self._bar = None
@@ -403,9 +408,13 @@ class Trainer:
     def _metadata(self) -> dict[str, object]:
         """The export's metadata: how far, on what and how the model was trained."""
         config = self.config
+        images_seen = self.step * config.batch_size * self.procs.world_size
+        totals = TrainingTotals(self._elapsed(), self.step, images_seen)
+        if self.earlier_training is not None:
+            totals = totals + self.earlier_training
         return {
             STEPS_KEY: self.step,
-            IMAGES_SEEN_KEY: self.step * config.batch_size * self.procs.world_size,
+            IMAGES_SEEN_KEY: images_seen,
             DATA_KEY: config.data,
             CROP_KEY: config.crop,
             LAMBDAS_KEY: list(LAMBDAS),
@@ -419,6 +428,7 @@ class Trainer:
                 + (f" over {config.time_limit_minutes:g} min" if config.time_limit_minutes > 0 else f" over {config.steps} steps")
                 + f", batch {config.batch_size} x {config.crop}px crops, {'bf16' if config.amp else 'float32'}"
             ),
+            **totals.metadata(),
             **self.task.metadata(),
         }
 
