@@ -20,7 +20,6 @@ shared and noisy: compare the ratio of the two columns, measured in the same run
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import subprocess
 import sys
