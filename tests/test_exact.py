@@ -187,11 +187,22 @@ def test_close_to_the_float_networks(model: EVC, params: ExactEntropyParameters)
         assert agree > 0.99
 
 
-def test_weights_beyond_the_bound_raise() -> None:
+def test_weights_beyond_the_bound_saturate_their_input_lower() -> None:
     model = evc.create_model("EVC-SS", seed=0)
     layer = model.dual_prior.net[1].ffn.project
+    untouched = ExactEntropyParameters(model)
+    z = random_z(2, 3)
+    before = run_all(untouched, z)
     with torch.no_grad():
         layer.weight[5].fill_(0.2)  # L1 norm 0.2 * 1024 inputs: beyond 2**53 at the activation limit
+    params = ExactEntropyParameters(model)  # converts: the layer gets a lower input bound
+    outputs = run_all(params, z)
+    assert all(torch.equal(a, b) for a, b in zip(outputs, run_all(ExactEntropyParameters(model), z)))
+    assert not torch.equal(outputs[-1], before[-1])  # the changed layer changed its outputs, on the grid
+    for t in outputs:
+        assert torch.equal(t * 2**FA, (t * 2**FA).round())
+    with torch.no_grad():
+        layer.weight[5].fill_(20.0)  # exact only for inputs below ~1: refused
     with pytest.raises(ValueError, match=r"dual_prior\.net\.1\.ffn\.project"):
         ExactEntropyParameters(model)
     with torch.no_grad():
@@ -200,13 +211,14 @@ def test_weights_beyond_the_bound_raise() -> None:
         ExactEntropyParameters(model)
 
 
-def test_the_bound_check_is_exact_at_the_edge() -> None:
+def test_the_bound_is_exact_at_the_edge() -> None:
     # One output channel, |w_int| summing to 2**25 - 1: with A = 2**28 the worst case is 2**53 - 2**28.
     assert LIMIT == 2**28
     weight = torch.tensor([[2.0**24, 2.0**24 - 1]], dtype=torch.float64).view(1, 2, 1, 1)
-    exact._check_bound("edge", weight, torch.tensor([2.0**28 - 1], dtype=torch.float64))  # 2**53 - 1: fine
-    with pytest.raises(ValueError, match="edge"):
-        exact._check_bound("edge", weight, torch.tensor([-(2.0**28)], dtype=torch.float64))  # exactly 2**53
+    bias = torch.tensor([2.0**28 - 1], dtype=torch.float64)
+    assert exact._input_limit("edge", weight, bias) == LIMIT  # 2**53 - 1: the activation limit holds
+    lower = exact._input_limit("edge", weight, bias + 1)  # exactly 2**53: one step lower
+    assert lower == LIMIT - 1 and (2**25 - 1) * lower + 2**28 < 2**53
 
 
 def test_conversion_leaves_a_float64_model_alone() -> None:

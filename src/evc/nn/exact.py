@@ -27,11 +27,13 @@ Saturation
 The bound
     Any partial sum of a conv output is at most ``sum_i |w_int_i| * A + |b_int|`` with
     ``A = ACTIVATION_LIMIT * 2**ACTIVATION_FRAC_BITS``. It is checked exactly for every output channel
-    of every conv when the weights are converted; a layer that could exceed 2**53 raises
-    ``ValueError``. With the constants below a layer passes if each output channel's weight L1 norm
-    (sum of |w|) is below 2**(53 - 12 - 16 - 18) = 128 (less a negligible bias term); PyTorch's default
-    initialisation gives at most 18 in these networks, and trained 1x1 convs with 1024 inputs would
-    need a mean |w| of 1/8 to fail.
+    of every conv when the weights are converted. With the constants below a layer passes if each
+    output channel's weight L1 norm (sum of |w|) is below 2**(53 - 12 - 16 - 18) = 128 (less a
+    negligible bias term); PyTorch's default initialisation gives at most 18 in these networks. Trained
+    weights can exceed it (measured: an L1 norm of 149 in prior fusion's adaptor after 4 CPU hours of
+    EVC-SS): such a conv saturates its own input at the largest bound that keeps its sums exact (at
+    least MIN_INPUT_LIMIT; below that, ``ValueError``). Layers within the bound are unchanged, so the
+    results of weights that passed before are too.
 Devices
     The converted weights live on the model's device; CPU and CUDA give bit-identical results. CPU
     float64 convolutions use the native im2col + GEMM / direct depthwise kernels (mkldnn does not take
@@ -73,6 +75,9 @@ WEIGHT_FRAC_BITS = 18
 ACTIVATION_LIMIT = 2.0**12
 # Integers up to this magnitude are exact in float64.
 EXACT_LIMIT = 2**53
+# A conv whose weights are too large for exact sums at ACTIVATION_LIMIT saturates its input lower, but
+# never below this (real units): sigma tops out at 64, and a latent symbol beyond 256 is a freak event.
+MIN_INPUT_LIMIT = 2.0**8
 
 _ONE = 2.0**ACTIVATION_FRAC_BITS
 _LIMIT = ACTIVATION_LIMIT * _ONE  # saturation bound of activation integers (2**28)
@@ -120,12 +125,17 @@ def exact_convolutions(device: torch.device) -> Iterator[None]:
 # -- conversion ----------------------------------------------------------------------------------------
 
 
-def _check_bound(name: str, weight: torch.Tensor, bias: torch.Tensor) -> None:
-    """Raise unless every output channel's worst-case partial sum stays below 2**53.
+def _input_limit(name: str, weight: torch.Tensor, bias: torch.Tensor) -> float:
+    """The saturation bound, in activation integers, of a conv's input that keeps every partial sum of
+    every output channel below 2**53: the activation limit itself when that suffices, else the largest
+    integer that does (trained weights can outgrow the activation limit's bound; their input is then
+    saturated a little lower, identically on every device, since the bound depends on the weights alone).
 
-    The test is exact although done in float64: once every |w_int| < 2**53 / A (< 2**25), each row sum
-    (fan-in far below 2**28) is exact, multiplying by A (a power of two) is exact, and adding |b_int|
-    rounds monotonically, so the result is >= 2**53 exactly when the true value is.
+    The float64 test is exact: once every |w_int| < 2**53 / A (< 2**25), each row sum (fan-in far below
+    2**28) is exact, multiplying by A (a power of two) is exact, and adding |b_int| rounds monotonically,
+    so the result is >= 2**53 exactly when the true value is; a lower bound is computed in Python integers.
+    Raises ValueError for non-finite weights, a weight too large to be summed exactly, or a bound below
+    MIN_INPUT_LIMIT.
     """
     rows = weight.abs().flatten(1)
     bias = bias.abs()
@@ -134,14 +144,20 @@ def _check_bound(name: str, weight: torch.Tensor, bias: torch.Tensor) -> None:
         raise ValueError(f"{name}: non-finite weights")
     if largest * _LIMIT >= EXACT_LIMIT:
         raise ValueError(f"{name}: a weight is too large for exact evaluation (|w| * A >= 2**53)")
-    worst = (rows.sum(dim=1) * _LIMIT + bias).max().item()
-    if worst >= EXACT_LIMIT:
-        l1 = (rows.sum(dim=1).max() / _WEIGHT_ONE).item()
+    sums = rows.sum(dim=1)
+    if (sums * _LIMIT + bias).max().item() < EXACT_LIMIT:
+        return _LIMIT
+    limit = min(
+        (EXACT_LIMIT - 1 - int(b)) // int(s) if s else (EXACT_LIMIT if b < EXACT_LIMIT else -1)
+        for s, b in zip(sums.tolist(), bias.tolist())
+    )
+    if limit < MIN_INPUT_LIMIT * _ONE:
+        l1 = (sums.max() / _WEIGHT_ONE).item()
         raise ValueError(
-            f"{name}: worst-case accumulator {worst:.3e} reaches 2**53 = {float(EXACT_LIMIT):.3e} "
-            f"(largest weight row L1 norm {l1:.1f}, activation limit {ACTIVATION_LIMIT:g}); "
-            "its sums would not be exact"
+            f"{name}: sums would not be exact for inputs beyond {max(limit, 0) / _ONE:.3g}, under the "
+            f"{MIN_INPUT_LIMIT:g} exact evaluation needs (largest weight row L1 norm {l1:.1f})"
         )
+    return float(limit)
 
 
 def _check_plain(module: nn.Module, name: str) -> None:
@@ -155,7 +171,7 @@ class _Conv:
     the same input are fused along the output channels."""
 
     def __init__(self, convs: Sequence[tuple[str, nn.Conv2d]], device: torch.device) -> None:
-        weights, biases = [], []
+        weights, biases, limits = [], [], []
         for name, conv in convs:
             _check_plain(conv, name)
             if type(conv) is not nn.Conv2d:
@@ -179,15 +195,19 @@ class _Conv:
             else:
                 b_int = (conv.bias.detach().to(device=device, dtype=torch.float64) * (_ONE * _WEIGHT_ONE)).round_()
                 b_int += _HALF  # the rescale's rounding half, folded in
-            _check_bound(name, w_int, b_int)
+            limits.append(_input_limit(name, w_int, b_int))
             weights.append(w_int)
             biases.append(b_int)
         self.groups = convs[0][1].groups
         self.padding = convs[0][1].padding
         self.weight = (weights[0] if len(weights) == 1 else torch.cat(weights)).contiguous()
         self.bias = (biases[0] if len(biases) == 1 else torch.cat(biases)).contiguous()
+        # Below _LIMIT only for weights beyond the activation limit's bound (see _input_limit).
+        self.input_limit = min(limits)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_limit < _LIMIT:
+            x = x.clamp(-self.input_limit, self.input_limit)  # out of place: x may be read elsewhere
         return _rescale_(F.conv2d(x, self.weight, self.bias, padding=self.padding, groups=self.groups))
 
 
