@@ -69,10 +69,14 @@ def our_model_section(curve: RDCurve, published: list[RDCurve]) -> list[str]:
             gap = f"BD-rate {result.percent:+.1f} % against the paper's curve over {result.overlap[0]:.1f}-{result.overlap[1]:.1f} dB; "
         except evc.EVCError:
             gap = "its PSNR range does not overlap the paper's curve, so no BD-rate against it; "
+        if card.earlier_runs and card.totals is not None:  # all its training runs, not only the last
+            seen = (f"{card.totals.crops:,} crops of {card.crop} px in {card.totals.seconds / 3600:.1f} hours "
+                    f"on {card.device}, over all its training runs")
+        else:
+            seen = f"{card.crops_seen:,} crops of {card.crop} px in {card.training_hours:.1f} hours on {card.device}"
         lines += ["", f"Against the paper's {curve.name} ({paper.psnr[0]:.2f}-{paper.psnr[-1]:.2f} dB at "
                   f"{paper.bpp[0]:.3f}-{paper.bpp[-1]:.3f} bpp): {gap}ours spans {min(curve.psnr):.2f}-{max(curve.psnr):.2f} dB "
-                  f"at {min(curve.bpp):.3f}-{max(curve.bpp):.3f} bpp. The gap is compute: this model saw "
-                  f"{card.crops_seen:,} crops of {card.crop} px in {card.training_hours:.1f} hours on {card.device} "
+                  f"at {min(curve.bpp):.3f}-{max(curve.bpp):.3f} bpp. The gap is compute: this model saw {seen} "
                   "(docs/training.md), a small fraction of a full GPU training."]
     return lines + [""]
 
