@@ -27,6 +27,14 @@ def random_codec(name: str, seed: int = 0) -> evc.Codec:
     return evc.Codec(evc.create_model(name, seed=seed), name, device="cpu")
 
 
+def rgb_array(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A busier uint8 RGB test image than :func:`smooth_image` (larger swings, more noise)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack([np.sin(xx / 6.0 + c) * np.cos(yy / 4.0 - c) for c in range(3)], axis=-1) * 100 + 128
+    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+
+
 def smooth_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A natural-ish (smooth plus noise) uint8 RGB image."""
     rng = np.random.default_rng(seed)

@@ -25,16 +25,11 @@ from evc.cli.main import main
 from evc.models.registry import default_model_name
 from evc.models.weights import save_weights
 
+from conftest import rgb_array
+
 MODEL = "EVC-SS"
 ALL_MODELS = ["EVC-LL", "EVC-LM", "EVC-LS", "EVC-ML", "EVC-MM", "EVC-MS", "EVC-SL", "EVC-SS", "Scale-SL", "Scale-SS"]
 IMAGE_H, IMAGE_W = 40, 56
-
-
-def rgb_array(height: int, width: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width]
-    base = np.stack([np.sin(xx / 6.0 + c) * np.cos(yy / 4.0 - c) for c in range(3)], axis=-1) * 100 + 128
-    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
 
 
 # -- module fixtures -------------------------------------------------------------------------------

@@ -20,16 +20,10 @@ from evc.bitstream.container import FLAG_ICC, parse
 from evc.cli.main import main
 from evc.image import open_image
 from evc.models.weights import save_weights
+from conftest import rgb_array
 from helpers_icc import display_p3_profile
 
 MODEL = "EVC-SS"
-
-
-def rgb_array(height: int, width: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width]
-    base = np.stack([np.sin(xx / 6.0 + c) * np.cos(yy / 4.0 - c) for c in range(3)], axis=-1) * 100 + 128
-    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
