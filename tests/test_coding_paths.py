@@ -102,8 +102,8 @@ def test_exact_files_decode_with_other_cpu_arithmetic() -> None:
                 assert torch.equal(latent, reference), (threads, onednn)
                 try:
                     decoder.decompress(float_file)
-                except FormatError as exc:
-                    assert "checksum mismatch" in str(exc)
+                except FormatError as exc:  # a checksum mismatch, or a coder derailed before it
+                    assert "decode it where it was encoded" in str(exc)
     finally:
         torch.set_num_threads(previous)
 

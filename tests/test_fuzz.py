@@ -109,8 +109,9 @@ def test_seeds_decode_to_their_recorded_pixels(harness: Harness, name: str) -> N
     try:
         image = harness.codec_for(data).decompress(data)
     except FormatError as exc:
-        # Float entropy parameters decode only on the kind of CPU that encoded them; anything else is stale.
-        assert not entry["exact"] and "checksum mismatch" in str(exc), f"{name}: {exc} (rerun fuzz/make_seeds.py)"
+        # Float entropy parameters decode only on the kind of CPU that encoded them (elsewhere the checksum
+        # differs, or the coder derails before it: both say so); anything else is stale.
+        assert not entry["exact"] and "decode it where it was encoded" in str(exc), f"{name}: {exc} (rerun fuzz/make_seeds.py)"
         return
     assert evcfuzz.pixel_digest(image) == entry["pixels_sha256"]
 

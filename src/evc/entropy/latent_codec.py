@@ -38,6 +38,10 @@ from evc.nn.tile_policy import TiledNetwork, TilePolicy
 MAX_SUBSTREAMS = 8
 # Symbols are coded as integers; beyond this the latent is broken, not merely unusual.
 _MAX_ABS_SYMBOL = 2.0**31 - 1
+# Why a file's symbols come out wrong although its streams are intact (float entropy parameters).
+_FLOAT_ELSEWHERE = (
+    "this file was encoded on a device or CPU whose arithmetic differs from this one; decode it where it was encoded"
+)
 # Image pixels per pixel of y and of z (g_a's four stride-2 stages, then h_a's two).
 PIXELS_PER_LATENT = 16
 PIXELS_PER_HYPER_LATENT = 64
@@ -427,10 +431,13 @@ class LatentCodec:
         with entropy_parameter_threads(device, enabled=self._deterministic(options)):
             q_step, sigma, mu, step_two = self._latent_params(z_hat, options.exact)
             dequantize = _DecodingQuantizer(coded.streams[1:], _crc_of(z_values, 0), options, self.model.timing)
-            y_hat = self.model.dual_prior(mu, sigma, q_step, dequantize, step_two=step_two)
+            try:
+                y_hat = self.model.dual_prior(mu, sigma, q_step, dequantize, step_two=step_two)
+            except FormatError as exc:
+                if options.exact:
+                    raise
+                # With float parameters, other arithmetic derails the coder before the checksum is reached.
+                raise FormatError(f"{exc}; {_FLOAT_ELSEWHERE}") from None
         if dequantize.crc != coded.symbols_crc:
-            raise FormatError(
-                "decoded symbols differ from the encoder's (checksum mismatch): this file was encoded on a "
-                "device or CPU whose arithmetic differs from this one; decode it where it was encoded"
-            )
+            raise FormatError(f"decoded symbols differ from the encoder's (checksum mismatch): {_FLOAT_ELSEWHERE}")
         return y_hat, q_step
