@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,15 +13,17 @@ from torch import nn
 import evc
 from evc.entropy.dual_prior import step_one_mask
 from evc.entropy.gaussian import SIGMA_MIN, scale_index
+from evc.models.card import ModelCard
 from evc.models.evc import EVC
 from evc.nn import exact
 from evc.nn.blocks import ConvFFN, DepthConv, DepthConvBlock, SubpelConv1x1
-from evc.entropy.exact_parameters import ExactEntropyParameters
+from evc.entropy.exact_parameters import ExactEntropyParameters, exact_headroom, format_headroom
 from evc.nn.exact import from_fixed, to_fixed
 from evc.nn.hyperprior import Q_STEP_MIN
 
 FA, FW = exact.ACTIVATION_FRAC_BITS, exact.WEIGHT_FRAC_BITS
 LIMIT = int(exact.ACTIVATION_LIMIT) << FA
+MIN_INPUT = 256 << FA  # the lowest input saturation a conv keeps 18 weight bits for (activation integers)
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +60,37 @@ def run_all(params: ExactEntropyParameters, z: torch.Tensor) -> list[torch.Tenso
 # -- an independent reference: int64 arithmetic, unfold + integer matmul, reversed summation order --
 
 
-def ref_conv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    w = torch.round(conv.weight.detach().double() * 2.0**FW).long()
-    b = torch.round(conv.bias.detach().double() * 2.0 ** (FA + FW)).long()
+def ref_plan(conv: nn.Conv2d) -> tuple[int, int]:
+    """(weight fractional bits, input saturation in activation integers) of a conv, in Python integers:
+    18 bits and the activation limit when every partial sum stays below 2**53; else 18 bits and the
+    largest input bound that keeps them below 2**53, if at least 256 (and no weight alone reaches
+    2**53 at the activation limit); else the most bits below 18 with exact sums at the activation limit."""
+    weight, bias = conv.weight.detach().double(), conv.bias.detach().double()
+
+    def integers(bits: int) -> tuple[list[int], list[int], int]:
+        w = torch.round(weight * 2.0**bits).long().abs()
+        b = torch.round(bias * 2.0 ** (FA + bits)).long() + ((1 << bits) >> 1)  # the rounding half
+        return w.flatten(1).sum(1).tolist(), b.abs().tolist(), int(w.max())
+
+    rows, biases, largest = integers(FW)
+    if largest * LIMIT < 2**53:
+        limit = min([LIMIT] + [(2**53 - 1 - b) // s for s, b in zip(rows, biases) if s])
+        if limit >= MIN_INPUT:
+            return FW, limit
+    for bits in range(FW - 1, -1, -1):
+        rows, biases, _ = integers(bits)
+        if all(s * LIMIT + b < 2**53 for s, b in zip(rows, biases)):
+            return bits, LIMIT
+    raise AssertionError("no exact plan")
+
+
+def ref_conv(x: torch.Tensor, conv: nn.Conv2d, limit: int | None = None) -> torch.Tensor:
+    """The conv in int64; ``limit``: its input saturation if not its own (a GEMM shared with another)."""
+    bits, own_limit = ref_plan(conv)
+    limit = own_limit if limit is None else limit
+    w = torch.round(conv.weight.detach().double() * 2.0**bits).long()
+    b = torch.round(conv.bias.detach().double() * 2.0 ** (FA + bits)).long()
+    x = x.clamp(-limit, limit)
     batch, c, h, width = x.shape
     if conv.groups == 1:
         acc = torch.matmul(w.flatten(1).flip(1), x.flatten(2).flip(1))
@@ -67,7 +98,7 @@ def ref_conv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
         cols = F.unfold(x.double(), 3, padding=1).long().view(batch, c, 9, h * width)
         acc = (cols.flip(2) * w.view(c, 9).flip(1)[None, :, :, None]).sum(dim=2)
     acc = acc + b[:, None]
-    out = (acc + (1 << (FW - 1))) >> FW  # arithmetic shift: floor, so round half up
+    out = (acc + ((1 << bits) >> 1)) >> bits  # arithmetic shift: floor, so round half up (none for 0 bits)
     return out.clamp(-LIMIT, LIMIT).view(batch, -1, h, width)
 
 
@@ -88,8 +119,10 @@ def ref_module(x: torch.Tensor, m: nn.Module) -> torch.Tensor:
     if isinstance(m, SubpelConv1x1):
         return F.pixel_shuffle(ref_conv(x, m.conv), m.shuffle.upscale_factor)
     if isinstance(m, DepthConv):
-        identity = x if m.adaptor is None else ref_conv(x, m.adaptor)
-        out = ref_act(ref_conv(ref_act(ref_conv(x, m.conv1), m.act1), m.depth_conv), m.act2)
+        # conv1 and the adaptor read the same input in one GEMM: both see the lower input saturation.
+        limit = None if m.adaptor is None else min(ref_plan(m.conv1)[1], ref_plan(m.adaptor)[1])
+        identity = x if m.adaptor is None else ref_conv(x, m.adaptor, limit)
+        out = ref_act(ref_conv(ref_act(ref_conv(x, m.conv1, limit), m.act1), m.depth_conv), m.act2)
         return (ref_act(ref_conv(out, m.conv2), m.act3) + identity).clamp(-LIMIT, LIMIT)
     if isinstance(m, ConvFFN):
         out = ref_act(ref_conv(ref_act(ref_conv(x, m.expand), m.act1), m.project), m.act2)
@@ -103,11 +136,35 @@ def ints(x: torch.Tensor) -> torch.Tensor:
     return scaled.long()
 
 
+def assert_matches_reference(model: EVC, params: ExactEntropyParameters, z: torch.Tensor) -> None:
+    """All five outputs of the exact path are the int64 reference's, bit for bit."""
+    q_step, sigma, mu, mu2, sigma2 = run_all(params, z)
+    with torch.no_grad():
+        hidden = ref_module((z.long() << FA).clamp(-LIMIT, LIMIT), model.h_s.layers)
+        ref_q, ref_sigma, ref_mu = ref_module(hidden, model.prior_fusion.layers).chunk(3, dim=1)
+        ref_q = ref_q.clamp_min(1 << (FA - 1))
+        inputs = torch.cat([ints(step_one_input(mu)), ref_mu, ref_sigma, ref_q], dim=1)
+        s0, m0, s1, m1 = ref_module(inputs, model.dual_prior.net).chunk(4, dim=1)
+    for got, want in zip((q_step, sigma, mu, mu2, sigma2), (ref_q, ref_sigma, ref_mu, torch.cat([m0, m1], 1),
+                                                            torch.cat([s0, s1], 1))):
+        assert torch.equal(ints(got), want)
+
+
+def entropy_convs(model: EVC) -> list[tuple[str, nn.Conv2d]]:
+    """The convs of the entropy-parameter networks, named as exact_headroom names them."""
+    return [
+        (f"{root}.{name}", conv)
+        for root, network in (("h_s.layers", model.h_s.layers), ("prior_fusion.layers", model.prior_fusion.layers),
+                              ("dual_prior.net", model.dual_prior.net))
+        for name, conv in network.named_modules()
+        if isinstance(conv, nn.Conv2d)
+    ]
+
+
 # -- tests ---------------------------------------------------------------------------------------------
 
 
-def test_outputs_are_on_the_grid_and_independent_of_thread_count(params: ExactEntropyParameters) -> None:
-    z = random_z()
+def run_on_one_and_two_threads(params: ExactEntropyParameters, z: torch.Tensor) -> tuple[list, list]:
     previous = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -116,6 +173,11 @@ def test_outputs_are_on_the_grid_and_independent_of_thread_count(params: ExactEn
         two = run_all(params, z)
     finally:
         torch.set_num_threads(previous)
+    return one, two
+
+
+def test_outputs_are_on_the_grid_and_independent_of_thread_count(params: ExactEntropyParameters) -> None:
+    one, two = run_on_one_and_two_threads(params, random_z())
     assert [t.shape[1:] for t in one] == [(192, 8, 12)] * 5
     for a, b in zip(one, two):
         assert a.dtype == torch.float64
@@ -125,17 +187,7 @@ def test_outputs_are_on_the_grid_and_independent_of_thread_count(params: ExactEn
 
 
 def test_bit_identical_to_an_int64_reference(model: EVC, params: ExactEntropyParameters) -> None:
-    z = random_z(seed=3)
-    q_step, sigma, mu, mu2, sigma2 = run_all(params, z)
-    with torch.no_grad():
-        hidden = ref_module(z.long() << FA, model.h_s.layers)
-        ref_q, ref_sigma, ref_mu = ref_module(hidden, model.prior_fusion.layers).chunk(3, dim=1)
-        ref_q = ref_q.clamp_min(1 << (FA - 1))
-        inputs = torch.cat([ints(step_one_input(mu)), ref_mu, ref_sigma, ref_q], dim=1)
-        s0, m0, s1, m1 = ref_module(inputs, model.dual_prior.net).chunk(4, dim=1)
-    for got, want in zip((q_step, sigma, mu, mu2, sigma2), (ref_q, ref_sigma, ref_mu, torch.cat([m0, m1], 1),
-                                                            torch.cat([s0, s1], 1))):
-        assert torch.equal(ints(got), want)
+    assert_matches_reference(model, params, random_z(seed=3))
 
 
 def test_batch_and_position_do_not_change_the_result(params: ExactEntropyParameters) -> None:
@@ -202,7 +254,10 @@ def test_weights_beyond_the_bound_saturate_their_input_lower() -> None:
     for t in outputs:
         assert torch.equal(t * 2**FA, (t * 2**FA).round())
     with torch.no_grad():
-        layer.weight[5].fill_(20.0)  # exact only for inputs below ~1: refused
+        layer.weight[5].fill_(20.0)  # exact only for inputs below ~1 at 18 bits: 10 weight bits instead
+    assert {c.name: c.weight_bits for c in exact_headroom(model)}["dual_prior.net.1.ffn.project"] == 10
+    with torch.no_grad():
+        layer.weight[5].fill_(1e5)  # a row L1 norm of 1e8: beyond even integer weights, refused
     with pytest.raises(ValueError, match=r"dual_prior\.net\.1\.ffn\.project"):
         ExactEntropyParameters(model)
     with torch.no_grad():
@@ -211,13 +266,164 @@ def test_weights_beyond_the_bound_saturate_their_input_lower() -> None:
         ExactEntropyParameters(model)
 
 
+# -- weights far beyond the bound: fewer weight bits, still exact ------------------------------------------
+
+
+@pytest.fixture(scope="module", params=[160, 320])
+def scaled(request: pytest.FixtureRequest) -> EVC:
+    """A seeded model whose entropy-network convs have ``factor`` times larger weights and biases: row L1
+    norms up to about 2,900 (160x) and 5,800 (320x) against 18 at initialisation and 149 after 4 CPU hours
+    of training; at 18 weight bits an input bound of 256 holds only up to about 2,000."""
+    model = evc.create_model("EVC-SS", seed=0).eval()
+    with torch.no_grad():
+        for _, conv in entropy_convs(model):
+            conv.weight.mul_(request.param)
+            conv.bias.mul_(request.param)
+    return model
+
+
+def test_far_larger_weights_take_fewer_bits_and_stay_exact(scaled: EVC) -> None:
+    plans = {name: ref_plan(conv) for name, conv in entropy_convs(scaled)}
+    assert any(bits < FW for bits, _ in plans.values())  # rule 3
+    assert any(bits == FW and limit < LIMIT for bits, limit in plans.values())  # rule 2
+    fused = [n[: -len("adaptor")] for n in plans if n.endswith("adaptor")]
+    assert any(plans[f"{p}conv1"][0] != plans[f"{p}adaptor"][0] for p in fused)  # one GEMM, two scales
+    # The report agrees with the reference's plan (a GEMM's input bound is the lower of its convs').
+    report = exact_headroom(scaled)
+    assert sorted(c.name for c in report) == sorted(plans)
+    for conv in report:
+        prefix = conv.name.rsplit(".", 1)[0] + "."
+        limit = plans[conv.name][1]
+        if prefix in fused and conv.name[len(prefix):] in ("conv1", "adaptor"):
+            limit = min(plans[prefix + "conv1"][1], plans[prefix + "adaptor"][1])
+        assert (conv.weight_bits, conv.input_limit * 2**FA) == (plans[conv.name][0], limit)
+    assert "weight fractional bits" in format_headroom(report)
+    assert_exact_on_one_and_two_threads(scaled, random_z(seed=11))
+
+
+def assert_exact_on_one_and_two_threads(model: EVC, z: torch.Tensor) -> None:
+    """The model's exact entropy parameters on ``z``: the same with 1 and 2 threads, and bit-identical to
+    the int64 reference."""
+    params = ExactEntropyParameters(model)
+    one, two = run_on_one_and_two_threads(params, z)
+    assert all(torch.equal(a, b) for a, b in zip(one, two))
+    assert_matches_reference(model, params, z)
+
+
+def assert_codes_and_decodes(model: EVC, seed: int) -> None:
+    """A 64x64 image through an exact file decodes to the encoder's reconstruction."""
+    from conftest import smooth_image
+
+    codec = evc.Codec(model, "EVC-SS", device="cpu", exact=True)
+    result = codec.encode(smooth_image(64, 64, seed=seed), 0.5)
+    assert evc.file_info(result.data).exact
+    assert np.array_equal(np.asarray(codec.decompress(result.data)), np.asarray(result.reconstruction))
+
+
+def test_far_larger_weights_code_and_decode(scaled: EVC) -> None:
+    assert_codes_and_decodes(scaled, seed=5)
+
+
+def test_integer_weights_and_the_last_refusal() -> None:
+    # Rows of L1 norm in [2**24, 2**25): exact at the activation limit only with integer weights (0 bits,
+    # where the rescale is the identity and the bias carries no rounding half).
+    torch.manual_seed(0)
+    block = DepthConv(8, 12).eval()
+    with torch.no_grad():
+        block.adaptor.weight.copy_(torch.randint(-3, 4, (12, 8, 1, 1)) * 2.0**20 + 0.25)
+        block.adaptor.weight[0].fill_(3 * 2.0**20 + 0.25)  # L1 = 1.5 * 2**24 (+ 2)
+        block.adaptor.bias.copy_(torch.linspace(-2.5, 2.5, 12))
+    assert ref_plan(block.adaptor)[0] == 0 and ref_plan(block.conv1) == (FW, LIMIT)
+    # Small inputs (up to 8 * 2**-16), so that the adaptor's sums of about 2**20 * 8 * 8 are not saturated.
+    x = torch.randint(-8, 9, (1, 8, 3, 4), generator=torch.Generator().manual_seed(2)).double()
+    report: list[exact.ConvExactness] = []
+    got = exact.compile_network(block, "block", torch.device("cpu"), report)(x)
+    assert sorted((c.name, c.weight_bits) for c in report) == [
+        ("block.adaptor", 0), ("block.conv1", FW), ("block.conv2", FW), ("block.depth_conv", FW)
+    ]
+    assert got.abs().max() < LIMIT
+    with torch.no_grad():
+        assert torch.equal(got.long(), ref_module(x.long(), block))
+        block.adaptor.weight[0].fill_(2.0**22)  # L1 = 2**25: no integer weights keep the sums exact
+    with pytest.raises(ValueError, match=r"block\.adaptor: weights too large"):
+        exact.compile_network(block, "block", torch.device("cpu"))
+
+
+# -- the shipped weights: today's conversion, checked against the reference -------------------------------
+
+# Shipped EVC-SS v1's conversion as it was when those weights shipped: 18 weight bits everywhere, and
+# prior fusion's adaptor (row L1 norm 149.2) saturating the input of its GEMM (shared with conv1) at
+# 230,231,161 activation integers (3513.05). Weights shipped later need their own pinned values here.
+SHIPPED = evc.MODELS["EVC-SS"].has_weights()
+SHIPPED_V1 = SHIPPED and ModelCard.read(evc.MODELS["EVC-SS"].weights_dir).version == "v1"
+SHIPPED_SATURATED = ("prior_fusion.layers.1.depth.conv1", "prior_fusion.layers.1.depth.adaptor")
+SHIPPED_LIMIT = 230_231_161
+
+
+@pytest.fixture(scope="module")
+def shipped() -> EVC:
+    return evc.load("EVC-SS", device="cpu").model.eval()
+
+
+@pytest.mark.skipif(not SHIPPED_V1, reason="pins the conversion of shipped EVC-SS v1")
+def test_shipped_weights_convert_as_they_always_did(shipped: EVC) -> None:
+    report = exact_headroom(shipped)
+    assert sorted(c.name for c in report) == sorted(name for name, _ in entropy_convs(shipped))
+    assert all(c.weight_bits == FW for c in report)
+    assert [c.name for c in report if c.input_limit < exact.ACTIVATION_LIMIT] == list(SHIPPED_SATURATED)
+    assert [c.name for c in report if not c.within_bound] == [SHIPPED_SATURATED[1]]
+    limits = {c.input_limit * 2**FA for c in report if c.name in SHIPPED_SATURATED}
+    assert limits == {SHIPPED_LIMIT}
+    assert ref_plan(shipped.prior_fusion.layers[1].depth.adaptor) == (FW, SHIPPED_LIMIT)
+    line = format_headroom(report)
+    print(line)
+    assert line.startswith(
+        "exact arithmetic: largest row L1 149.2 (prior_fusion.layers.1.depth.adaptor): input saturated at 3513;"
+    )
+    assert "all others within the bound of 128" in line
+
+
+@pytest.mark.skipif(not SHIPPED, reason="EVC-SS weights not shipped")
+def test_shipped_weights_are_bit_identical_to_the_reference(shipped: EVC) -> None:
+    params = ExactEntropyParameters(shipped)
+    assert_matches_reference(shipped, params, random_z(seed=12))
+    # Latents so large that v1's adaptor GEMM really clamps its input (issue 24 item 2): ~30 elements.
+    z = torch.cat([random_z(seed=13) * 1000, torch.full((1, 192, 2, 3), exact.ACTIVATION_LIMIT)])
+    if SHIPPED_V1:
+        with torch.no_grad():
+            hidden = ref_module((z.long() << FA).clamp(-LIMIT, LIMIT), shipped.h_s.layers)
+            into = ref_module(hidden, shipped.prior_fusion.layers[0])
+        assert (into.abs() > SHIPPED_LIMIT).sum() > 10 and (into.abs() < SHIPPED_LIMIT).any()
+    assert_matches_reference(shipped, params, z)
+
+
+@pytest.mark.skipif(not SHIPPED, reason="EVC-SS weights not shipped")
+@pytest.mark.parametrize("factor", [10, 20])
+def test_shipped_weights_scaled_10x_and_20x_stay_exact(factor: int) -> None:
+    """Training that went on raising the norms (issue 19 item 5): the shipped entropy networks with 10x and
+    20x their weights (the adaptor's row L1 norm 1,492 and 2,984) are accepted, exact, thread-independent,
+    and code and decode."""
+    model = evc.load("EVC-SS", device="cpu").model.eval()
+    with torch.no_grad():
+        for _, conv in entropy_convs(model):
+            conv.weight.mul_(factor)
+            conv.bias.mul_(factor)
+    report = exact_headroom(model)
+    adaptor = next(c for c in report if c.name == "prior_fusion.layers.1.depth.adaptor")
+    assert adaptor.row_l1 > 1000 * factor / 10 and not adaptor.within_bound
+    if factor == 20:  # beyond what saturating the input alone allowed (it refused below 256)
+        assert any(c.weight_bits < FW for c in report)
+    assert_exact_on_one_and_two_threads(model, random_z(seed=14))
+    assert_codes_and_decodes(model, seed=6)
+
+
 def test_the_bound_is_exact_at_the_edge() -> None:
     # One output channel, |w_int| summing to 2**25 - 1: with A = 2**28 the worst case is 2**53 - 2**28.
     assert LIMIT == 2**28
     weight = torch.tensor([[2.0**24, 2.0**24 - 1]], dtype=torch.float64).view(1, 2, 1, 1)
     bias = torch.tensor([2.0**28 - 1], dtype=torch.float64)
-    assert exact._input_limit("edge", weight, bias) == LIMIT  # 2**53 - 1: the activation limit holds
-    lower = exact._input_limit("edge", weight, bias + 1)  # exactly 2**53: one step lower
+    assert exact._saturation_limit(weight, bias) == LIMIT  # 2**53 - 1: the activation limit holds
+    lower = exact._saturation_limit(weight, bias + 1)  # exactly 2**53: one step lower
     assert lower == LIMIT - 1 and (2**25 - 1) * lower + 2**28 < 2**53
 
 
@@ -275,4 +481,11 @@ def test_cuda_matches_cpu() -> None:
     model = evc.create_model("EVC-SS", seed=0)
     cpu = run_all(ExactEntropyParameters(model), random_z(4, 6))
     gpu = run_all(ExactEntropyParameters(model.cuda()), random_z(4, 6).cuda())
+    assert all(torch.equal(a, b.cpu()) for a, b in zip(cpu, gpu))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu_with_fewer_weight_bits(scaled: EVC) -> None:
+    cpu = run_all(ExactEntropyParameters(scaled), random_z(4, 6))
+    gpu = run_all(ExactEntropyParameters(copy.deepcopy(scaled).cuda()), random_z(4, 6).cuda())
     assert all(torch.equal(a, b.cpu()) for a, b in zip(cpu, gpu))

@@ -2,18 +2,31 @@
 
 :mod:`evc.nn.exact` evaluates a network in fixed point, identically on every device; this module knows
 which networks set the entropy coder's tables (``h_s``, ``prior_fusion``, the dual spatial prior's
-``net``), in which order their outputs split, and when their converted weights are stale.
+``net``), in which order their outputs split, and when their converted weights are stale;
+:func:`exact_headroom` and :func:`format_headroom` tell how trained weights stand against the exactness
+bound (for a training log).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import torch
 from torch import nn
 
 from evc.entropy.dual_prior import DualSpatialPrior
-from evc.nn.exact import ACTIVATION_FRAC_BITS, compile_network, exact_convolutions, from_fixed, to_fixed
+from evc.nn.exact import (
+    ACTIVATION_FRAC_BITS,
+    ACTIVATION_LIMIT,
+    EXACT_LIMIT,
+    WEIGHT_FRAC_BITS,
+    ConvExactness,
+    compile_network,
+    exact_convolutions,
+    from_fixed,
+    to_fixed,
+)
 from evc.nn.hyperprior import Q_STEP_MIN, HyperSynthesis, PriorFusion
 
 
@@ -27,6 +40,66 @@ class EntropyNetworks(Protocol):
 
 def _entropy_modules(model: EntropyNetworks) -> list[tuple[str, nn.Module]]:
     return [("h_s", model.h_s), ("prior_fusion", model.prior_fusion), ("dual_prior.net", model.dual_prior.net)]
+
+
+# The largest output-row L1 norm of real weights that keeps a conv within the bound (rule 1 of
+# evc.nn.exact's docstring), less a negligible bias term: 2**53 / (A * 2**WEIGHT_FRAC_BITS) = 128.
+L1_BOUND = EXACT_LIMIT / (ACTIVATION_LIMIT * 2.0 ** (ACTIVATION_FRAC_BITS + WEIGHT_FRAC_BITS))
+
+
+@torch.no_grad()
+def exact_headroom(model: EntropyNetworks) -> list[ConvExactness]:
+    """How each conv of the entropy-parameter networks (``h_s.layers``, ``prior_fusion.layers``,
+    ``dual_prior.net``, in that order) is evaluated exactly with the model's current weights: its name,
+    largest output-row L1 norm of the real weights, input saturation in real units and weight fractional
+    bits (see :class:`evc.nn.exact.ConvExactness` and "The bound" in :mod:`evc.nn.exact`).
+
+    Converts the weights as :class:`ExactEntropyParameters` does (on the model's device, a few MB of
+    float64 for EVC-SS) and keeps nothing. Raises ValueError for non-finite weights or weights beyond
+    even integer weights' reach, TypeError for networks exact evaluation cannot follow.
+    """
+    device = next(model.h_s.parameters()).device
+    report: list[ConvExactness] = []
+    for name, module in (
+        ("h_s.layers", model.h_s.layers),
+        ("prior_fusion.layers", model.prior_fusion.layers),
+        ("dual_prior.net", model.dual_prior.net),
+    ):
+        compile_network(module, name, device, report)
+    return report
+
+
+def format_headroom(convs: Sequence[ConvExactness], worst: int = 3) -> str:
+    """One line for a training log from :func:`exact_headroom`: the ``worst`` convs beyond the bound (largest
+    row L1 norm first) and how they are evaluated, then the largest norm of the others, e.g.
+    ``largest row L1 149.2 (prior_fusion.layers.1.depth.adaptor): input saturated at 3513; ...``."""
+    if not convs:
+        return "exact arithmetic: no convs"
+    beyond = sorted((c for c in convs if not c.within_bound), key=lambda c: -c.row_l1)
+    within = [c for c in convs if c.within_bound]
+    parts = []
+    for i, conv in enumerate(beyond[:worst]):
+        how = []
+        if conv.input_limit < ACTIVATION_LIMIT:
+            how.append(f"input saturated at {conv.input_limit:.0f}")
+        if conv.weight_bits < WEIGHT_FRAC_BITS:
+            how.append(f"{conv.weight_bits} weight fractional bits (of {WEIGHT_FRAC_BITS})")
+        parts.append(f"{'largest ' if i == 0 else ''}row L1 {conv.row_l1:.1f} ({conv.name}): {', '.join(how)}")
+    if len(beyond) > worst:
+        rest = beyond[worst:]
+        least = [f"fewest weight bits {min(c.weight_bits for c in rest)}"]
+        least.append(f"lowest input saturation {min(c.input_limit for c in rest):.0f}")
+        parts.append(f"{len(rest)} more beyond the bound ({', '.join(least)})")
+    # Within the bound but in one GEMM with a saturated conv named above: their input is saturated too.
+    shown = {conv.name for conv in beyond[:worst]}
+    for conv in within:
+        if conv.input_limit < ACTIVATION_LIMIT and shown.intersection(conv.shared_with):
+            parts.append(f"{conv.name} shares its saturated input (one GEMM with {', '.join(conv.shared_with)})")
+    if within:
+        top = max(within, key=lambda c: c.row_l1)
+        others = "all others" if beyond else "all convs"
+        parts.append(f"{others} within the bound of {L1_BOUND:g} (largest row L1 {top.row_l1:.1f}, {top.name})")
+    return "exact arithmetic: " + "; ".join(parts)
 
 
 class ExactEntropyParameters:

@@ -9,18 +9,19 @@ fixed point, where every sum is exact and the result therefore cannot depend on 
 
 Fixed point
     An activation is an integer ``a`` meaning ``a * 2**-ACTIVATION_FRAC_BITS``; a weight is the integer
-    ``round(w * 2**WEIGHT_FRAC_BITS)``; a bias is an integer in the accumulator's scale
-    ``2**-(ACTIVATION_FRAC_BITS + WEIGHT_FRAC_BITS)``. Integers are held in float64 tensors so that the
-    ordinary ``F.conv2d`` kernels (BLAS GEMM, CUDA kernels) do the work. A float64 product or sum of
-    integers is exact as long as its magnitude stays below 2**53, so a convolution is exact, and every
-    implementation returns the same integers in whatever order it adds, provided that every partial sum
-    stays below 2**53 (see the bound below).
+    ``round(w * 2**WEIGHT_FRAC_BITS)`` (fewer bits in a conv with very large weights, see the bound); a
+    bias is an integer in the accumulator's scale ``2**-(ACTIVATION_FRAC_BITS + WEIGHT_FRAC_BITS)``.
+    Integers are held in float64 tensors so that the ordinary ``F.conv2d`` kernels (BLAS GEMM, CUDA
+    kernels) do the work. A float64 product or sum of integers is exact as long as its magnitude stays
+    below 2**53, so a convolution is exact, and every implementation returns the same integers in
+    whatever order it adds, provided that every partial sum stays below 2**53 (see the bound below).
 Rescaling
     The accumulator goes back to the activation scale with round-half-up:
-    ``floor((acc + 2**(WEIGHT_FRAC_BITS - 1)) / 2**WEIGHT_FRAC_BITS)``; the half is folded into the bias
-    and the division by a power of two is exact, so the result is a deterministic integer. LeakyReLU
-    multiplies the negative side by an integer slope numerator (``round(slope * 2**WEIGHT_FRAC_BITS)``)
-    and rescales with the same rounding.
+    ``floor((acc + 2**(FW - 1)) / 2**FW)`` with the conv's weight bits ``FW`` (WEIGHT_FRAC_BITS unless
+    its weights are very large, see the bound below; FW = 0 is the identity); the half is folded into
+    the bias and the division by a power of two is exact, so the result is a deterministic integer.
+    LeakyReLU multiplies the negative side by an integer slope numerator
+    (``round(slope * 2**WEIGHT_FRAC_BITS)``) and rescales with the same rounding.
 Saturation
     Every activation (inputs, conv outputs, residual sums) is clamped to +-ACTIVATION_LIMIT. This is what
     makes the bound hold for *every* input, however odd: a conv input is never larger than the limit.
@@ -31,9 +32,22 @@ The bound
     output channel's weight L1 norm (sum of |w|) is below 2**(53 - 12 - 16 - 18) = 128 (less a
     negligible bias term); PyTorch's default initialisation gives at most 18 in these networks. Trained
     weights can exceed it (measured: an L1 norm of 149 in prior fusion's adaptor after 4 CPU hours of
-    EVC-SS): such a conv saturates its own input at the largest bound that keeps its sums exact (at
-    least MIN_INPUT_LIMIT; below that, ``ValueError``). Layers within the bound are unchanged, so the
-    results of weights that passed before are too.
+    EVC-SS). Each conv is converted by the first of these rules that keeps its sums exact:
+
+    1. within the bound: WEIGHT_FRAC_BITS weight bits, input saturated at ACTIVATION_LIMIT;
+    2. beyond it, but exact for inputs up to at least MIN_INPUT_LIMIT with WEIGHT_FRAC_BITS bits (row L1
+       norms up to about 2,000): the conv saturates its own input at the largest bound that keeps its
+       sums exact (shipped EVC-SS v1 saturates prior fusion's adaptor at about 3513 this way);
+    3. anything larger: fewer weight fractional bits ``FW`` for that conv, the most (17 down to 0) that
+       keep its sums exact with the input at ACTIVATION_LIMIT. Weights are ``round(w * 2**FW)``, the bias
+       is in the scale ``2**-(ACTIVATION_FRAC_BITS + FW)`` and the rescale divides by ``2**FW``. The
+       relative precision follows the weights: 16 times larger weights lose 4 bits and keep about as
+       many significant ones.
+
+    Only non-finite weights, or weights too large even for FW = 0 (a row L1 norm of 2**25), raise
+    ``ValueError``. Rules 1 and 2 are what the conversion always did, so weights that converted before
+    compute the same bits. Everything depends on the weights alone: the same on every device.
+    :func:`evc.entropy.exact_parameters.exact_headroom` reports where trained weights stand.
 Devices
     The converted weights live on the model's device; CPU and CUDA give bit-identical results. CPU
     float64 convolutions use the native im2col + GEMM / direct depthwise kernels (mkldnn does not take
@@ -54,9 +68,10 @@ to float32 for ``scale_index`` is fine: IEEE conversion is deterministic.)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -83,7 +98,6 @@ _ONE = 2.0**ACTIVATION_FRAC_BITS
 _LIMIT = ACTIVATION_LIMIT * _ONE  # saturation bound of activation integers (2**28)
 _WEIGHT_ONE = 2.0**WEIGHT_FRAC_BITS
 _RESCALE = 2.0**-WEIGHT_FRAC_BITS
-_HALF = 2.0 ** (WEIGHT_FRAC_BITS - 1)
 
 _Op = Callable[[torch.Tensor], torch.Tensor]
 
@@ -104,9 +118,10 @@ def from_fixed(x: torch.Tensor) -> torch.Tensor:
     return x * (1.0 / _ONE)
 
 
-def _rescale_(acc: torch.Tensor) -> torch.Tensor:
+def _rescale_(acc: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
     # The rounding half is already in the bias: floor(acc / 2**FW) is round-half-up. Then saturate.
-    return acc.mul_(_RESCALE).floor_().clamp_(-_LIMIT, _LIMIT)
+    # ``factor``: 2**-FW, or one per output channel (shape (C, 1, 1)) for fused convs of unequal FW.
+    return acc.mul_(factor).floor_().clamp_(-_LIMIT, _LIMIT)
 
 
 @contextmanager
@@ -125,39 +140,89 @@ def exact_convolutions(device: torch.device) -> Iterator[None]:
 # -- conversion ----------------------------------------------------------------------------------------
 
 
-def _input_limit(name: str, weight: torch.Tensor, bias: torch.Tensor) -> float:
-    """The saturation bound, in activation integers, of a conv's input that keeps every partial sum of
-    every output channel below 2**53: the activation limit itself when that suffices, else the largest
-    integer that does (trained weights can outgrow the activation limit's bound; their input is then
-    saturated a little lower, identically on every device, since the bound depends on the weights alone).
+@dataclass(frozen=True)
+class ConvExactness:
+    """How one conv of a compiled network is evaluated (see "The bound" in the module docstring).
+
+    ``row_l1``: the largest L1 norm of an output channel's real weights (within the bound below about
+    ``2**(53 - ACTIVATION_FRAC_BITS - WEIGHT_FRAC_BITS) / ACTIVATION_LIMIT`` = 128). ``input_limit``: the
+    saturation of the conv's input in real units, ACTIVATION_LIMIT unless the conv (or a 1x1 conv fused
+    with it into one GEMM, ``shared_with``) is saturated lower (rule 2). ``weight_bits``: the weights'
+    fractional bits, WEIGHT_FRAC_BITS unless fewer (rule 3). ``within_bound``: this conv's own weights
+    keep exact sums at ACTIVATION_LIMIT with WEIGHT_FRAC_BITS bits (rule 1).
+    """
+
+    name: str
+    row_l1: float
+    input_limit: float
+    weight_bits: int
+    within_bound: bool
+    shared_with: tuple[str, ...] = ()
+
+
+def _saturation_limit(weight: torch.Tensor, bias: torch.Tensor) -> float:
+    """The largest input saturation, in activation integers, that keeps every partial sum of every output
+    channel of a conv with these integer weights and (rounding-half-included) integer biases below 2**53:
+    _LIMIT when that suffices, -1 when a single weight is too large for the float64 test below (|w| * A
+    >= 2**53; the input would have to stay below 1 activation integer). Weights and biases are finite.
 
     The float64 test is exact: once every |w_int| < 2**53 / A (< 2**25), each row sum (fan-in far below
     2**28) is exact, multiplying by A (a power of two) is exact, and adding |b_int| rounds monotonically,
     so the result is >= 2**53 exactly when the true value is; a lower bound is computed in Python integers.
-    Raises ValueError for non-finite weights, a weight too large to be summed exactly, or a bound below
-    MIN_INPUT_LIMIT.
     """
     rows = weight.abs().flatten(1)
     bias = bias.abs()
-    largest = rows.max().item()
-    if not (math.isfinite(largest) and math.isfinite(bias.max().item())):  # torch's max propagates NaN
-        raise ValueError(f"{name}: non-finite weights")
-    if largest * _LIMIT >= EXACT_LIMIT:
-        raise ValueError(f"{name}: a weight is too large for exact evaluation (|w| * A >= 2**53)")
+    if rows.max().item() * _LIMIT >= EXACT_LIMIT:
+        return -1.0
     sums = rows.sum(dim=1)
     if (sums * _LIMIT + bias).max().item() < EXACT_LIMIT:
         return _LIMIT
-    limit = min(
-        (EXACT_LIMIT - 1 - int(b)) // int(s) if s else (EXACT_LIMIT if b < EXACT_LIMIT else -1)
-        for s, b in zip(sums.tolist(), bias.tolist())
-    )
-    if limit < MIN_INPUT_LIMIT * _ONE:
-        l1 = (sums.max() / _WEIGHT_ONE).item()
-        raise ValueError(
-            f"{name}: sums would not be exact for inputs beyond {max(limit, 0) / _ONE:.3g}, under the "
-            f"{MIN_INPUT_LIMIT:g} exact evaluation needs (largest weight row L1 norm {l1:.1f})"
+    return float(
+        min(
+            (EXACT_LIMIT - 1 - int(b)) // int(s) if s else (EXACT_LIMIT if b < EXACT_LIMIT else -1)
+            for s, b in zip(sums.tolist(), bias.tolist())
         )
-    return float(limit)
+    )
+
+
+def _integers(weight: torch.Tensor, bias: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """float64 real weights and biases -> integer weights ``round(w * 2**bits)`` and integer biases in the
+    accumulator's scale with the rescale's rounding half ``2**(bits - 1)`` folded in (none for bits = 0,
+    whose rescale is the identity). Out of place: a float64 model's ``.to()`` returns its own parameter."""
+    # Exact scaling by a power of two, then a deterministic rounding (half to even; any fixed rule would do).
+    w_int = (weight * 2.0**bits).round_()
+    b_int = (bias * 2.0 ** (ACTIVATION_FRAC_BITS + bits)).round_()
+    if bits:
+        b_int += 2.0 ** (bits - 1)
+    return w_int, b_int
+
+
+def _convert(
+    name: str, conv: nn.Conv2d, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, int, float, float, bool]:
+    """A conv's (integer weights, integer biases, weight bits, input limit in activation integers, largest
+    row L1 norm of the real weights, within the bound), by the rules of the module docstring."""
+    weight = conv.weight.detach().to(device=device, dtype=torch.float64)
+    if conv.bias is None:
+        bias = torch.zeros(conv.out_channels, dtype=torch.float64, device=device)
+    else:
+        bias = conv.bias.detach().to(device=device, dtype=torch.float64)
+    if not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
+        raise ValueError(f"{name}: non-finite weights")
+    row_l1 = weight.abs().flatten(1).sum(dim=1).max().item()
+    w_int, b_int = _integers(weight, bias, WEIGHT_FRAC_BITS)
+    limit = _saturation_limit(w_int, b_int)
+    if limit >= MIN_INPUT_LIMIT * _ONE:  # rules 1 and 2: the conversion as it always was
+        return w_int, b_int, WEIGHT_FRAC_BITS, limit, row_l1, limit == _LIMIT
+    for bits in range(WEIGHT_FRAC_BITS - 1, -1, -1):  # rule 3: the most bits with exact sums at _LIMIT
+        w_int, b_int = _integers(weight, bias, bits)
+        if _saturation_limit(w_int, b_int) == _LIMIT:
+            return w_int, b_int, bits, _LIMIT, row_l1, False
+    raise ValueError(
+        f"{name}: weights too large for exact evaluation even with integer weights (largest weight row L1 "
+        f"norm {row_l1:.4g}, largest |w| {weight.abs().max().item():.4g}, largest |bias| "
+        f"{bias.abs().max().item():.4g}; integer weights need row L1 norms below 2**25)"
+    )
 
 
 def _check_plain(module: nn.Module, name: str) -> None:
@@ -166,12 +231,26 @@ def _check_plain(module: nn.Module, name: str) -> None:
         raise TypeError(f"{name}: modules with forward hooks cannot be evaluated exactly")
 
 
+@dataclass
+class _Build:
+    """What compiling a network needs besides the modules: the device, and where to record each conv's
+    :class:`ConvExactness` (None: nowhere)."""
+
+    device: torch.device
+    report: list[ConvExactness] | None = None
+
+
 class _Conv:
     """A stride-1 conv (1x1, or depthwise 3x3 with padding 1) in fixed point; several 1x1 convs reading
     the same input are fused along the output channels."""
 
-    def __init__(self, convs: Sequence[tuple[str, nn.Conv2d]], device: torch.device) -> None:
-        weights, biases, limits = [], [], []
+    def __init__(self, convs: Sequence[tuple[str, nn.Conv2d]], build: _Build) -> None:
+        device = build.device
+        weights: list[torch.Tensor] = []
+        biases: list[torch.Tensor] = []
+        limits: list[float] = []  # input saturation of each conv alone (activation integers)
+        bits: list[int] = []  # weight fractional bits of each conv
+        found: list[tuple[str, float, bool]] = []  # name, largest row L1 norm, within the bound
         for name, conv in convs:
             _check_plain(conv, name)
             if type(conv) is not nn.Conv2d:
@@ -187,28 +266,38 @@ class _Conv:
                 raise TypeError(
                     f"{name}: exact evaluation supports stride-1 1x1 and depthwise 3x3 (padding 1) convs only"
                 )
-            # Exact scaling by a power of two, then a deterministic rounding (out of place: a float64
-            # model's .to() would return its own parameter).
-            w_int = (conv.weight.detach().to(device=device, dtype=torch.float64) * _WEIGHT_ONE).round_()
-            if conv.bias is None:
-                b_int = torch.full((conv.out_channels,), _HALF, dtype=torch.float64, device=device)
-            else:
-                b_int = (conv.bias.detach().to(device=device, dtype=torch.float64) * (_ONE * _WEIGHT_ONE)).round_()
-                b_int += _HALF  # the rescale's rounding half, folded in
-            limits.append(_input_limit(name, w_int, b_int))
+            w_int, b_int, conv_bits, limit, row_l1, within = _convert(name, conv, device)
             weights.append(w_int)
             biases.append(b_int)
+            limits.append(limit)
+            bits.append(conv_bits)
+            found.append((name, row_l1, within))
         self.groups = convs[0][1].groups
         self.padding = convs[0][1].padding
         self.weight = (weights[0] if len(weights) == 1 else torch.cat(weights)).contiguous()
         self.bias = (biases[0] if len(biases) == 1 else torch.cat(biases)).contiguous()
-        # Below _LIMIT only for weights beyond the activation limit's bound (see _input_limit).
+        # Below _LIMIT only for weights beyond the activation limit's bound (rule 2); a fused GEMM reads
+        # one input, so every conv in it sees the lowest of their bounds.
         self.input_limit = min(limits)
+        self.rescale: float | torch.Tensor
+        if len(set(bits)) == 1:
+            self.rescale = 2.0 ** -bits[0]  # _RESCALE unless rule 3
+        else:  # fused convs of unequal weight bits: one exact power of two per output channel
+            scales = [torch.full((c.out_channels,), 2.0**-b, dtype=torch.float64) for b, (_, c) in zip(bits, convs)]
+            self.rescale = torch.cat(scales).to(device).view(-1, 1, 1)
+        if build.report is not None:
+            names = [name for name, _ in convs]
+            for (name, row_l1, within), conv_bits in zip(found, bits):
+                shared = tuple(n for n, lim in zip(names, limits) if n != name and lim < _LIMIT)
+                build.report.append(
+                    ConvExactness(name, row_l1, self.input_limit / _ONE, conv_bits, within, shared)
+                )
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_limit < _LIMIT:
             x = x.clamp(-self.input_limit, self.input_limit)  # out of place: x may be read elsewhere
-        return _rescale_(F.conv2d(x, self.weight, self.bias, padding=self.padding, groups=self.groups))
+        acc = F.conv2d(x, self.weight, self.bias, padding=self.padding, groups=self.groups)
+        return _rescale_(acc, self.rescale)
 
 
 class _LeakyReLU:
@@ -285,10 +374,10 @@ def _is_gemm_conv(module: nn.Module) -> bool:
     return type(module) is nn.Conv2d and module.kernel_size == (1, 1) and module.groups == 1
 
 
-def _compile_chain(chain: ResolvedChain, name: str, device: torch.device, owned: bool) -> tuple[_Op, bool]:
+def _compile_chain(chain: ResolvedChain, name: str, build: _Build, owned: bool) -> tuple[_Op, bool]:
     ops = []
     for attr, child in chain:
-        op, owned = _compile(child, f"{name}.{attr}", device, owned)
+        op, owned = _compile(child, f"{name}.{attr}", build, owned)
         ops.append(op)
     if not ops:
         return _identity, owned
@@ -296,15 +385,15 @@ def _compile_chain(chain: ResolvedChain, name: str, device: torch.device, owned:
 
 
 def _compile_branches(
-    branches: list[ResolvedChain], name: str, device: torch.device, owned: bool
+    branches: list[ResolvedChain], name: str, build: _Build, owned: bool
 ) -> tuple[_Op, bool]:
     if len(branches) == 1:
-        return _compile_chain(branches[0], name, device, owned)
+        return _compile_chain(branches[0], name, build, owned)
     # Every branch reads the input, so none may overwrite it; a fused GEMM's slices are each one's own.
     heads = [i for i, chain in enumerate(branches) if chain and _is_gemm_conv(chain[0][1])]
     entry = None
     if len(heads) > 1:
-        entry = _Conv([(f"{name}.{branches[i][0][0]}", branches[i][0][1]) for i in heads], device)
+        entry = _Conv([(f"{name}.{branches[i][0][0]}", branches[i][0][1]) for i in heads], build)
     chains: list[tuple[slice | None, _Op]] = []
     owned_outputs = []
     start = 0
@@ -313,16 +402,16 @@ def _compile_branches(
         if entry is not None and i in heads:
             width = chain[0][1].out_channels
             part, start = slice(start, start + width), start + width
-            op, out_owned = _compile_chain(chain[1:], name, device, owned=True)
+            op, out_owned = _compile_chain(chain[1:], name, build, owned=True)
         else:
-            op, out_owned = _compile_chain(chain, name, device, owned=False)
+            op, out_owned = _compile_chain(chain, name, build, owned=False)
         chains.append((part, op))
         owned_outputs.append(out_owned)
     accumulator = owned_outputs.index(True) if True in owned_outputs else None
     return _Branches(entry, chains, accumulator), True
 
 
-def _compile(module: nn.Module, name: str, device: torch.device, owned: bool) -> tuple[_Op, bool]:
+def _compile(module: nn.Module, name: str, build: _Build, owned: bool) -> tuple[_Op, bool]:
     """The fixed-point counterpart of ``module``, following its own description, and whether its result
     is a tensor the network owns (may overwrite). ``owned``: whether the input is one.
 
@@ -331,10 +420,10 @@ def _compile(module: nn.Module, name: str, device: torch.device, owned: bool) ->
     _check_plain(module, name)
     branches = describe(module)
     if branches is not None:
-        return _compile_branches(branches, name, device, owned)
+        return _compile_branches(branches, name, build, owned)
     kind = type(module)
     if kind is nn.Conv2d:
-        return _Conv([(name, module)], device), True  # type: ignore[list-item]
+        return _Conv([(name, module)], build), True  # type: ignore[list-item]
     if kind is nn.LeakyReLU:
         return _LeakyReLU(module, name, in_place=owned), True  # type: ignore[arg-type]
     if kind is nn.PixelShuffle:
@@ -344,8 +433,13 @@ def _compile(module: nn.Module, name: str, device: torch.device, owned: bool) ->
     raise TypeError(f"{name}: exact evaluation does not support {kind.__name__}")
 
 
-def compile_network(module: nn.Module, name: str, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+def compile_network(
+    module: nn.Module, name: str, device: torch.device, report: list[ConvExactness] | None = None
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """The fixed-point counterpart of ``module`` on ``device``: a function from activation integers
-    (:func:`to_fixed`) to activation integers, exact on every device. Raises TypeError for a module it
-    cannot follow (see the module docstring), ValueError when its weights break the exactness bound."""
-    return _compile(module, name, device, owned=False)[0]  # never overwrite the caller's tensor
+    (:func:`to_fixed`) to activation integers, exact on every device. ``report``: a list to which each
+    conv's :class:`ConvExactness` is appended, in the order of the network. Raises TypeError for a module
+    it cannot follow (see the module docstring), ValueError for non-finite weights or weights too large
+    for exact evaluation even with integer weights (see "The bound")."""
+    build = _Build(device, report)
+    return _compile(module, name, build, owned=False)[0]  # never overwrite the caller's tensor
