@@ -2,8 +2,12 @@
 # The CPU training campaign for EVC-SS: one time-limited leg per session, in the background.
 #
 #   scripts/train_cpu.sh [MINUTES]          # default 150: exports well inside a 3-hour session
+#   scripts/train_cpu.sh --until TIME       # train until TIME (any `date -d` time: "10:15", "+170 min"),
+#                                           # exported a minute or two after it; give it the session's end
+#                                           # less the margin for evaluation and commit
 #   EVC_CAMPAIGN=/path scripts/train_cpu.sh # where legs live (default ~/evc-runs/campaign-EVC-SS)
 #   EVC_INIT_WEIGHTS=RUN/export scripts/train_cpu.sh   # a new leg starts from these weights
+#   EVC_DRY_RUN=1 scripts/train_cpu.sh ...  # print the training command, start nothing
 #
 # - A leg whose checkpoint exists but which did not finish (the session was stopped) is resumed: its
 #   time budget counts the minutes it already trained, so it ends where it would have.
@@ -14,7 +18,17 @@
 # Output: LEG/train.log, LEG/train.csv, LEG/val.csv, LEG/export/. Prints the leg folder and the PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MINUTES=${1:-150}
+DEADLINE=
+if [ "${1:-}" = --until ]; then
+    [ -n "${2:-}" ] || { echo "--until needs a time, e.g. --until 10:15 or --until '+150 min'" >&2; exit 2; }
+    DEADLINE=$(date -d "$2" +%s) || { echo "--until: not a time date understands: $2" >&2; exit 2; }
+    # A minute goes to start-up (reading the weights, caching the images) before the clock of the leg runs.
+    MINUTES=$(( (DEADLINE - $(date +%s)) / 60 - 1 ))
+    [ "$MINUTES" -ge 5 ] || { echo "--until $2 leaves less than 5 minutes of training" >&2; exit 2; }
+else
+    MINUTES=${1:-150}
+    [[ $MINUTES =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "MINUTES must be a number, got $MINUTES (or --until TIME)" >&2; exit 2; }
+fi
 MODEL=${EVC_MODEL:-EVC-SS}
 CAMPAIGN=${EVC_CAMPAIGN:-$HOME/evc-runs/campaign-$MODEL}
 DATA=${EVC_DATA:-../shared/data/train}
@@ -27,6 +41,20 @@ if [ -n "$last_leg" ] && [ -f "$last_leg/checkpoint.pt" ] && [ ! -f "$last_leg/F
     leg=$last_leg
     args=(--out "$leg" --resume)
     echo "resuming the unfinished leg $leg"
+    if [ -n "$DEADLINE" ]; then
+        # Its own budget counts the minutes it already trained; if that ends after the deadline, the
+        # budget is cut so that it ends at the deadline (the cosine then decays faster from here on).
+        limit=$("$PY" - "$leg" "$MINUTES" <<'PYEOF'
+import re, sys, torch
+leg, left = sys.argv[1], float(sys.argv[2])
+done = float(torch.load(f"{leg}/checkpoint.pt", map_location="cpu", weights_only=False).get("elapsed_s", 0.0)) / 60
+own = float(re.search(r"^time_limit_minutes = (\S+)", open(f"{leg}/config.toml").read(), re.M).group(1))
+print(f"{min(own, done + left):.1f}" if own > 0 else f"{done + left:.1f}")
+PYEOF
+)
+        args+=(--time-limit-minutes "$limit")
+        echo "its time budget: $limit minutes in all (deadline $(date -d "@$DEADLINE"))"
+    fi
 else
     leg="$CAMPAIGN/leg-$(date -u +%Y%m%d-%H%M)"
     init=()
@@ -42,6 +70,10 @@ else
           --time-limit-minutes "$MINUTES" --checkpoint-every 200 --log-every 50
           --val-every 1000000 --val-images 4)
     echo "new leg $leg (${init[*]:-from scratch}), $MINUTES minutes"
+fi
+if [ -n "${EVC_DRY_RUN:-}" ]; then  # print what would run, start nothing
+    echo "$PY -m evc train ${args[*]}"
+    exit 0
 fi
 mkdir -p "$leg"
 # The leg runs in a session of its own, so that one signal pauses all of it (kill -STOP -- -PID).

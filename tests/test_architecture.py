@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "evc.fileutil": 0,
     "evc.extras": 0,
     "evc.shared_data": 0,
+    "evc.cpu_policy": 0,
 }
 # Within one layer: pairs that must not import each other (first -> second is forbidden).
 FORBIDDEN = [
@@ -41,7 +42,7 @@ FORBIDDEN = [
     ("evc.distill", "evc.eval"),
 ]
 # Third-party imports that a layer must not make: the file format knows no torch.
-NO_TORCH = ("evc.bitstream", "evc.errors", "evc.fileutil", "evc.shared_data")
+NO_TORCH = ("evc.bitstream", "evc.errors", "evc.fileutil", "evc.shared_data", "evc.cpu_policy")
 
 
 def _module_name(path: Path) -> str:

@@ -82,6 +82,31 @@ def test_eval_cli_writes_results_json(tmp_path, capsys) -> None:
     assert evc_main(["eval", str(folder), "--baseline", "mp3"]) == 2
 
 
+def test_eval_on_the_validation_split(tmp_path, capsys, monkeypatch) -> None:
+    import evc.shared_data
+    from evc.models.weights import save_weights
+
+    save_weights(evc.create_model("EVC-SS", seed=0), tmp_path / "w", "EVC-SS")
+    photos = []
+    for i in range(2):
+        photos.append(tmp_path / f"photo{i}.png")
+        Image.fromarray(smooth_image(64, 64, seed=i)).save(photos[-1])
+    monkeypatch.setattr(evc.shared_data, "validation_photo_paths", lambda: photos)
+    out = tmp_path / "res"
+    args = ["eval", "--validation-split", "--weights", str(tmp_path / "w"), "--anchors", "--out", str(out), "--quiet"]
+    assert evc_main(args) == 0
+    data = json.loads((out / "EVC-SS.json").read_text())
+    assert data["meta"]["dataset"] == "validation split" and data["meta"]["images"] == 2
+    assert set(data["per_image"]) == {"photo0.png", "photo1.png"}
+    capsys.readouterr()
+    assert evc_main(["eval", "--weights", str(tmp_path / "w")]) == 2  # neither a folder nor the split
+    assert evc_main(["eval", str(tmp_path), "--validation-split", "--weights", str(tmp_path / "w")]) == 2
+    assert "not both" in capsys.readouterr().err
+    photos.append(tmp_path / "absent.jpg")
+    assert evc_main(args + ["--force"]) == 2
+    assert "absent.jpg is missing" in capsys.readouterr().err
+
+
 def test_bench_reports_a_breakdown() -> None:
     result = bench_codec(random_codec("EVC-SS"), synthetic_image(128, 64), repeat=1)
     assert result.encode_s > 0 and result.decode_s > 0

@@ -17,7 +17,8 @@ from PIL import Image
 import evc
 from evc.cli.main import main as evc_main
 from evc.train.config import ConfigError, TrainConfig, make_config, read_toml
-from evc.train.data import RandomCrops, StepBatches, find_images
+from evc.shared_data import VALIDATION_PHOTOS
+from evc.train.data import Prefetcher, RandomCrops, StepBatches, find_images, step_batches
 from evc.train.objective import RateDistortionLoss
 from evc.train.trainer import Trainer, TrainingTask, learning_rate_factor
 
@@ -173,6 +174,66 @@ def test_kodak_is_never_used_for_training(tmp_path) -> None:
 def test_shard_manifest_is_read_without_opening_every_file() -> None:
     records = find_images([str(SHARED_TRAIN)], 256, print)
     assert len(records) > 300 and all(r.path.is_file() for r in records[:5])
+
+
+@pytest.mark.skipif(not SHARED_TRAIN.is_dir(), reason="shared training data not present")
+def test_the_validation_split_is_held_out_of_training() -> None:
+    every = find_images([str(SHARED_TRAIN)], 128, print)
+    kept = find_images([str(SHARED_TRAIN)], 128, print, exclude=VALIDATION_PHOTOS)
+    held = {Path(name).name for name in VALIDATION_PHOTOS}
+    assert len(held) == len(VALIDATION_PHOTOS) == 16
+    assert held <= {r.path.name for r in every}  # every photo of the split is in the shards
+    assert len(kept) == len(every) - 16 and not held & {r.path.name for r in kept}
+    assert TrainConfig(data=["x"]).holdout  # held out unless asked otherwise
+
+
+def test_anchor_weights_change_how_often_each_anchor_is_drawn(image_folder) -> None:
+    records = find_images([str(image_folder)], 64, print)
+    uniform = RandomCrops(records, 64, seed=3)
+    # No weights: the anchors runs drew before weights existed (the sample's last rng.integers(4)).
+    for i in range(20):
+        rng = np.random.default_rng([3, i])
+        record = records[int(rng.integers(len(records)))]
+        rng.integers(record.height - 64 + 1), rng.integers(record.width - 64 + 1), rng.random(), rng.random()
+        assert uniform[i][1] == int(rng.integers(4))
+    counts = np.bincount([uniform[i][1] for i in range(400)], minlength=4)
+    assert counts.min() > 60
+    config = TrainConfig(data=["x"], anchor_weights="1, 1, 1, 7")
+    top = RandomCrops(records, 64, seed=3, anchor_weights=config.anchor_probabilities())
+    counts = np.bincount([top[i][1] for i in range(400)], minlength=4)
+    assert counts[3] > 250 and counts[:3].max() < 60
+    assert TrainConfig(data=["x"]).anchor_probabilities() is None
+    for bad in ("1,1,1", "1,1,1,0", "1,1,x,1", "1,1,1,nan"):
+        with pytest.raises(ConfigError, match="anchor_weights"):
+            make_config({}, {"data": ["x"], "anchor_weights": bad})
+
+
+def test_prefetched_batches_equal_the_data_loaders(image_folder) -> None:
+    records = find_images([str(image_folder)], 64, print)
+    data = RandomCrops(records, 64, seed=1, cache=True)
+    loader = iter(torch.utils.data.DataLoader(data, batch_sampler=StepBatches(4, 3), num_workers=0))
+    prefetched = Prefetcher(step_batches(data, StepBatches(4, 3)))
+    try:
+        for _ in range(4):
+            (a, anchors_a), (b, anchors_b) = next(loader), next(prefetched)
+            assert a.dtype == b.dtype == torch.uint8 and a.shape == b.shape == (3, 3, 64, 64)
+            assert torch.equal(a, b) and torch.equal(anchors_a, anchors_b) and b.is_contiguous()
+    finally:
+        prefetched.close()
+    assert next(prefetched, "stopped") == "stopped"
+
+
+def test_prefetcher_raises_what_the_loading_raised() -> None:
+    def items():
+        yield 1
+        raise RuntimeError("unreadable training images")
+
+    prefetched = Prefetcher(items())
+    assert next(prefetched) == 1
+    with pytest.raises(RuntimeError, match="unreadable training images"):
+        next(prefetched)
+    prefetched.close()
+    assert list(Prefetcher(iter([1, 2, 3]))) == [1, 2, 3]
 
 
 def test_samples_are_deterministic_and_steps_partition_over_processes(image_folder) -> None:

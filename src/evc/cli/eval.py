@@ -23,7 +23,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from evc.eval.results import format_points, save_curve
     from evc.eval.runner import EVCUnderTest, evaluate, list_images
 
-    images = list_images(args.folder)
+    if (args.folder is None) == (not args.validation_split):
+        raise CLIError("give a folder of images or --validation-split (not both)")
+    if args.validation_split:
+        from evc.shared_data import TRAIN_DIR, validation_photo_paths
+
+        images = validation_photo_paths()
+        missing = [p for p in images if not p.is_file()]
+        if missing:
+            raise CLIError(f"the validation split needs the training photos in {TRAIN_DIR}; {missing[0]} is missing")
+    else:
+        images = list_images(args.folder)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out} is a file; give a folder")
@@ -55,6 +65,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for (key, under_test, kind), target in zip(jobs, targets):
         curve = evaluate(under_test, images, kind, progress=not args.quiet)
+        if args.validation_split:  # not the folder of the first photo
+            curve.meta["dataset"] = "validation split"
         write_output(target, lambda tmp: save_curve(curve, tmp), args.force)
         print(f"{curve.name}: {len(images)} images -> {target}")
         if curve.ms_ssim is None:
@@ -209,7 +221,9 @@ def cmd_complexity(args: argparse.Namespace) -> int:
 def register(commands: argparse._SubParsersAction) -> None:
     """Add the evaluation commands to the `evc` parser's subcommands."""
     ev = commands.add_parser("eval", help="measure RD and speed on a folder of images (JSON results)")
-    ev.add_argument("folder", help="folder of images, e.g. ../shared/data/kodak")
+    ev.add_argument("folder", nargs="?", help="folder of images, e.g. ../shared/data/kodak")
+    ev.add_argument("--validation-split", action="store_true",
+                    help="the 16 training photos held out of training (evc.shared_data.VALIDATION_PHOTOS) instead of a folder")
     add_option(ev, "--model", help="one of our models (see evc models); with --weights, the model they name")
     ev.add_argument("--baseline", action="append", metavar="KEY",
                     help="a live baseline codec: jpeg420, jpeg444, webp, avif, jxl, jpeg2000, heic, or all (repeatable)")

@@ -6,12 +6,14 @@ The resolved settings are written to ``<out>/config.toml`` so every run can be r
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from evc.errors import EVCError
+from evc.models.variable_rate import NUM_ANCHORS
 
 
 class ConfigError(EVCError):
@@ -22,6 +24,8 @@ class ConfigError(EVCError):
 class TrainConfig:
     model: str = "EVC-LL"
     data: list[str] = field(default_factory=list)  # folders of images and/or shard roots with manifest.json
+    # Leave the validation split's photos (evc.shared_data.VALIDATION_PHOTOS) out of the training data.
+    holdout: bool = True
     out: str = "runs/evc"
     init_weights: str = ""  # start from these weights (file or folder) instead of random init
     steps: int = 100_000
@@ -36,8 +40,12 @@ class TrainConfig:
     # the anchors' q_scale barely leave their initial values at the network's learning rate.
     rate_lr_factor: float = 1.0
     grad_clip: float = 1.0
+    # How often each rate anchor is drawn, low rate to high, e.g. "1,1,2,2" ("": uniform).
+    anchor_weights: str = ""
     seed: int = 0
     workers: int = 2
+    # With workers=0: make the next batch in a thread of the training process while the step runs.
+    prefetch: bool = True
     cache_images: bool = True  # decode each training image once and keep it in memory (~1 GB for the shards)
     device: str = ""  # "" = cuda if available, else cpu
     # bf16 autocast of the networks (the entropy model's arithmetic and rate terms stay float32), on
@@ -67,6 +75,22 @@ class TrainConfig:
             raise ConfigError("lr and rate_lr_factor must be positive and lr_final_fraction in [0, 1]")
         if min(self.warmup_steps, self.workers, self.val_images, self.grad_clip, self.time_limit_minutes) < 0:
             raise ConfigError("warmup_steps, workers, val_images, grad_clip and time_limit_minutes must not be negative")
+
+        self.anchor_probabilities()
+
+    def anchor_probabilities(self) -> tuple[float, ...] | None:
+        """The anchor_weights as NUM_ANCHORS positive numbers, or None for uniform; ConfigError if malformed."""
+        if not self.anchor_weights.strip():
+            return None
+        try:
+            weights = tuple(float(w) for w in self.anchor_weights.split(","))
+        except ValueError:
+            weights = ()
+        if len(weights) != NUM_ANCHORS or not all(math.isfinite(w) and w > 0 for w in weights):
+            raise ConfigError(
+                f"anchor_weights must be {NUM_ANCHORS} positive numbers separated by commas, got {self.anchor_weights!r}"
+            )
+        return weights
 
     def to_toml(self) -> str:
         lines = ["# evc training run (resolved settings)"]

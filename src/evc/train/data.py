@@ -9,9 +9,11 @@ have seen otherwise, with no sampler state to save.
 from __future__ import annotations
 
 import json
+import queue
 import re
+import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,16 +60,20 @@ def _listed_files(source: Path, warn: Warn) -> list[tuple[Path, tuple[int, int] 
     raise ConfigError(f"training data not found: {source}")
 
 
-def find_images(sources: list[str], min_size: int, warn: Warn) -> list[ImageRecord]:
+def find_images(sources: list[str], min_size: int, warn: Warn, exclude: Collection[str] = ()) -> list[ImageRecord]:
     """Every usable training image; unreadable or too-small files are skipped with a warning naming them.
 
-    Kodak is the test set: a source holding Kodak images is refused outright.
+    Kodak is the test set: a source holding Kodak images is refused outright. Files whose name (the
+    last path component) is in ``exclude`` are left out: the validation split (evc.shared_data).
     """
+    excluded = {Path(name).name for name in exclude}
     records = []
     for source in map(Path, sources):
         for path, size in _listed_files(source, warn):
             if _is_kodak(path):
                 raise ConfigError(f"{path} looks like a Kodak test image; Kodak is never used for training")
+            if path.name in excluded:
+                continue
             if size is None or not path.is_file():
                 try:
                     with Image.open(path) as image:
@@ -93,11 +99,20 @@ class RandomCrops(Dataset):
     the crop's share of a small model's step.
     """
 
-    def __init__(self, records: list[ImageRecord], crop: int, seed: int, cache: bool = False) -> None:
+    def __init__(
+        self,
+        records: list[ImageRecord],
+        crop: int,
+        seed: int,
+        cache: bool = False,
+        anchor_weights: tuple[float, ...] | None = None,
+    ) -> None:
         self.records = records
         self.crop = crop
         self.seed = seed
         self.cache = cache
+        # None: uniform over the anchors (and the same samples as before weights existed).
+        self.anchor_p = None if anchor_weights is None else np.asarray(anchor_weights) / sum(anchor_weights)
         self._decoded: dict[Path, np.ndarray] = {}
         self._unreadable: set[Path] = set()
 
@@ -140,7 +155,7 @@ class RandomCrops(Dataset):
             patch = patch[:, ::-1]
         if rng.random() < 0.5:
             patch = patch[::-1]
-        anchor = int(rng.integers(NUM_ANCHORS))
+        anchor = int(rng.integers(NUM_ANCHORS)) if self.anchor_p is None else int(rng.choice(NUM_ANCHORS, p=self.anchor_p))
         return torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1), anchor
 
 
@@ -159,3 +174,68 @@ class StepBatches(Sampler[list[int]]):
             first = (step * self.world_size + self.rank) * self.batch_size
             yield list(range(first, first + self.batch_size))
             step += 1
+
+
+def step_batches(dataset: RandomCrops, sampler: StepBatches) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(uint8 images (B, 3, S, S), anchors (B,) int64) per step, as a DataLoader with no workers collates
+    them, but stacked in NumPy: no torch operator runs outside the step's thread (one would start an
+    OpenMP team of its own beside the step's)."""
+    for indices in sampler:
+        samples = [dataset[i] for i in indices]
+        images = np.empty((len(samples), *samples[0][0].shape), dtype=np.uint8)  # contiguous, like torch.stack
+        for row, (image, _) in zip(images, samples):
+            row[...] = image.numpy()
+        yield torch.from_numpy(images), torch.tensor([anchor for _, anchor in samples], dtype=torch.int64)
+
+
+class Prefetcher:
+    """Items of an iterator made ``depth`` ahead in a background thread: on a CPU with ``workers=0``,
+    data loading overlaps the step (whose kernels release the GIL) instead of adding to it.
+
+    ``next()`` re-raises in the caller what the iterator raised; ``close()`` stops the thread.
+    """
+
+    _DONE = object()
+
+    def __init__(self, items: Iterator, depth: int = 2) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._fill, args=(items,), name="evc-prefetch", daemon=True)
+        self._thread.start()
+
+    def _fill(self, items: Iterator) -> None:
+        try:
+            for item in items:
+                if not self._put(item):
+                    return
+            self._put(self._DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(exc)
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Prefetcher:
+        return self
+
+    def __next__(self):
+        if self._stop.is_set():
+            raise StopIteration
+        item = self._queue.get()
+        if item is self._DONE:
+            self._stop.set()
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self._stop.set()
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()

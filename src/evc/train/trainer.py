@@ -36,6 +36,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from evc.entropy.exact_parameters import exact_headroom, format_headroom
 from evc.errors import EVCError
 from evc.extras import require
 from evc.models.card import TrainingTotals, training_totals
@@ -60,9 +61,10 @@ from evc.models.weights import (
     read_metadata,
     save_weights,
 )
+from evc.shared_data import VALIDATION_PHOTOS
 from evc.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from evc.train.config import ConfigError, TrainConfig
-from evc.train.data import RandomCrops, StepBatches, find_images
+from evc.train.data import Prefetcher, RandomCrops, StepBatches, find_images, step_batches
 from evc.train.objective import RateDistortionLoss
 from evc.train.runlog import LogWindow, RunLog
 from evc.train.speed import StepSettings, cpu_model_name, keep_allocations_mapped, step_settings
@@ -210,6 +212,7 @@ class Trainer:
         the time budget is spent); returns the export."""
         last = self.config.steps if until_step is None else min(until_step, self.config.steps)
         self._open_run()
+        batches = None
         try:
             batches = self._batches()
             while self.step < last:
@@ -230,6 +233,8 @@ class Trainer:
                 self._save()
             raise
         finally:
+            if isinstance(batches, Prefetcher):
+                batches.close()
             self._close_run()
         return self.out / EXPORT_DIR
 
@@ -246,8 +251,11 @@ class Trainer:
     def _training_data(self) -> RandomCrops:
         """The training crops; only the main process reports skipped files."""
         config = self.config
-        records = find_images(config.data, config.crop, _say if self.procs.is_main else (lambda _: None))
-        return RandomCrops(records, config.crop, config.seed, cache=config.cache_images)
+        exclude = VALIDATION_PHOTOS if config.holdout else ()
+        records = find_images(config.data, config.crop, _say if self.procs.is_main else (lambda _: None), exclude)
+        return RandomCrops(
+            records, config.crop, config.seed, cache=config.cache_images, anchor_weights=config.anchor_probabilities()
+        )
 
     def _model_and_objective(self) -> tuple[nn.Module, nn.Module]:
         """The task's module on the device in the step's precision and layout, and its objective
@@ -321,6 +329,8 @@ class Trainer:
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(uint8 images (B, 3, crop, crop), anchors (B,)) of this process, from step ``self.step`` on."""
         sampler = StepBatches(self.step, self.config.batch_size, self.procs.rank, self.procs.world_size)
+        if self.config.workers == 0 and self.config.prefetch:  # a thread of this process, overlapping the step
+            return Prefetcher(step_batches(self.data, sampler))
         loader = DataLoader(
             self.data,
             batch_sampler=sampler,
@@ -404,6 +414,12 @@ class Trainer:
         )
         exported, name = self.task.codec_model(self.model)
         save_weights(exported, self.out / EXPORT_DIR, name, self._metadata(), overwrite=True)
+        # Training raises the entropy networks' weight norms; the log shows how the exact arithmetic
+        # takes them (issue 19 item 5). A failure here is the codec's to report, not the training's.
+        try:
+            _say(f"step {self.step}: {format_headroom(exact_headroom(exported))}")
+        except (TypeError, ValueError) as exc:
+            _say(f"step {self.step}: exact arithmetic cannot take these weights: {exc}")
 
     def _metadata(self) -> dict[str, object]:
         """The export's metadata: how far, on what and how the model was trained."""
