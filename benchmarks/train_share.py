@@ -13,11 +13,12 @@ reports crops/s. The competing load runs in a session of its own too, as another
   it ends before the window does.
 
 Policies (the thread count is the CPU's core count, 2 here, unless the policy says otherwise):
-- before: libgomp's default wait (GOMP_SPINCOUNT=300000: it spins ~300,000 iterations at each barrier
-  before it sleeps), data loading in the step's thread: how the legs ran until 2026-12-03;
-- after: evc's policy (evc.cpu_policy): OMP_WAIT_POLICY=PASSIVE, the next batch made in a thread while the
-  step runs (evc.train.data.Prefetcher);
-- one-thread: the after policy with one compute thread.
+- before: data loading in the step's thread, OpenMP's default wait (libgomp spins ~300,000 iterations at
+  each barrier before it sleeps): how the legs ran until 2026-12-03;
+- after: the next batch made in a thread while the step runs (evc.train.data.Prefetcher), what
+  `evc train --workers 0` does now;
+- passive: after, with OMP_WAIT_POLICY=PASSIVE (waiting threads sleep at once): tried, measured slower;
+- one-thread: after, with one compute thread.
 Each runs with the session's scheduling weight that scripts/train_cpu.sh gives a leg (autogroup nice -10,
 where the kernel lets us set it), and again at the default weight (``...@0``): the fair share a plain
 process gets. This machine is shared and noisy: read the ratios to the alone column of the same policy.
@@ -39,10 +40,10 @@ REPO = Path(__file__).resolve().parents[1]
 SHARDS = REPO.parent / "shared" / "data" / "train"
 
 POLICIES: dict[str, dict[str, object]] = {
-    # libgomp's own default when neither variable is set, stated explicitly (evc would set PASSIVE).
-    "before": {"env": {"GOMP_SPINCOUNT": "300000"}, "prefetch": False, "threads": None},
-    "after": {"env": {"OMP_WAIT_POLICY": "PASSIVE"}, "prefetch": True, "threads": None},
-    "one-thread": {"env": {"OMP_WAIT_POLICY": "PASSIVE"}, "prefetch": True, "threads": 1},
+    "before": {"env": {}, "prefetch": False, "threads": None},
+    "after": {"env": {}, "prefetch": True, "threads": None},
+    "passive": {"env": {"OMP_WAIT_POLICY": "PASSIVE"}, "prefetch": True, "threads": None},
+    "one-thread": {"env": {}, "prefetch": True, "threads": 1},
 }
 LOADS = ("alone", "busy", "tests")
 
@@ -146,7 +147,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--seconds", type=float, default=30.0, help="timed window of each measurement")
-    parser.add_argument("--policies", nargs="+", default=["before", "after", "one-thread", "before@0", "after@0"],
+    parser.add_argument("--policies", nargs="+", default=["before", "after", "passive", "before@0", "after@0"],
                         help="policy[@autogroup nice] (default nice -10, as scripts/train_cpu.sh)")
     parser.add_argument("--loads", nargs="+", default=list(LOADS), choices=LOADS)
     parser.add_argument("--images", type=int, default=12, help="training photos to crop from (cached)")

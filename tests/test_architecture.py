@@ -33,7 +33,6 @@ LAYERS: dict[str, int] = {
     "evc.fileutil": 0,
     "evc.extras": 0,
     "evc.shared_data": 0,
-    "evc.cpu_policy": 0,
 }
 # Within one layer: pairs that must not import each other (first -> second is forbidden).
 FORBIDDEN = [
@@ -42,7 +41,7 @@ FORBIDDEN = [
     ("evc.distill", "evc.eval"),
 ]
 # Third-party imports that a layer must not make: the file format knows no torch.
-NO_TORCH = ("evc.bitstream", "evc.errors", "evc.fileutil", "evc.shared_data", "evc.cpu_policy")
+NO_TORCH = ("evc.bitstream", "evc.errors", "evc.fileutil", "evc.shared_data")
 
 
 def _module_name(path: Path) -> str:

@@ -1,12 +1,8 @@
 """evc: EVC neural image codec (Wang et al., ICLR 2023) — one model for every bitrate."""
 
-from evc.cpu_policy import configure_openmp
-
-configure_openmp()  # before torch is first imported (evc.codec imports it): see evc.cpu_policy
-
-from evc.codec import Codec, EncodeResult, FileInfo, decompress, file_info, load  # noqa: E402
-from evc.errors import EVCError, FormatError, ImageError, ModelError, UntrainedModelError  # noqa: E402
-from evc.models.registry import MODELS, create_model  # noqa: E402
+from evc.codec import Codec, EncodeResult, FileInfo, decompress, file_info, load
+from evc.errors import EVCError, FormatError, ImageError, ModelError, UntrainedModelError
+from evc.models.registry import MODELS, create_model
 
 __version__ = "0.1.0"
 
