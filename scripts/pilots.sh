@@ -5,7 +5,7 @@
 #
 #   EVC_INIT_WEIGHTS=PATH scripts/pilots.sh [MINUTES] [PILOT ...]   # default 30 minutes, every pilot
 #
-# Pilots (one factor changed from "base", the low-compute recipe of scripts/train_cpu.sh):
+# Pilots (one factor changed from "base", the low-compute recipe as it was until 2026-12-03):
 #   base    16 x 128 px, lr 1e-3, anchors uniform
 #   crop256  4 x 256 px (the same pixels per step), lr 1e-3, anchors uniform
 #   lr3e-4  16 x 128 px, lr 3e-4, anchors uniform

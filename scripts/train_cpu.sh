@@ -14,7 +14,7 @@
 # - Otherwise a new leg starts from the newest finished leg's export, else from the shipped weights
 #   (src/evc/weights/EVC-SS), else from scratch, with a fresh warm-up and a cosine over MINUTES.
 # - Checkpoint and export every 200 steps (a few minutes), validation on 4 Kodak images at the end.
-# - The recipe is docs/training.md's low-compute recipe (chosen by measured pilots).
+# - The recipe is docs/training.md's low-compute recipe (chosen by measured pilots: scripts/pilots.sh).
 # Output: LEG/train.log, LEG/train.csv, LEG/val.csv, LEG/export/. Prints the leg folder and the PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,8 +65,12 @@ else
     elif ls "src/evc/weights/$MODEL"/*.safetensors > /dev/null 2>&1; then
         init=(--init-weights "src/evc/weights/$MODEL")
     fi
+    # From trained weights, lr 3e-4: the pilots of 2026-12-03 (docs/training.md) found 1e-3 undoing
+    # 28 minutes of training on a model that is no longer new; from scratch, 1e-3 (the first pilots).
+    lr=1e-3
+    [ ${#init[@]} -eq 0 ] || lr=3e-4
     args=(--model "$MODEL" --data "$DATA" --out "$leg" "${init[@]}" --device cpu --workers 0
-          --batch-size 16 --crop 128 --lr 1e-3 --rate-lr-factor 10 --warmup-steps 100
+          --batch-size 16 --crop 128 --lr "$lr" --rate-lr-factor 10 --warmup-steps 100
           --time-limit-minutes "$MINUTES" --checkpoint-every 200 --log-every 50
           --val-every 1000000 --val-images 4)
     echo "new leg $leg (${init[*]:-from scratch}), $MINUTES minutes"
