@@ -36,7 +36,7 @@ PY=${PYTHON:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3
 mkdir -p "$CAMPAIGN"
 
-last_leg=$(ls -d "$CAMPAIGN"/leg-* 2>/dev/null | sort | tail -n 1 || true)
+last_leg=$(ls -td "$CAMPAIGN"/leg-* 2>/dev/null | head -n 1 || true)  # the most recently written
 if [ -n "$last_leg" ] && [ -f "$last_leg/checkpoint.pt" ] && [ ! -f "$last_leg/FINISHED" ]; then
     leg=$last_leg
     args=(--out "$leg" --resume)
