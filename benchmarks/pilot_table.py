@@ -16,15 +16,14 @@ from pathlib import Path
 
 from evc.eval.bdrate import bd_rate
 from evc.eval.results import load_curve
+from evc.train.config import read_toml
 
 
 def run_summary(run: Path) -> dict[str, float]:
     """Steps, crops and mean crops/s of a run, from its train.csv and config.toml."""
     rows = list(csv.DictReader((run / "train.csv").open()))
-    batch = int(next(line for line in (run / "config.toml").read_text().splitlines()
-                     if line.startswith("batch_size")).split("=")[1])
-    crop = int(next(line for line in (run / "config.toml").read_text().splitlines()
-                    if line.startswith("crop =")).split("=")[1])
+    config = read_toml(run / "config.toml")  # the run's resolved settings
+    batch, crop = config["batch_size"], config["crop"]
     steps = int(rows[-1]["step"])
     seconds = float(rows[-1]["elapsed_s"])  # the run's own training time (a new run: no earlier sessions)
     return {"steps": steps, "batch": batch, "crop": crop, "crops": steps * batch, "seconds": seconds}
