@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -351,13 +352,29 @@ def test_integer_weights_and_the_last_refusal() -> None:
 
 # -- the shipped weights: today's conversion, checked against the reference -------------------------------
 
-# Shipped EVC-SS v1's conversion as it was when those weights shipped: 18 weight bits everywhere, and
-# prior fusion's adaptor (row L1 norm 149.2) saturating the input of its GEMM (shared with conv1) at
-# 230,231,161 activation integers (3513.05). Weights shipped later need their own pinned values here.
+# Each shipped EVC-SS version's conversion, pinned when it shipped (a version that ships must add its
+# row: test_every_shipped_version_is_pinned). v1: 18 weight bits everywhere, and prior fusion's adaptor
+# (row L1 norm 149.2) saturating the input of its GEMM (shared with conv1) at 230,231,161 activation
+# integers (3513.05).
+@dataclass(frozen=True)
+class Pinned:
+    largest_row_l1: str  # as format_headroom prints it
+    saturated_at: int  # the input limit, in activation units, as printed
+    limit: int  # the same limit in activation integers (units of 2^-FA)
+
+
+PINNED = {
+    "v1": Pinned("149.2", 3513, 230_231_161),
+}
 SHIPPED = evc.MODELS["EVC-SS"].has_weights()
-SHIPPED_V1 = SHIPPED and ModelCard.read(evc.MODELS["EVC-SS"].weights_dir).version == "v1"
+SHIPPED_VERSION = ModelCard.read(evc.MODELS["EVC-SS"].weights_dir).version if SHIPPED else None
+PIN = PINNED.get(SHIPPED_VERSION or "")
 SHIPPED_SATURATED = ("prior_fusion.layers.1.depth.conv1", "prior_fusion.layers.1.depth.adaptor")
-SHIPPED_LIMIT = 230_231_161
+
+
+@pytest.mark.skipif(not SHIPPED, reason="EVC-SS weights not shipped")
+def test_every_shipped_version_is_pinned() -> None:
+    assert PIN is not None, f"shipped EVC-SS {SHIPPED_VERSION}: pin its conversion in PINNED"
 
 
 @pytest.fixture(scope="module")
@@ -365,20 +382,22 @@ def shipped() -> EVC:
     return evc.load("EVC-SS", device="cpu").model.eval()
 
 
-@pytest.mark.skipif(not SHIPPED_V1, reason="pins the conversion of shipped EVC-SS v1")
+@pytest.mark.skipif(PIN is None, reason="no pinned conversion for the shipped EVC-SS")
 def test_shipped_weights_convert_as_they_always_did(shipped: EVC) -> None:
+    assert PIN is not None
     report = exact_headroom(shipped)
     assert sorted(c.name for c in report) == sorted(name for name, _ in entropy_convs(shipped))
     assert all(c.weight_bits == FW for c in report)
     assert [c.name for c in report if c.input_limit < exact.ACTIVATION_LIMIT] == list(SHIPPED_SATURATED)
     assert [c.name for c in report if not c.within_bound] == [SHIPPED_SATURATED[1]]
     limits = {c.input_limit * 2**FA for c in report if c.name in SHIPPED_SATURATED}
-    assert limits == {SHIPPED_LIMIT}
-    assert ref_plan(shipped.prior_fusion.layers[1].depth.adaptor) == (FW, SHIPPED_LIMIT)
+    assert limits == {PIN.limit}
+    assert ref_plan(shipped.prior_fusion.layers[1].depth.adaptor) == (FW, PIN.limit)
     line = format_headroom(report)
     print(line)
     assert line.startswith(
-        "exact arithmetic: largest row L1 149.2 (prior_fusion.layers.1.depth.adaptor): input saturated at 3513;"
+        f"exact arithmetic: largest row L1 {PIN.largest_row_l1} (prior_fusion.layers.1.depth.adaptor): "
+        f"input saturated at {PIN.saturated_at};"
     )
     assert "all others within the bound of 128" in line
 
@@ -387,13 +406,13 @@ def test_shipped_weights_convert_as_they_always_did(shipped: EVC) -> None:
 def test_shipped_weights_are_bit_identical_to_the_reference(shipped: EVC) -> None:
     params = ExactEntropyParameters(shipped)
     assert_matches_reference(shipped, params, random_z(seed=12))
-    # Latents so large that v1's adaptor GEMM really clamps its input (issue 24 item 2): ~30 elements.
+    # Latents so large that the adaptor GEMM really clamps its input (issue 24 item 2): v1 ~30 elements.
     z = torch.cat([random_z(seed=13) * 1000, torch.full((1, 192, 2, 3), exact.ACTIVATION_LIMIT)])
-    if SHIPPED_V1:
+    if PIN is not None:
         with torch.no_grad():
             hidden = ref_module((z.long() << FA).clamp(-LIMIT, LIMIT), shipped.h_s.layers)
             into = ref_module(hidden, shipped.prior_fusion.layers[0])
-        assert (into.abs() > SHIPPED_LIMIT).sum() > 10 and (into.abs() < SHIPPED_LIMIT).any()
+        assert (into.abs() > PIN.limit).sum() > 10 and (into.abs() < PIN.limit).any()
     assert_matches_reference(shipped, params, z)
 
 

@@ -1,11 +1,14 @@
 """Per-image rate control: find the q index that meets a bits-per-pixel or PSNR target.
 
 Both searches bisect over the integer q indices between the model's highest- and lowest-rate anchors
-and return a result that was actually coded and meets the target, never an extrapolation.
+and return a result that was actually coded and meets the target, never an extrapolation. A target
+that no rate misses (every file fits the bpp, every reconstruction reaches the PSNR) gives the end of
+the range with a ``UserWarning`` that says so; one that no rate meets raises ``TargetUnreachable``.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Protocol
 
 from evc.errors import EVCError
@@ -62,6 +65,14 @@ def meet_target_bpp(encode: Callable[[int], Coded], q_best: int, q_worst: int, t
         raise TargetUnreachable(
             f"target of {target_bpp:g} bpp is below this model's lowest rate for this image ({lowest.bpp:.4f} bpp)"
         )
+    best = encode(q_best)
+    if best.bpp <= target_bpp:  # the target does not bite: say so rather than pretend it chose the rate
+        warnings.warn(
+            f"target of {target_bpp:g} bpp is above this model's highest rate for this image: "
+            f"writing its best quality ({best.bpp:.4f} bpp, {best.psnr:.2f} dB)",
+            UserWarning, stacklevel=3,
+        )
+        return best
     return _bisect(encode, q_best, q_worst, lambda r: r.bpp <= target_bpp, ok_at_high_q=True)
 
 
@@ -73,4 +84,12 @@ def meet_target_psnr(encode: Callable[[int], Coded], q_best: int, q_worst: int, 
         raise TargetUnreachable(
             f"target of {target_psnr:g} dB is above this model's best quality for this image ({best.psnr:.2f} dB)"
         )
+    worst = encode(q_worst)
+    if worst.psnr >= target_psnr:  # the target does not bite: say so rather than pretend it chose the rate
+        warnings.warn(
+            f"target of {target_psnr:g} dB is below this model's lowest quality for this image: "
+            f"writing its smallest file ({worst.bpp:.4f} bpp, {worst.psnr:.2f} dB)",
+            UserWarning, stacklevel=3,
+        )
+        return worst
     return _bisect(encode, q_best, q_worst, lambda r: r.psnr >= target_psnr, ok_at_high_q=False)
