@@ -161,3 +161,25 @@ def test_load_arguments():
         evc.load("EVC-SS", weights=3)
     with pytest.raises(evc.ModelError, match="unknown model"):
         evc.load("EVC-XX")
+
+
+def test_device_is_chosen_in_one_place_for_codec_and_trainer() -> None:
+    """evc.arguments.device: the codec and the trainer refuse the same bad devices with the same message."""
+    import torch
+
+    from evc import arguments
+    from evc.errors import EVCError
+    from evc.train.trainer import start_processes
+
+    assert arguments.device("cpu") == torch.device("cpu")
+    assert arguments.device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    for bad, message in (("gpu0", "unknown device 'gpu0'"), ("meta", "'meta' is not supported")):
+        with pytest.raises(EVCError, match=message):
+            arguments.device(bad)
+        with pytest.raises(EVCError, match=message):
+            start_processes(bad)
+        with pytest.raises(EVCError, match=message):
+            evc.load("EVC-SS", device=bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(EVCError, match="CUDA is not available"):
+            start_processes("cuda")

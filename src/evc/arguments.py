@@ -17,8 +17,11 @@ import math
 import numbers
 from typing import Any
 
+import torch
+
 from evc.bitstream.container import Q_INDEX_MAX
 from evc.entropy.latent_codec import MAX_SUBSTREAMS
+from evc.errors import EVCError
 
 QUALITY_RANGE = (0.0, 1.0)
 Q_INDEX_RANGE = (1, Q_INDEX_MAX)  # the file's u16 field; 0 is invalid
@@ -164,3 +167,23 @@ def output_quality(value: Any) -> int:
     if not OUTPUT_QUALITY_RANGE[0] <= number <= OUTPUT_QUALITY_RANGE[1]:
         raise ValueError(f"output quality must be {accepts}, got {_shown(value)}")
     return number
+
+
+def device(value: str | torch.device | None) -> torch.device:
+    """The device to run on: ``None`` is CUDA when available, else the CPU; ``"cpu"``, ``"cuda"`` or
+    ``"cuda:N"`` otherwise. The codec and the trainer both choose here.
+
+    Raises EVCError (not TypeError/ValueError: a device can be right and still unavailable here) for
+    an unknown device, an unsupported type, or CUDA on a machine without it.
+    """
+    if value is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(value)
+    except (RuntimeError, TypeError):
+        raise EVCError(f"unknown device {value!r}; use cpu, cuda or cuda:N") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise EVCError(f"device {value!r} requested but CUDA is not available")
+    if chosen.type not in ("cpu", "cuda"):
+        raise EVCError(f"device {value!r} is not supported; use cpu, cuda or cuda:N")
+    return chosen

@@ -78,20 +78,6 @@ class EncodeResult:
         return 10 * math.log10(1.0 / self.mse) if self.mse > 0 else math.inf
 
 
-def _pick_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        chosen = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise EVCError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise EVCError(f"device {device!r} requested but CUDA is not available")
-    if chosen.type not in ("cpu", "cuda"):
-        raise EVCError(f"device {device!r} is not supported; use cpu, cuda or cuda:N")
-    return chosen
-
-
 class Codec:
     """One model with its weights, ready to code images.
 
@@ -128,7 +114,7 @@ class Codec:
         precision = arguments.precision(precision)
         channels_last = arguments.flag("channels_last", channels_last)
         self.spec: ModelSpec = get_spec(name)
-        self.device = _pick_device(device)
+        self.device = arguments.device(device)
         model = copy.deepcopy(model)
         round_to_stored_precision(model)
         self.model = model.to(self.device).eval()

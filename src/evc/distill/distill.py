@@ -22,7 +22,7 @@ from evc.errors import EVCError
 from evc.models.evc import EVC
 from evc.models.registry import create_model, get_spec
 from evc.models.weights import DISTILLED_FROM_KEY, MODEL_KEY, SPARSITY_KEY, apply_state, load_state, read_metadata
-from evc.train.checkpoint import CHECKPOINT_NAME
+from evc.train.checkpoint import CHECKPOINT_NAME, read_checkpoint
 from evc.train.config import ConfigError, TrainConfig
 from evc.train.objective import RateDistortionLoss
 from evc.train.trainer import EXPORT_DIR, Trainer, TrainingTask
@@ -172,7 +172,7 @@ def _phase_done(folder: Path, steps: int) -> bool:
     path = folder / CHECKPOINT_NAME
     if not path.is_file():
         return False
-    return torch.load(path, map_location="cpu", weights_only=False)["step"] >= steps
+    return read_checkpoint(path)["step"] >= steps
 
 
 def run_distill(config: DistillConfig, resume: bool = False) -> Path:

@@ -1,8 +1,8 @@
 """Mask decay, structure half: channel masks in a teacher's transforms, and their exact merge.
 
 A mask is a per-channel scale (initialised to 1) placed right after a convolution, at the positions of
-DESIGN.md section 4: in a residual block after conv1 and on the block output; in a depth-conv block
-after the depthwise conv, after its last 1x1, after the FFN expansion and after the FFN projection.
+the paper's mask-decay figure: in a residual block after conv1 and on the block output; in a depth-conv
+block after the depthwise conv, after its last 1x1, after the FFN expansion and after the FFN projection.
 Everything that adds into one residual stream shares that stream's mask, so a channel of the stream is
 zero everywhere once its mask is.
 

@@ -41,7 +41,7 @@ def count_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
     return total
 
 
-# DESIGN.md section 2 (the paper and the authors' release): parameters (M), g_a / g_s GMACs at 768x512.
+# The paper and the authors' release: parameters (M), g_a / g_s GMACs at 768x512.
 PUBLISHED = {
     "EVC-LL": (17.4, 103.6, 101.6),
     "EVC-MM": (15.2, 49.6, 48.8),

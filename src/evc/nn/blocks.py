@@ -1,4 +1,4 @@
-"""Building blocks of EVC's transforms and entropy-model networks (DESIGN.md section 2).
+"""Building blocks of EVC's transforms and entropy-model networks (the paper's figures and the authors' release).
 
 Every activation is a named submodule so that mask decay can find the positions where it inserts
 channel masks (after a conv, before the next nonlinearity) without re-implementing the blocks.

@@ -31,13 +31,13 @@ The bound
     of every conv when the weights are converted. With the constants below a layer passes if each
     output channel's weight L1 norm (sum of |w|) is below 2**(53 - 12 - 16 - 18) = 128 (less a
     negligible bias term); PyTorch's default initialisation gives at most 18 in these networks. Trained
-    weights can exceed it (measured: an L1 norm of 149 in prior fusion's adaptor after 4 CPU hours of
-    EVC-SS). Each conv is converted by the first of these rules that keeps its sums exact:
+    weights can exceed it (shipped EVC-SS has a row L1 norm above 128 in prior fusion's adaptor;
+    docs/training.md reports the norms of every leg). Each conv is converted by the first of these rules that keeps its sums exact:
 
     1. within the bound: WEIGHT_FRAC_BITS weight bits, input saturated at ACTIVATION_LIMIT;
     2. beyond it, but exact for inputs up to at least MIN_INPUT_LIMIT with WEIGHT_FRAC_BITS bits (row L1
        norms up to about 2,000): the conv saturates its own input at the largest bound that keeps its
-       sums exact (shipped EVC-SS v1 saturates prior fusion's adaptor at about 3513 this way);
+       sums exact (shipped EVC-SS saturates prior fusion's adaptor this way);
     3. anything larger: fewer weight fractional bits ``FW`` for that conv, the most (17 down to 0) that
        keep its sums exact with the input at ACTIVATION_LIMIT. Weights are ``round(w * 2**FW)``, the bias
        is in the scale ``2**-(ACTIVATION_FRAC_BITS + FW)`` and the rescale divides by ``2**FW``. The

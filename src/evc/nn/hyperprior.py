@@ -9,7 +9,7 @@ from evc.nn.blocks import Composite, DepthConvBlock, SubpelConv1x1, conv3x3
 from evc.nn.transforms import LATENT_CHANNELS
 
 HYPER_CHANNELS = 192
-# The quantisation step Q_step the prior fusion predicts is bounded below by this (DESIGN.md section 2).
+# The quantisation step Q_step the prior fusion predicts is bounded below by this (the authors' release).
 Q_STEP_MIN = 0.5
 
 

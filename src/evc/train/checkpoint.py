@@ -28,13 +28,23 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)  # a crash mid-write leaves the previous checkpoint intact
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's state (model, optimizer, step, ...), read without touching any RNG.
+
+    Raises EVCError when the file is missing or unreadable.
+    """
     if not path.is_file():
         raise EVCError(f"no checkpoint to resume from at {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises many types for a damaged file
         raise EVCError(f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc})") from None
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's state, with the RNGs of torch, CUDA, numpy and Python restored to where it was
+    written (so a resumed run draws what the uninterrupted run would have). Raises EVCError."""
+    state = read_checkpoint(path)
     rng = state.get("rng", {})
     if "torch" in rng:
         torch.set_rng_state(rng["torch"])

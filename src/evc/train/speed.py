@@ -64,9 +64,8 @@ def _cpu_flags() -> set[str] | None:
 def cpu_has_bf16() -> bool:
     """Whether this CPU runs bf16 natively (AVX512-BF16 or AMX on x86, BF16 on Arm); else bf16 is emulated.
 
-    oneDNN's own check is not enough: it also answers yes on plain AVX-512 (emulated bf16), where the
-    bf16 step ran at 0.61x the float32 step (Intel Xeon @ 2.80GHz, AVX-512 without BF16, 2026-12-03,
-    benchmarks/train_speed.py).
+    oneDNN's own check is not enough: it also answers yes on plain AVX-512, where bf16 is emulated and
+    the bf16 step is slower than float32 (measured in docs/training.md with benchmarks/train_speed.py).
     """
     try:
         if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):

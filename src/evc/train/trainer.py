@@ -36,6 +36,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from evc import arguments
 from evc.entropy.exact_parameters import exact_headroom, format_headroom
 from evc.errors import EVCError
 from evc.extras import require
@@ -521,10 +522,7 @@ class Processes:
 def start_processes(device_name: str) -> Processes:
     """Join the torchrun process group if there is one (NCCL on CUDA, gloo on CPU)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if device_name:
-        device = torch.device(device_name)
-    else:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = arguments.device(device_name or None)
     if world_size == 1:
         return Processes(0, 1, device)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -546,4 +544,4 @@ def _say(message: str) -> None:
 def describe_export(folder: Path) -> str:
     """One line naming an export folder's model and training steps."""
     meta = read_metadata(folder)
-    return f"{meta.get(MODEL_KEY)} after {meta.get('evc.training_steps')} steps: {folder}"
+    return f"{meta.get(MODEL_KEY)} after {meta.get(STEPS_KEY)} steps: {folder}"
