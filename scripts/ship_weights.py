@@ -29,7 +29,12 @@ from evc.eval.results import RDCurve, load_curve, save_curve
 from evc.eval.runner import EVCUnderTest, evaluate, list_images
 from evc.models.card import KODAK_KEY, VERSION_KEY, ModelCard, training_totals
 from evc.models.registry import get_spec
-from evc.models.weights import ANCHORS_KEY, MODEL_KEY, PARTS_KEY, load_state, read_metadata, save_weights
+from evc.models.weights import (
+    ANCHORS_KEY, HELD_OUT_KEY, LAMBDAS_KEY, MODEL_KEY, PARTS_KEY, RECIPE_KEY, load_state, read_metadata, save_weights,
+)
+from evc.shared_data import VALIDATION_PHOTOS
+from evc.train.config import TrainConfig, read_toml
+from evc.train.trainer import anchor_sampling
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results" / "kodak"
@@ -40,7 +45,23 @@ def measure(weights: Path, label: str) -> RDCurve:
     return evaluate(EVCUnderTest.at_anchors(codec, label, between=1), list_images(KODAK_DIR), "ours")
 
 
-def card_markdown(card: ModelCard, curve: RDCurve, files: list[Path]) -> str:
+def run_record(weights: Path, meta: dict[str, str]) -> dict[str, object]:
+    """What a trainer before 2026-12-03 did not record in the export (held-out photos, how the anchors
+    were drawn), read from the run's resolved config.toml beside it (RUN/export); nothing if absent."""
+    config_path = weights.parent / "config.toml"
+    if weights.is_file() or not config_path.is_file():
+        return {}
+    config = read_toml(config_path)
+    extra: dict[str, object] = {}
+    if HELD_OUT_KEY not in meta and "holdout" in config:
+        extra[HELD_OUT_KEY] = len(VALIDATION_PHOTOS) if config["holdout"] else 0
+    if "anchors drawn" not in meta.get(RECIPE_KEY, ""):
+        sampling = TrainConfig(anchor_weights=str(config.get("anchor_weights", ""))).anchor_probabilities()
+        extra[RECIPE_KEY] = f"{meta.get(RECIPE_KEY, '?')}, {anchor_sampling(sampling)}"
+    return extra
+
+
+def card_markdown(card: ModelCard, meta: dict[str, str], curve: RDCurve, files: list[Path]) -> str:
     rows = "\n".join(
         f"| {q} | {b:.4f} | {p:.3f} | {m if m is not None else ''} |"
         for q, b, p, m in zip(
@@ -50,6 +71,7 @@ def card_markdown(card: ModelCard, curve: RDCurve, files: list[Path]) -> str:
     )
     bd = "\n".join(f"- {v:+.1f} % against {k}" for k, v in card.bd_rates.items())
     hours = f"{card.training_hours:.2f}" if card.training_hours is not None else "?"
+    lambdas = ", ".join(f"{v:g}" for v in json.loads(meta.get(LAMBDAS_KEY, "[]"))) or "?"
     lineage = ""
     if card.earlier_runs and card.totals is not None:
         lineage = (
@@ -64,15 +86,14 @@ Weights of evc's {card.model} ({get_spec(card.model).description}), fp16 safeten
 ## Training
 
 - Device: {card.device}; {hours} hours; {card.steps} steps; {card.crops_seen:,} crops of {card.crop} px.{lineage}
-- Data: {card.data} (../shared/data/train: 325 photos and a few graphics, JPEG q95 4:4:4). Kodak is never
-  trained on.
-- Recipe: {card.recipe}. Four rate anchors (lambda 0.0022, 0.0050, 0.012, 0.027), drawn uniformly per crop.
+- Data: {card.data}. Kodak is never trained on.
+- Recipe: {card.recipe}. Four rate anchors, lambda {lambdas}.
 - Date: {card.date}.
 
 This is a low-compute model: the paper's models train for days on GPUs; this one saw a tiny fraction
 of that, so it is far from the paper's RD (see below and docs/results.md).
 
-## Kodak (24 images, real files, RGB PSNR)
+## Kodak ({card.kodak_set()}, RGB PSNR)
 
 Measured by `python scripts/ship_weights.py` (exact entropy parameters, CPU), q index = round(100 * q_scale);
 the 4 trained anchors and one interpolated rate between each pair.
@@ -133,11 +154,14 @@ def main() -> int:
     if totals is not None:
         extra.update(totals.metadata())
     extra[VERSION_KEY] = args.version
-    extra[KODAK_KEY] = json.dumps({"bpp": curve.bpp, "psnr": curve.psnr, "bd_rate": bd_rates})
+    extra.update(run_record(args.weights, file_meta))
+    extra[KODAK_KEY] = json.dumps(
+        {"bpp": curve.bpp, "psnr": curve.psnr, "bd_rate": bd_rates, "images": curve.meta["images"]}
+    )
     with tempfile.TemporaryDirectory() as tmp:  # write whole, then replace: no half-shipped folder
         files = save_weights(model, Path(tmp) / name, name, extra)
         card = ModelCard.read(Path(tmp) / name)
-        (Path(tmp) / name / "MODEL_CARD.md").write_text(card_markdown(card, curve, files))
+        (Path(tmp) / name / "MODEL_CARD.md").write_text(card_markdown(card, read_metadata(Path(tmp) / name), curve, files))
         if spec.weights_dir.exists():
             shutil.rmtree(spec.weights_dir)
         shutil.copytree(Path(tmp) / name, spec.weights_dir)

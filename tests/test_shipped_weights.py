@@ -54,7 +54,7 @@ def test_model_card_is_complete_and_shown_by_evc_models(name: str, capsys) -> No
     assert (evc.MODELS[name].weights_dir / "MODEL_CARD.md").is_file()
     assert evc_main(["models"]) == 0
     out = capsys.readouterr().out
-    assert f"{name} {card.version}: trained" in out and "Kodak (24 images, real files)" in out
+    assert f"{name} {card.version}: trained" in out and f"Kodak ({card.kodak_set()})" in out
 
 
 # -- the shipped weights reproduce their recorded Kodak results (issue 24 item 1) ---------------------------

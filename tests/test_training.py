@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 import evc
+from evc.models.card import ModelCard
 from evc.cli.main import main as evc_main
 from evc.train.config import ConfigError, TrainConfig, make_config, read_toml
 from evc.shared_data import VALIDATION_PHOTOS
@@ -103,6 +104,9 @@ def test_export_loads_with_evc_load(image_folder, tmp_path) -> None:
     meta = evc.models.weights.read_metadata(export)
     assert meta["evc.model"] == "EVC-SS" and meta["evc.training_steps"] == "2"
     assert meta["evc.images_seen"] == "4" and "evc.date" in meta
+    # The card can say what the weights were trained on and how: the held-out split, the anchor draw.
+    assert meta["evc.held_out"] == "16" and meta["evc.recipe"].endswith(", anchors drawn uniformly")
+    assert "(16 validation photos held out)" in ModelCard.read(export).data
     codec = evc.load(weights=export, device="cpu")
     image = smooth_image(40, 56)
     result = codec.encode(image, 0.5)

@@ -17,6 +17,7 @@ from evc.models.weights import (
     DATA_KEY,
     DATE_KEY,
     DEVICE_KEY,
+    HELD_OUT_KEY,
     IMAGES_SEEN_KEY,
     INIT_WEIGHTS_KEY,
     KODAK_KEY,
@@ -105,6 +106,7 @@ class ModelCard:
     kodak_bpp: list[float]
     kodak_psnr: list[float]
     bd_rates: dict[str, float]
+    kodak_images: int | None = None  # how many Kodak images the RD points average (None: not recorded)
     totals: TrainingTotals | None = None  # over the whole lineage (see training_totals)
 
     @property
@@ -124,6 +126,9 @@ class ModelCard:
             data = ", ".join(Path(d).name or d for d in json.loads(meta.get(DATA_KEY, "[]")))
         except (ValueError, TypeError):
             data = meta.get(DATA_KEY, "")
+        held_out = _number(meta, HELD_OUT_KEY, int)
+        if held_out:
+            data += f" ({held_out} validation photos held out)"
         seconds = _number(meta, TRAINING_SECONDS_KEY, float)
         totals = recorded_totals(meta)  # never a walk of this machine's files: a card reads the same anywhere
         return cls(
@@ -140,6 +145,7 @@ class ModelCard:
             kodak_bpp=[float(v) for v in kodak.get("bpp", [])],
             kodak_psnr=[float(v) for v in kodak.get("psnr", [])],
             bd_rates={str(k): float(v) for k, v in kodak.get("bd_rate", {}).items()},
+            kodak_images=int(kodak["images"]) if isinstance(kodak.get("images"), int) else None,
             totals=totals,
         )
 
@@ -147,6 +153,10 @@ class ModelCard:
     def read(cls, weights: str | Path) -> ModelCard:
         """The card of a weights file or folder (ModelError if it is unreadable)."""
         return cls.from_metadata(read_metadata(weights))
+
+    def kodak_set(self) -> str:
+        """What the Kodak points average: "24 images, real files" (or "real files" if not recorded)."""
+        return "real files" if self.kodak_images is None else f"{self.kodak_images} images, real files"
 
     def lines(self) -> list[str]:
         """A few plain-text lines: provenance, then Kodak RD (as `evc models` prints them)."""
@@ -166,7 +176,7 @@ class ModelCard:
             out.append(f"  recipe: {self.recipe}")
         if self.kodak_bpp:
             points = ", ".join(f"{b:.3f} bpp / {p:.2f} dB" for b, p in zip(self.kodak_bpp, self.kodak_psnr))
-            out.append(f"  Kodak (24 images, real files): {points}")
+            out.append(f"  Kodak ({self.kodak_set()}): {points}")
         if self.bd_rates:
             out.append("  BD-rate (PSNR): " + ", ".join(f"{v:+.1f} % vs {k}" for k, v in self.bd_rates.items()))
         return out

@@ -27,6 +27,7 @@ ANCHORS_KEY = "evc.anchors_q_scale"  # JSON list: q_scale of each rate anchor, l
 STEPS_KEY = "evc.training_steps"
 IMAGES_SEEN_KEY = "evc.images_seen"  # training crops, all processes together
 DATA_KEY = "evc.data"  # JSON list of training data folders
+HELD_OUT_KEY = "evc.held_out"  # how many of the data's photos were held out of training (the validation split)
 CROP_KEY = "evc.crop"  # crop side in pixels
 LAMBDAS_KEY = "evc.lambdas"  # JSON list, one per rate anchor
 INIT_WEIGHTS_KEY = "evc.init_weights"
@@ -42,7 +43,7 @@ DISTILLED_FROM_KEY = "evc.distilled_from"  # mask decay: the teacher's name
 SPARSITY_KEY = "evc.sparsity"  # mask decay: the sparsity loss's kind
 # Added when weights ship (scripts/ship_weights.py):
 VERSION_KEY = "evc.version"
-KODAK_KEY = "evc.kodak"  # JSON: {"bpp": [...], "psnr": [...], "bd_rate": {anchor name: percent}}
+KODAK_KEY = "evc.kodak"  # JSON: {"bpp": [...], "psnr": [...], "bd_rate": {anchor name: percent}, "images": n}
 MAX_PART_BYTES = 15 * 1024 * 1024
 
 

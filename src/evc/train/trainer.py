@@ -50,6 +50,7 @@ from evc.models.weights import (
     DATA_KEY,
     DATE_KEY,
     DEVICE_KEY,
+    HELD_OUT_KEY,
     IMAGES_SEEN_KEY,
     INIT_WEIGHTS_KEY,
     LAMBDAS_KEY,
@@ -433,6 +434,7 @@ class Trainer:
             STEPS_KEY: self.step,
             IMAGES_SEEN_KEY: images_seen,
             DATA_KEY: config.data,
+            HELD_OUT_KEY: len(VALIDATION_PHOTOS) if config.holdout else 0,
             CROP_KEY: config.crop,
             LAMBDAS_KEY: list(LAMBDAS),
             INIT_WEIGHTS_KEY: config.init_weights,
@@ -443,7 +445,8 @@ class Trainer:
                 f"Adam lr {config.lr:g} (rate parameters x{config.rate_lr_factor:g}), warm-up {config.warmup_steps}, "
                 f"cosine to x{config.lr_final_fraction:g}"
                 + (f" over {config.time_limit_minutes:g} min" if config.time_limit_minutes > 0 else f" over {config.steps} steps")
-                + f", batch {config.batch_size} x {config.crop}px crops, {'bf16' if config.amp else 'float32'}"
+                + f", batch {config.batch_size} x {config.crop}px crops, {'bf16' if config.amp else 'float32'}, "
+                + anchor_sampling(config.anchor_probabilities())
             ),
             **totals.metadata(),
             **self.task.metadata(),
@@ -539,6 +542,13 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
 
 def _say(message: str) -> None:
     require("tqdm", "train").tqdm.write(message, file=sys.stderr)
+
+
+def anchor_sampling(weights: tuple[float, ...] | None) -> str:
+    """How a recipe draws each crop's rate anchor, in words: "anchors drawn uniformly" or "... 1:1:2:2"."""
+    if weights is None:
+        return "anchors drawn uniformly"
+    return "anchors drawn " + ":".join(f"{w:g}" for w in weights)
 
 
 def describe_export(folder: Path) -> str:
