@@ -22,9 +22,10 @@ from evc.eval.bdrate import bd_rate, bd_rate_table, format_bd_table
 from evc.eval.bench import PAPER_CASES, compare_paths
 from evc.eval.complexity import PUBLISHED, model_complexity
 from evc.eval.plots import plot_rd
-from evc.eval.published import KODAK_DIR, PUBLISHED_EVC, VTM_KODAK
+from evc.eval.published import VTM_KODAK, paper_curves
 from evc.eval.results import RDCurve, load_curve, save_curve
 from evc.eval.runner import EVCUnderTest, evaluate, list_images
+from evc.shared_data import KODAK_DIR
 from evc.train.speed import cpu_model_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,9 +102,7 @@ def main() -> None:
     for key, curve in zip(baseline_codecs(), live):
         full_names[SHORT_NAMES[key]] = curve.name
         curve.name = SHORT_NAMES[key]
-    published = [load_curve(p) for p in PUBLISHED_EVC]
-    for curve in published:
-        curve.name = f"{curve.name} (paper)"
+    published = paper_curves()
     vtm = load_curve(VTM_KODAK)
 
     styles = {c.name: "ours" for c in ours} | {c.name: "published" for c in [*published, vtm]}

@@ -24,12 +24,13 @@ from pathlib import Path
 
 import evc
 from evc.eval.bdrate import bd_rate
-from evc.eval.published import KODAK_DIR, VTM_KODAK
+from evc.eval.published import VTM_KODAK
 from evc.eval.results import RDCurve, load_curve, save_curve
 from evc.eval.runner import EVCUnderTest, evaluate, list_images
 from evc.models.card import KODAK_KEY, VERSION_KEY, ModelCard, training_totals
 from evc.models.registry import get_spec
 from evc.models.weights import ANCHORS_KEY, MODEL_KEY, PARTS_KEY, load_state, read_metadata, save_weights
+from evc.shared_data import KODAK_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results" / "kodak"

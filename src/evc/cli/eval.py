@@ -82,19 +82,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from evc.eval.bdrate import bd_rate_table, curve_quality, format_bd_table, format_bd_title
-    from evc.eval.published import PUBLISHED_EVC, VTM_KODAK
+    from evc.eval.published import VTM_KODAK, paper_curves
     from evc.eval.results import ResultsError, load_curve
 
     curves = [load_curve(p) for p in args.results]
     styles = {c.name: "ours" if c.meta.get("kind") == "ours" else "baseline" for c in curves}
     if args.published:
-        missing = [p for p in PUBLISHED_EVC if not p.is_file()]
-        if missing:
-            raise CLIError(f"published EVC curves not found ({missing[0]}); give them as RESULTS files instead")
-        published = [load_curve(p) for p in PUBLISHED_EVC]
-        for c in published:
-            c.name = f"{c.name} (paper)"
-            styles[c.name] = "published"
+        published = paper_curves()
+        styles.update((c.name, "published") for c in published)
         curves += published
     anchor_paths = args.anchor or [VTM_KODAK]
     for path in anchor_paths:
@@ -241,8 +236,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     compare = commands.add_parser("compare", help="BD-rates of RD results against anchors, and RD plots")
     compare.add_argument("results", nargs="+", metavar="RESULTS.json", help="curves (evc eval output or CompressAI JSON)")
     compare.add_argument("--anchor", action="append", metavar="FILE",
-                         help="anchor curve (repeatable; default ../shared/rd_results/compressai_kodak/vtm.json); "
-                              "live-baseline results among RESULTS are anchors too")
+                         help="anchor curve (repeatable; default: VTM on Kodak, published by CompressAI, shipped "
+                              "with evc); live-baseline results among RESULTS are anchors too")
     compare.add_argument("--metric", choices=["psnr", "ms-ssim", "both"], default="both")
     compare.add_argument("--published", action="store_true", help="add the paper's EVC-LL/MM/SS Kodak curves")
     compare.add_argument("--plot", metavar="STEM", help="write STEM-psnr.png/.svg (and -ms-ssim)")
