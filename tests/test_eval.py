@@ -78,7 +78,6 @@ def test_eval_cli_writes_results_json(tmp_path, capsys) -> None:
     assert "exists" in capsys.readouterr().err
     assert evc_main(args + ["--force"]) == 0
     assert evc_main(["eval", str(tmp_path / "nope"), "--model", "EVC-SS"]) == 2
-    assert evc_main(["eval", str(folder)]) == 2
     assert evc_main(["eval", str(folder), "--baseline", "mp3"]) == 2
 
 

@@ -10,14 +10,48 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 import evc
+from evc.cli.main import main
 from evc.eval.published import PUBLISHED_EVC, VTM_KODAK, paper_curves
+from evc.models.registry import default_model_name
 from evc.shared_data import SHARED_DIR
+
+from conftest import smooth_image
 
 ROOT = Path(__file__).resolve().parents[1]
 RD_RESULTS = SHARED_DIR / "rd_results"
 KODAK_NAMES = [f"kodim{i:02d}.png" for i in range(1, 25)]
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# -- item 2: `evc eval DIR` evaluates the shipped model --------------------------------------------
+
+
+def test_eval_without_model_evaluates_the_shipped_model(capsys, tmp_path):
+    """Before: "nothing to evaluate: give --model NAME ..." (exit 2), while `evc encode` used the shipped model."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(smooth_image(64, 64, seed=1)).save(folder / "a.png")
+    code, out, err = run(capsys, "eval", folder, "--qualities", 2, "--out", tmp_path / "r", "--quiet", "--device", "cpu")
+    shipped = default_model_name()
+    if shipped is None:  # nothing ships: the message says how to get weights
+        assert code == 2 and "no model is trained yet" in err
+        return
+    assert code == 0, err
+    data = json.loads((tmp_path / "r" / f"{shipped}.json").read_text())
+    assert data["meta"]["versions"]["weights"] == "shipped" and len(data["results"]["bpp"]) == 2
+    # --baseline alone still measures the baselines only
+    code, out, err = run(capsys, "eval", folder, "--baseline", "jpeg420", "--out", tmp_path / "b", "--quiet")
+    assert code == 0, err
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["jpeg420.json"]
 
 
 # -- item 3: the published curves ship with the package --------------------------------------------

@@ -38,7 +38,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out} is a file; give a folder")
     jobs = []
-    if args.model or args.weights:  # weights name their model
+    # Our model unless only baselines are asked for: --model, the model --weights name, or the best
+    # shipped model (as `evc encode` uses).
+    if args.model or args.weights or not args.baseline:
         codec = load_codec(args, args.model)
         weights = str(args.weights) if args.weights else "shipped"
         under_test = (
@@ -57,8 +59,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
             if key not in available:
                 raise CLIError(f"unknown baseline {key!r}; known: {', '.join(sorted({*available, *missing}))}")
             jobs.append((key, available[key], "baseline"))
-    if not jobs:
-        raise CLIError("nothing to evaluate: give --model NAME or --weights PATH, and/or --baseline KEY (or --baseline all)")
     targets = [out / f"{key}.json" for key, _, _ in jobs]
     for target in targets:
         check_output(target, args.force) if out.is_dir() else None
@@ -219,7 +219,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("folder", nargs="?", help="folder of images, e.g. ../shared/data/kodak")
     ev.add_argument("--validation-split", action="store_true",
                     help="the 16 training photos held out of training (evc.shared_data.VALIDATION_PHOTOS) instead of a folder")
-    add_option(ev, "--model", help="one of our models (see evc models); with --weights, the model they name")
+    add_option(ev, "--model", help="one of our models (see evc models); default: the one --weights name, else the "
+                                   "best shipped model, unless only --baseline is given")
     ev.add_argument("--baseline", action="append", metavar="KEY",
                     help="a live baseline codec: jpeg420, jpeg444, webp, avif, jxl, jpeg2000, heic, or all (repeatable)")
     points = ev.add_mutually_exclusive_group()
