@@ -14,7 +14,9 @@ from PIL import Image
 
 import evc
 from evc.cli.main import main
+from evc.eval.bdrate import bd_rate, format_bd_table
 from evc.eval.published import PUBLISHED_EVC, VTM_KODAK, paper_curves
+from evc.eval.results import RDCurve, different_images, format_image_sets, image_set, load_curve
 from evc.models.registry import default_model_name
 from evc.shared_data import SHARED_DIR
 
@@ -30,6 +32,20 @@ def run(capsys, *argv) -> tuple[int, str, str]:
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def ours(names: list[str], dataset: str = "kodak", name: str = "EVC-SS", ms_ssim: bool = False) -> RDCurve:
+    """A curve as `evc eval` writes it, measured on ``names``: a little below VTM at 0.3-0.9 bpp."""
+    bpp, psnr = [0.3, 0.5, 0.7, 0.9], [29.0, 31.0, 32.5, 33.6]
+    ms = [0.95, 0.97, 0.98, 0.985] if ms_ssim else None
+    per_image = {n: {"bpp": bpp, "psnr-rgb": psnr} for n in names}
+    meta = {"kind": "ours", "images": len(names), "dataset": dataset}
+    return RDCurve(name, bpp, psnr, ms, meta=meta, per_image=per_image)
+
+
+def save(curve: RDCurve, path: Path) -> Path:
+    path.write_text(json.dumps(curve.to_json()))
+    return path
 
 
 # -- item 2: `evc eval DIR` evaluates the shipped model --------------------------------------------
@@ -77,3 +93,59 @@ def test_shipped_curves_hold_the_shared_numbers():
         mine, theirs = json.loads(shipped.read_text()), json.loads((RD_RESULTS / source).read_text())
         assert (mine["name"], mine["results"]) == (theirs["name"], theirs["results"])
         assert mine["meta"] == {**theirs.get("meta", {}), "dataset": "kodak", "images": 24, "image_names": KODAK_NAMES}
+
+
+# -- item 4: not like for like, said -------------------------------------------------------------
+
+
+def test_image_sets_compare_by_names_then_count_then_dataset():
+    vtm = load_curve(VTM_KODAK)
+    assert image_set(vtm).describe() == "24 images (kodak)"
+    assert different_images(ours(KODAK_NAMES[:4]), vtm)
+    assert not different_images(ours(KODAK_NAMES), vtm)
+    # the same photos in another folder, or as other files, are the same set
+    assert not different_images(ours([n.replace(".png", ".ppm") for n in KODAK_NAMES], dataset="copy"), vtm)
+    assert different_images(ours(KODAK_NAMES[1:] + ["kodim99.png"]), vtm)  # same count, other images
+    no_names = RDCurve("c", [0.5, 1.0], [30.0, 33.0], meta={"images": 24, "dataset": "Kodak"})
+    assert not different_images(no_names, vtm)  # count and dataset agree (letter case aside)
+    assert different_images(RDCurve("c", [0.5, 1.0], [30.0, 33.0], meta={"images": 24, "dataset": "clic"}), vtm)
+    unknown = RDCurve("CompressAI JPEG", [0.5, 1.0], [30.0, 33.0])
+    assert not image_set(unknown).known and not different_images(unknown, ours(KODAK_NAMES[:4]))
+    assert format_image_sets([ours(KODAK_NAMES), vtm]) is None
+    assert format_image_sets([ours(KODAK_NAMES[:4]), vtm]) == "EVC-SS: 4 images (kodak); VTM: 24 images (kodak)"
+
+
+def test_bd_table_marks_rates_across_image_sets():
+    vtm = load_curve(VTM_KODAK)
+    subset, whole = ours(KODAK_NAMES[:4]), ours(KODAK_NAMES)
+    results = [[bd_rate(vtm, subset)], [bd_rate(vtm, whole)]]
+    assert results[0][0].different_images and not results[1][0].different_images
+    assert results[0][0].percent == pytest.approx(results[1][0].percent)  # the same numbers: only the label differs
+    table = format_bd_table([subset, whole], [vtm], results).splitlines()
+    assert table[2].endswith(" dB, different images) |") and table[3].endswith(" dB) |")
+
+
+def test_compare_says_when_image_sets_differ(capsys, tmp_path):
+    """Before: 4 Kodak images against the published 24-image curves gave a BD-rate with no warning."""
+    subset = save(ours(KODAK_NAMES[:4]), tmp_path / "subset.json")
+    code, out, err = run(capsys, "compare", subset, "--published", "--metric", "psnr", "--plot", tmp_path / "sub")
+    assert code == 0, err
+    assert err.count("\n") == 1 and err.startswith("evc: warning: not like for like")
+    assert "EVC-SS: 4 images (kodak); " in err and "VTM: 24 images (kodak)" in err
+    row = next(line for line in out.splitlines() if line.startswith("| EVC-SS |"))
+    assert row.endswith(" dB, different images) |")
+    assert "| EVC_LL (paper) | -1.0 % (32.5-37.9 dB) |" in out  # 24 against 24: no mark
+
+    whole = save(ours(KODAK_NAMES), tmp_path / "whole.json")
+    code, out, err = run(capsys, "compare", whole, "--published", "--metric", "psnr", "--plot", tmp_path / "all")
+    assert code == 0 and err == ""
+    assert "different images" not in out
+
+
+def test_compare_leaves_out_a_metric_only_the_anchor_has(capsys, tmp_path):
+    """Before: the default anchor (VTM) has MS-SSIM, so a comparison of PSNR-only curves printed a table
+    of n/a and a plot of VTM alone."""
+    whole = save(ours(KODAK_NAMES), tmp_path / "whole.json")
+    code, out, err = run(capsys, "compare", whole, "--published")
+    assert code == 0 and "BD-rate (ms-ssim)" not in out
+    assert err == "evc: warning: none of the curves has MS-SSIM values: compared on PSNR only\n"

@@ -81,9 +81,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from evc.eval.bdrate import bd_rate_table, curve_quality, format_bd_table, format_bd_title
+    from evc.eval.bdrate import DIFFERENT_IMAGES, bd_rate_table, curve_quality, format_bd_table, format_bd_title
     from evc.eval.published import VTM_KODAK, paper_curves
-    from evc.eval.results import ResultsError, load_curve
+    from evc.eval.results import ResultsError, format_image_sets, load_curve
 
     curves = [load_curve(p) for p in args.results]
     styles = {c.name: "ours" if c.meta.get("kind") == "ours" else "baseline" for c in curves}
@@ -112,7 +112,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     # Decide everything that could fail before printing or writing anything.
     metrics = ["psnr", "ms-ssim"] if args.metric == "both" else [args.metric]
     label = {"psnr": "PSNR", "ms-ssim": "MS-SSIM"}
-    lacking = [m for m in metrics if not any(has(c, m) for c in plotted)]
+    # An anchor alone is no comparison: a metric none of the compared curves has is left out (the
+    # paper's curves and results on images under 161 pixels have no MS-SSIM).
+    lacking = [m for m in metrics if not any(has(c, m) for c in curves)]
     if args.metric != "both" and lacking:
         raise CLIError(f"none of the curves has {label[args.metric]} values")
     metrics = [m for m in metrics if m not in lacking]
@@ -125,6 +127,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
             plots[metric] = [stem.parent / f"{stem.name}-{metric}{suffix}" for suffix in (".png", ".svg")]
             for target in plots[metric]:
                 check_output(target, args.force)
+    image_sets = format_image_sets(plotted)
+    if image_sets is not None:  # e.g. 4 Kodak images against published 24-image curves
+        warnings.warn(
+            f"not like for like: the curves were measured on different images ({image_sets}); "
+            f"BD-rates between curves of different image sets are marked '{DIFFERENT_IMAGES}'"
+        )
     for metric in metrics:
         table = bd_rate_table(curves, anchors, metric)
         print(format_bd_title(metric))
