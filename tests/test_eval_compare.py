@@ -126,7 +126,8 @@ def test_bd_table_marks_rates_across_image_sets():
 
 
 def test_compare_says_when_image_sets_differ(capsys, tmp_path):
-    """Before: 4 Kodak images against the published 24-image curves gave a BD-rate with no warning."""
+    """Before: 4 Kodak images against the published 24-image curves gave a BD-rate with no warning,
+    under a plot titled "Kodak"."""
     subset = save(ours(KODAK_NAMES[:4]), tmp_path / "subset.json")
     code, out, err = run(capsys, "compare", subset, "--published", "--metric", "psnr", "--plot", tmp_path / "sub")
     assert code == 0, err
@@ -135,11 +136,15 @@ def test_compare_says_when_image_sets_differ(capsys, tmp_path):
     row = next(line for line in out.splitlines() if line.startswith("| EVC-SS |"))
     assert row.endswith(" dB, different images) |")
     assert "| EVC_LL (paper) | -1.0 % (32.5-37.9 dB) |" in out  # 24 against 24: no mark
+    svg = (tmp_path / "sub-psnr.svg").read_text()
+    assert "Not like for like" in svg and "EVC-SS: 4 images (kodak)" in svg and "Kodak, 24 images" not in svg
 
     whole = save(ours(KODAK_NAMES), tmp_path / "whole.json")
     code, out, err = run(capsys, "compare", whole, "--published", "--metric", "psnr", "--plot", tmp_path / "all")
     assert code == 0 and err == ""
     assert "different images" not in out
+    svg = (tmp_path / "all-psnr.svg").read_text()
+    assert "Kodak, 24 images" in svg and "Not like for like" not in svg
 
 
 def test_compare_leaves_out_a_metric_only_the_anchor_has(capsys, tmp_path):
@@ -149,3 +154,86 @@ def test_compare_leaves_out_a_metric_only_the_anchor_has(capsys, tmp_path):
     code, out, err = run(capsys, "compare", whole, "--published")
     assert code == 0 and "BD-rate (ms-ssim)" not in out
     assert err == "evc: warning: none of the curves has MS-SSIM values: compared on PSNR only\n"
+
+
+# -- item 5: plots a reader can read ---------------------------------------------------------------
+
+LIVE_NAMES = {  # names as the live baselines give them, and CompressAI's
+    "JPEG 4:2:0 optimized Huffman (libjpeg-turbo 3.1.0 via Pillow 13.0.0)": "JPEG 4:2:0",
+    "JPEG 4:4:4 optimized Huffman (libjpeg-turbo 3.1.0 via Pillow 13.0.0)": "JPEG 4:4:4",
+    "WebP lossy 4:2:0 method 6 (libwebp 1.6.0 via Pillow 13.0.0)": "WebP",
+    "AVIF 4:4:4 speed 6 (libaom 3.14.1, libavif 1.4.2 via Pillow 13.0.0)": "AVIF",
+    "JPEG 2000 9/7 + MCT, .jp2 (OpenJPEG 2.5.3 via Pillow 13.0.0)": "JPEG 2000",
+    "JPEG XL effort 7 (libjxl 0.11.1 via imagecodecs 2025.3.30)": "JPEG XL",
+    "HEIC 4:4:4 (x265 4.1, libheif 1.19.8 via pillow-heif 1.1.0)": "HEIC",
+    "JPEG2000": "JPEG 2000", "BPG 8b 444 x265 ycbcr": "BPG", "VTM": "VTM",
+    "EVC_MM (mask decay) (paper)": "EVC-MM (paper)", "EVC-SS": "EVC-SS", "Scale-SS": "Scale-SS",
+}
+
+
+def test_legend_labels_are_short():
+    """Before: the legend showed the full names ("EVC_MM (mask decay) (paper)", live codecs' versions)."""
+    from evc.eval.baselines import baseline_codecs
+    from evc.eval.plots import short_label
+
+    assert {name: short_label(name) for name in LIVE_NAMES} == LIVE_NAMES
+    assert all(len(short_label(codec.name)) <= 12 for codec in baseline_codecs().values())
+    assert short_label("my experimental codec with a very long name") == "my experimental codec with a..."
+
+
+def _lines(fig) -> dict[str, tuple[str, str]]:
+    from matplotlib.colors import to_hex
+
+    return {line.get_label(): (to_hex(line.get_color()), line.get_linestyle()) for line in fig.axes[0].get_lines()}
+
+
+def _live(name: str, shift: float) -> RDCurve:
+    bpp = [0.2, 0.4, 0.8, 1.2]
+    return RDCurve(name, bpp, [28.0 + shift, 31.0 + shift, 34.0 + shift, 36.0 + shift], [0.93, 0.96, 0.98, 0.985],
+                   meta={"kind": "baseline"})
+
+
+def test_a_codec_has_one_colour_in_every_plot():
+    """Before: colours went by position among the plotted curves (and tab10 or tab20 by their number),
+    so AVIF was light blue in the PSNR plot, where the paper's curves come first, and orange in the
+    MS-SSIM plot, where they are absent."""
+    pytest.importorskip("matplotlib")
+    from evc.eval.plots import CODEC_COLOURS, rd_figure
+
+    live = [_live(name, -i * 0.5) for i, name in enumerate(LIVE_NAMES) if "(" in name and "paper" not in name]
+    mine = ours(KODAK_NAMES, ms_ssim=True)
+    curves = [mine, *paper_curves(), *live, load_curve(VTM_KODAK)]
+    styles = {"EVC-SS": "ours"} | {c.name: "published" for c in curves[1:4]} | {"VTM": "published"}
+    psnr = _lines(rd_figure(curves, "psnr", styles=styles))
+    ms_ssim = _lines(rd_figure(curves, "ms-ssim", styles=styles))
+    reordered = _lines(rd_figure(list(reversed(curves)), "ms-ssim", styles=styles))
+    assert "EVC-LL (paper)" in psnr and "EVC-LL (paper)" not in ms_ssim  # PSNR-only curves
+    for label, (colour, _) in ms_ssim.items():
+        assert psnr[label][0] == colour == reordered[label][0] == CODEC_COLOURS[label], label
+    # ours and the paper's EVC-SS: one colour, told apart by line style
+    assert psnr["EVC-SS"][0] == psnr["EVC-SS (paper)"][0] and psnr["EVC-SS"][1] != psnr["EVC-SS (paper)"][1]
+    assert len({colour for colour, _ in psnr.values()}) == len(psnr) - 1
+
+
+def test_two_curves_of_one_codec_look_different():
+    pytest.importorskip("matplotlib")
+    from evc.eval.plots import rd_figure
+
+    lines = _lines(rd_figure([_live("WebP", 0.0), _live("WebP lossy 4:2:0 method 6 (libwebp 1.6.0)", 1.0)]))
+    assert list(lines) == ["WebP", "WebP lossy 4:2:0 method 6 (li..."]  # equal short labels: the names
+    assert len({colour for colour, _ in lines.values()}) == 2
+
+
+def test_legend_covers_no_curve():
+    """Before: the legend sat in the lower right corner of the axes, over the EVC-SS curve."""
+    pytest.importorskip("matplotlib")
+    from evc.eval.plots import rd_figure
+
+    curves = [ours(KODAK_NAMES), *paper_curves(), load_curve(VTM_KODAK), *[_live(n, 0.0) for n in LIVE_NAMES][:7]]
+    fig = rd_figure(curves, "psnr", styles={"EVC-SS": "ours"})
+    renderer = fig.canvas.get_renderer()
+    fig.draw(renderer)  # lays the figure out
+    axes, legend = fig.axes[0].get_window_extent(renderer), fig.axes[0].get_legend().get_window_extent(renderer)
+    assert legend.x0 >= axes.x1  # right of the axes, so over no curve
+    assert legend.x1 <= fig.bbox.x1 and legend.y0 >= 0  # and not cut off by the figure's edge
+    assert fig.axes[0].get_title() == "Kodak, 24 images"

@@ -250,7 +250,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     compare.add_argument("--metric", choices=["psnr", "ms-ssim", "both"], default="both")
     compare.add_argument("--published", action="store_true", help="add the paper's EVC-LL/MM/SS Kodak curves")
     compare.add_argument("--plot", metavar="STEM", help="write STEM-psnr.png/.svg (and -ms-ssim)")
-    compare.add_argument("--title", default="Kodak", help="plot title")
+    compare.add_argument("--title", help="plot title (default: the images compared, e.g. 'Kodak, 24 images')")
     add_option(compare, "--force", help="overwrite existing plot files")
     compare.set_defaults(run=cmd_compare)
 
