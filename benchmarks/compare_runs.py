@@ -50,16 +50,18 @@ def main() -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(7, 4))
+        # Constrained layout keeps the axis labels inside the figure; the loss's formula goes in the title,
+        # which has the room (as the y label it ran into the figure's edge).
+        fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
         for run in args.runs:
             rows = train[run]
             ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=run.name)
         ax.set_xlabel("step")
-        ax.set_ylabel("loss (lambda 255^2 MSE + bpp), window mean")
+        ax.set_ylabel("loss (window mean, log scale)")
+        ax.set_title("training loss: lambda 255^2 MSE + bpp", fontsize="medium")
         ax.set_yscale("log")
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(loc="best")
         args.plot.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.plot, dpi=110)
         print(f"wrote {args.plot}")

@@ -1,10 +1,11 @@
 """Regenerate docs/results.md: Kodak RD of our shipped models and the live baselines, BD-rates
 against VTM and the live codecs, RD plots, CPU speed and complexity. One command:
 
-    python benchmarks/kodak_report.py [--rerun] [--skip-bench]
+    python benchmarks/kodak_report.py [--rerun] [--skip-bench | --plots-only]
 
 Evaluations already in docs/results/kodak/*.json are reused unless --rerun (scripts/ship_weights.py
 writes the shipped models' ones). --skip-bench keeps the previous report's speed section as it was.
+--plots-only redraws the RD plots from those results and writes nothing else (after a change of style).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from evc.eval.bdrate import bd_rate, bd_rate_table, format_bd_table
 from evc.eval.bench import PAPER_CASES, compare_paths
 from evc.eval.complexity import PUBLISHED, model_complexity
 from evc.eval.plots import plot_rd
-from evc.eval.published import KODAK_DIR, PUBLISHED_EVC, VTM_KODAK
+from evc.eval.published import VTM_KODAK, paper_curves
 from evc.eval.results import RDCurve, load_curve, save_curve
 from evc.eval.runner import EVCUnderTest, evaluate, list_images
+from evc.shared_data import KODAK_DIR
 from evc.train.speed import cpu_model_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,10 +41,14 @@ SHORT_NAMES = {
 }
 
 
-def evaluated(key: str, make, images, kind: str, rerun: bool) -> RDCurve:
+def evaluated(key: str, make, images, kind: str, rerun: bool, saved_only: bool = False) -> RDCurve:
+    """The saved results of ``key`` (unless ``rerun``), else evaluated now and saved; ``saved_only``:
+    exits when there are none rather than evaluate."""
     path = RESULTS / f"{key}.json"
     if path.is_file() and not rerun:
         return load_curve(path)
+    if saved_only:
+        sys.exit(f"{path} is missing: run without --plots-only to evaluate {key}")
     curve = evaluate(make(), images, kind)
     save_curve(curve, path)
     return curve
@@ -85,7 +91,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rerun", action="store_true", help="re-evaluate even where results exist")
     parser.add_argument("--skip-bench", action="store_true", help="keep the previous report's speed section")
+    parser.add_argument("--plots-only", action="store_true", help="redraw the RD plots from the saved results only")
     args = parser.parse_args()
+    if args.plots_only and args.rerun:
+        parser.error("--plots-only draws the saved results: not with --rerun")
     RESULTS.mkdir(parents=True, exist_ok=True)
     images = list_images(KODAK_DIR)
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
@@ -95,18 +104,24 @@ def main() -> None:
         if spec.has_weights():
             # The 4 trained anchors and one interpolated rate between each pair: 7 points.
             make = lambda: EVCUnderTest.at_anchors(evc.load(name), "shipped", between=1)  # noqa: E731
-            ours.append(evaluated(name, make, images, "ours", args.rerun))
-    live = [evaluated(key, lambda c=codec: c, images, "baseline", args.rerun) for key, codec in baseline_codecs().items()]
+            ours.append(evaluated(name, make, images, "ours", args.rerun, args.plots_only))
+    live = [evaluated(key, lambda c=codec: c, images, "baseline", args.rerun, args.plots_only)
+            for key, codec in baseline_codecs().items()]
     full_names = {}
     for key, curve in zip(baseline_codecs(), live):
         full_names[SHORT_NAMES[key]] = curve.name
         curve.name = SHORT_NAMES[key]
-    published = [load_curve(p) for p in PUBLISHED_EVC]
-    for curve in published:
-        curve.name = f"{curve.name} (paper)"
+    published = paper_curves()
     vtm = load_curve(VTM_KODAK)
 
     styles = {c.name: "ours" for c in ours} | {c.name: "published" for c in [*published, vtm]}
+    curves = [*ours, *published, *live]
+    plots = {metric: RESULTS.parent / f"kodak-rd-{metric}" for metric in ("psnr", "ms-ssim")}
+    for metric, stem in plots.items():
+        plot_rd([*curves, vtm], stem, metric=metric, styles=styles)  # titled with the images compared
+    if args.plots_only:
+        print(f"wrote {', '.join(f'{stem}.png/.svg' for stem in plots.values())}")
+        return
     lines = [
         "# Results on Kodak",
         "",
@@ -131,7 +146,6 @@ def main() -> None:
             "added by the same command once weights ship. Until then evc has no measured RD figure of its own.",
             "",
         ]
-    curves = [*ours, *published, *live]
     for metric, label in (("psnr", "PSNR"), ("ms-ssim", "MS-SSIM")):
         anchors = [vtm, *live]
         table = bd_rate_table(curves, anchors, metric)
@@ -142,8 +156,7 @@ def main() -> None:
         if len(shown) < len(curves):
             lines += [f"(Curves without {label} values are left out: the paper's EVC curves give PSNR only.)", ""]
         lines += [format_bd_table(shown, anchors, table, metric), ""]
-        stem = RESULTS.parent / f"kodak-rd-{metric}"
-        plot_rd([*curves, vtm], stem, metric=metric, title=f"Kodak, {label}", styles=styles)
+        stem = plots[metric]
         lines += [f"![Kodak RD ({label})](results/{stem.name}.png) ([SVG](results/{stem.name}.svg))", ""]
 
     lines += ["## Live codecs measured here", "", "| codec | settings | bpp range | encode ms | decode ms | versions |",

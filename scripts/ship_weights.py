@@ -24,7 +24,7 @@ from pathlib import Path
 
 import evc
 from evc.eval.bdrate import bd_rate
-from evc.eval.published import KODAK_DIR, VTM_KODAK
+from evc.eval.published import VTM_KODAK
 from evc.eval.results import RDCurve, load_curve, save_curve
 from evc.eval.runner import EVCUnderTest, evaluate, list_images
 from evc.models.card import KODAK_KEY, VERSION_KEY, ModelCard, training_totals
@@ -32,7 +32,7 @@ from evc.models.registry import get_spec
 from evc.models.weights import (
     ANCHORS_KEY, HELD_OUT_KEY, LAMBDAS_KEY, MODEL_KEY, PARTS_KEY, RECIPE_KEY, load_state, read_metadata, save_weights,
 )
-from evc.shared_data import VALIDATION_PHOTOS
+from evc.shared_data import KODAK_DIR, VALIDATION_PHOTOS
 from evc.train.config import TrainConfig, read_toml
 from evc.train.trainer import anchor_sampling
 

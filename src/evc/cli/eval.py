@@ -38,7 +38,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out} is a file; give a folder")
     jobs = []
-    if args.model or args.weights:  # weights name their model
+    # Our model unless only baselines are asked for: --model, the model --weights name, or the best
+    # shipped model (as `evc encode` uses).
+    if args.model or args.weights or not args.baseline:
         codec = load_codec(args, args.model)
         weights = str(args.weights) if args.weights else "shipped"
         under_test = (
@@ -57,8 +59,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
             if key not in available:
                 raise CLIError(f"unknown baseline {key!r}; known: {', '.join(sorted({*available, *missing}))}")
             jobs.append((key, available[key], "baseline"))
-    if not jobs:
-        raise CLIError("nothing to evaluate: give --model NAME or --weights PATH, and/or --baseline KEY (or --baseline all)")
     targets = [out / f"{key}.json" for key, _, _ in jobs]
     for target in targets:
         check_output(target, args.force) if out.is_dir() else None
@@ -81,20 +81,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from evc.eval.bdrate import bd_rate_table, curve_quality, format_bd_table, format_bd_title
-    from evc.eval.published import PUBLISHED_EVC, VTM_KODAK
-    from evc.eval.results import ResultsError, load_curve
+    from evc.eval.bdrate import DIFFERENT_IMAGES, bd_rate_table, curve_quality, format_bd_table, format_bd_title
+    from evc.eval.published import VTM_KODAK, paper_curves
+    from evc.eval.results import ResultsError, format_image_sets, load_curve
 
     curves = [load_curve(p) for p in args.results]
     styles = {c.name: "ours" if c.meta.get("kind") == "ours" else "baseline" for c in curves}
     if args.published:
-        missing = [p for p in PUBLISHED_EVC if not p.is_file()]
-        if missing:
-            raise CLIError(f"published EVC curves not found ({missing[0]}); give them as RESULTS files instead")
-        published = [load_curve(p) for p in PUBLISHED_EVC]
-        for c in published:
-            c.name = f"{c.name} (paper)"
-            styles[c.name] = "published"
+        published = paper_curves()
+        styles.update((c.name, "published") for c in published)
         curves += published
     anchor_paths = args.anchor or [VTM_KODAK]
     for path in anchor_paths:
@@ -117,7 +112,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     # Decide everything that could fail before printing or writing anything.
     metrics = ["psnr", "ms-ssim"] if args.metric == "both" else [args.metric]
     label = {"psnr": "PSNR", "ms-ssim": "MS-SSIM"}
-    lacking = [m for m in metrics if not any(has(c, m) for c in plotted)]
+    # An anchor alone is no comparison: a metric none of the compared curves has is left out (the
+    # paper's curves and results on images under 161 pixels have no MS-SSIM).
+    lacking = [m for m in metrics if not any(has(c, m) for c in curves)]
     if args.metric != "both" and lacking:
         raise CLIError(f"none of the curves has {label[args.metric]} values")
     metrics = [m for m in metrics if m not in lacking]
@@ -130,6 +127,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
             plots[metric] = [stem.parent / f"{stem.name}-{metric}{suffix}" for suffix in (".png", ".svg")]
             for target in plots[metric]:
                 check_output(target, args.force)
+    image_sets = format_image_sets(plotted)
+    if image_sets is not None:  # e.g. 4 Kodak images against published 24-image curves
+        warnings.warn(
+            f"not like for like: the curves were measured on different images ({image_sets}); "
+            f"BD-rates between curves of different image sets are marked '{DIFFERENT_IMAGES}'"
+        )
     for metric in metrics:
         table = bd_rate_table(curves, anchors, metric)
         print(format_bd_title(metric))
@@ -224,7 +227,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("folder", nargs="?", help="folder of images, e.g. ../shared/data/kodak")
     ev.add_argument("--validation-split", action="store_true",
                     help="the 16 training photos held out of training (evc.shared_data.VALIDATION_PHOTOS) instead of a folder")
-    add_option(ev, "--model", help="one of our models (see evc models); with --weights, the model they name")
+    add_option(ev, "--model", help="one of our models (see evc models); default: the one --weights name, else the "
+                                   "best shipped model, unless only --baseline is given")
     ev.add_argument("--baseline", action="append", metavar="KEY",
                     help="a live baseline codec: jpeg420, jpeg444, webp, avif, jxl, jpeg2000, heic, or all (repeatable)")
     points = ev.add_mutually_exclusive_group()
@@ -241,12 +245,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     compare = commands.add_parser("compare", help="BD-rates of RD results against anchors, and RD plots")
     compare.add_argument("results", nargs="+", metavar="RESULTS.json", help="curves (evc eval output or CompressAI JSON)")
     compare.add_argument("--anchor", action="append", metavar="FILE",
-                         help="anchor curve (repeatable; default ../shared/rd_results/compressai_kodak/vtm.json); "
-                              "live-baseline results among RESULTS are anchors too")
+                         help="anchor curve (repeatable; default: VTM on Kodak, published by CompressAI, shipped "
+                              "with evc); live-baseline results among RESULTS are anchors too")
     compare.add_argument("--metric", choices=["psnr", "ms-ssim", "both"], default="both")
     compare.add_argument("--published", action="store_true", help="add the paper's EVC-LL/MM/SS Kodak curves")
     compare.add_argument("--plot", metavar="STEM", help="write STEM-psnr.png/.svg (and -ms-ssim)")
-    compare.add_argument("--title", default="Kodak", help="plot title")
+    compare.add_argument("--title", help="plot title (default: the images compared, e.g. 'Kodak, 24 images')")
     add_option(compare, "--force", help="overwrite existing plot files")
     compare.set_defaults(run=cmd_compare)
 

@@ -24,10 +24,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evc.eval.results import RDCurve, ResultsError
+from evc.eval.results import RDCurve, ResultsError, different_images
 from evc.extras import require
 
 METRICS = ("psnr", "ms-ssim")
+# How a table cell says its BD-rate compares curves measured on different images (results.image_set).
+DIFFERENT_IMAGES = "different images"
 _METRIC_LABEL = {"psnr": "PSNR", "ms-ssim": "MS-SSIM"}
 
 
@@ -38,6 +40,8 @@ class BDRate:
     overlap: tuple[float, float]  # the quality range integrated over (dB, also for ms-ssim)
     anchor: str  # anchor curve name
     test: str  # test curve name
+    # The two curves say they were measured on different images: the number compares unlike things.
+    different_images: bool = False
 
 
 def mean_log_rate(quality: np.ndarray, log_rate: np.ndarray, lo: float, hi: float) -> float:
@@ -102,6 +106,7 @@ def bd_rate(anchor: RDCurve, test: RDCurve, metric: str = "psnr") -> BDRate:
         overlap=(float(lo), float(hi)),
         anchor=anchor.name,
         test=test.name,
+        different_images=different_images(anchor, test),
     )
 
 
@@ -145,7 +150,8 @@ def format_bd_table(
     curves: list[RDCurve], anchors: list[RDCurve], table: list[list[BDRate | None]], metric: str = "psnr"
 ) -> str:
     """A Markdown table: one row per curve, one column per anchor, cells like "-1.0 % (32.5-37.9 dB)"
-    (BD-rate and the quality range it was integrated over), "n/a" where the table holds None."""
+    (BD-rate and the quality range it was integrated over), "n/a" where the table holds None, and
+    "+427.0 % (30.1-32.0 dB, different images)" where the two curves were measured on different images."""
     _check_metric(metric)
     if len(table) != len(curves) or any(len(row) != len(anchors) for row in table):
         raise ValueError(f"table shape does not match {len(curves)} curves x {len(anchors)} anchors")
@@ -159,9 +165,10 @@ def format_bd_table(
                 cells.append("n/a")
             else:
                 lo, hi = result.overlap
-                cells.append(f"{_format_percent(result.percent)} ({lo:.1f}-{hi:.1f} dB)")
+                note = ", " + DIFFERENT_IMAGES if result.different_images else ""
+                cells.append(f"{_format_percent(result.percent)} ({lo:.1f}-{hi:.1f} dB{note})")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["BDRate", "METRICS", "bd_rate", "bd_rate_table", "curve_quality", "format_bd_table", "format_bd_title"]
+__all__ = ["BDRate", "DIFFERENT_IMAGES", "METRICS", "bd_rate", "bd_rate_table", "curve_quality", "format_bd_table", "format_bd_title"]

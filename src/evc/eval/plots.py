@@ -3,17 +3,29 @@
 Figures are built with matplotlib's object API (`Figure` + the Agg canvas), never pyplot, so calling
 this from a notebook or GUI session neither changes the user's backend nor leaves figures open.
 matplotlib is imported only when a plot is made: the rest of evc.eval does not need it.
+
+What a reader sees is fixed here, once for every plot evc writes:
+- a codec has one colour in every plot (CODEC_COLOURS), whichever metric and whichever other curves;
+- legends name codecs briefly ("AVIF", "EVC-SS (paper)"; :func:`short_label`): the full names, with
+  library versions and settings, belong in tables (`evc compare`, docs/results.md);
+- the legend sits outside the axes, so it never covers a curve;
+- curves measured on different images say so, in the legend and under the title.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from evc.eval.bdrate import curve_quality
-from evc.eval.results import RDCurve, ResultsError
+from evc.eval.results import RDCurve, ResultsError, image_set, mixed_image_sets
+
+if TYPE_CHECKING:  # matplotlib is optional: imported when a figure is made
+    from matplotlib.figure import Figure
 
 # Line styles by role, so readers tell our curves from published ones and from classic codecs at a glance.
 _STYLES: dict[str, dict[str, object]] = {
@@ -23,27 +35,134 @@ _STYLES: dict[str, dict[str, object]] = {
 }
 _Y_LABEL = {"psnr": "PSNR-RGB (dB)", "ms-ssim": "MS-SSIM-RGB (dB) = -10 log10(1 - MS-SSIM)"}
 
+# Curve names -> the codec's short label: first match wins, on the name in lower case with "_" as "-"
+# (the paper's "EVC_MM (mask decay)", our "EVC-MM", CompressAI's "JPEG2000", our live
+# "JPEG 2000 9/7 + MCT, .jp2 (OpenJPEG ...)").
+_CODEC_PATTERNS: tuple[tuple[str, str], ...] = (
+    (r"evc-(ll|lm|ls|ml|mm|ms|sl|ss)\b", "EVC-{0}"),
+    (r"scale-(sl|ss)\b", "Scale-{0}"),
+    (r"vtm\b", "VTM"),
+    (r"hm\b", "HM"),
+    (r"bpg\b", "BPG"),
+    (r"av1\b", "AV1"),
+    (r"avif\b", "AVIF"),
+    (r"(jpeg ?xl|jxl)\b", "JPEG XL"),
+    (r"(jpeg ?2000|jp2)\b", "JPEG 2000"),
+    (r"jpeg ?(4:?2:?0)", "JPEG 4:2:0"),
+    (r"jpeg ?(4:?4:?4)", "JPEG 4:4:4"),
+    (r"jpeg\b", "JPEG"),
+    (r"webp\b", "WebP"),
+    (r"(heic|hevc)\b", "HEIC"),
+)
+# One colour per codec in every plot (keys: short labels). Ours and the paper's curve of a model share
+# its colour and differ in line style. Codecs not listed take the first free colour of FALLBACK_COLOURS.
+CODEC_COLOURS: dict[str, str] = {
+    "EVC-SS": "#1f77b4", "EVC-MM": "#ff7f0e", "EVC-LL": "#393b79",
+    "EVC-LM": "#6b6ecf", "EVC-LS": "#9c9ede", "EVC-ML": "#8c6d31", "EVC-MS": "#bd9e39", "EVC-SL": "#843c39",
+    "Scale-SL": "#ad494a", "Scale-SS": "#7b4173",
+    "VTM": "#000000", "HM": "#7f7f7f", "AV1": "#17becf", "AVIF": "#d62728", "BPG": "#e7ba52",
+    "HEIC": "#bcbd22", "JPEG": "#8c564b", "JPEG 4:2:0": "#8c564b", "JPEG 4:4:4": "#c49c94",
+    "JPEG 2000": "#e377c2", "JPEG XL": "#9467bd", "WebP": "#2ca02c",
+}
+FALLBACK_COLOURS = ("#98df8a", "#ff9896", "#c5b0d5", "#aec7e8", "#ffbb78", "#f7b6d2", "#dbdb8d", "#9edae5",
+                    "#cedb9c", "#e7969c", "#de9ed6", "#636363")
+_PAPER = " (paper)"
+_MAX_LABEL = 32  # characters; longer names of unknown codecs are cut in the legend
+
+
+def short_label(name: str) -> str:
+    """The legend label of a curve named ``name``: the codec's short name ("AVIF" for "AVIF 4:4:4 speed 6
+    (libaom ...)"), with " (paper)" kept; a name of no known codec as it is, cut to 32 characters."""
+    key = name.lower().replace("_", "-").strip()
+    for pattern, label in _CODEC_PATTERNS:
+        match = re.match(pattern, key)
+        if match:
+            short = label.format(*(g.upper() for g in match.groups()))
+            return short + (_PAPER if name.endswith(_PAPER) else "")
+    return _cut(name)
+
+
+def _cut(name: str) -> str:
+    return name if len(name) <= _MAX_LABEL else name[: _MAX_LABEL - 3].rstrip() + "..."
+
+
+def _colours_and_labels(curves: list[RDCurve], styles: dict[str, str]) -> tuple[list[str], list[str]]:
+    """A colour and a legend label per curve. A codec's colour is CODEC_COLOURS' wherever it is free;
+    two curves of one codec and one role (e.g. live WebP and CompressAI's WebP) would look alike, so
+    the later one takes a fallback colour, as do unknown codecs; equal labels fall back to full names."""
+    labels = [short_label(c.name) for c in curves]
+    labels = [_cut(c.name) if labels.count(label) > 1 else label for c, label in zip(curves, labels)]
+    taken: set[tuple[str, str]] = set()  # (colour, role)
+    used = set(CODEC_COLOURS.values())
+    spare = iter([c for c in FALLBACK_COLOURS if c not in used] * (len(curves) // len(FALLBACK_COLOURS) + 1))
+    colours = []
+    for curve, label in zip(curves, labels):
+        role = styles.get(curve.name, "baseline")
+        colour = CODEC_COLOURS.get(label.removesuffix(_PAPER))
+        if colour is None or (colour, role) in taken:
+            colour = next(spare)
+        taken.add((colour, role))
+        colours.append(colour)
+    return colours, labels
+
+
+def image_set_title(curves: list[RDCurve]) -> str:
+    """A title naming the images the curves were measured on, like "Kodak, 24 images", when they agree
+    (curves that do not say are left out); "" when they differ or none says."""
+    if mixed_image_sets(curves):
+        return ""
+    found = [s for s in map(image_set, curves) if s.known]
+    if not found:
+        return ""
+    dataset = next((s.dataset for s in found if s.dataset), None)
+    count = next((s.count for s in found if s.count is not None), None)
+    parts = [dataset[:1].upper() + dataset[1:] if dataset else "", f"{count} images" if count is not None else ""]
+    return ", ".join(p for p in parts if p)
+
 
 def plot_rd(
     curves: list[RDCurve],
     out_stem: str | Path,
     metric: str = "psnr",
-    title: str = "",
+    title: str | None = None,
     bpp_max: float | None = 1.6,
     styles: dict[str, str] | None = None,
 ) -> list[Path]:
-    """Plot quality against bpp, one line per curve; write `<out_stem>.png` and `<out_stem>.svg`.
+    """Plot quality against bpp (:func:`rd_figure`); write `<out_stem>.png` and `<out_stem>.svg`.
+    Returns the written paths (PNG, SVG). Raises as :func:`rd_figure`."""
+    fig = rd_figure(curves, metric, title, bpp_max, styles)
+    out_stem = Path(out_stem)
+    out_stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [out_stem.parent / f"{out_stem.name}.png", out_stem.parent / f"{out_stem.name}.svg"]
+    fig.savefig(paths[0], dpi=150)
+    fig.savefig(paths[1], metadata={"Date": None})  # no timestamp: the same data gives the same file
+    return paths
+
+
+def rd_figure(
+    curves: list[RDCurve],
+    metric: str = "psnr",
+    title: str | None = None,
+    bpp_max: float | None = 1.6,
+    styles: dict[str, str] | None = None,
+) -> Figure:
+    """A matplotlib Figure (Agg canvas, no pyplot) of quality against bpp, one line per curve.
 
     `styles` maps a curve name to "ours" (solid, thick), "published" (dashed) or "baseline" (dotted,
-    thin; the default). Curves that lack `metric` are skipped. `bpp_max` limits the x axis (None: fit
-    all points); the y range fits the points inside it. Returns the written paths (PNG, SVG).
+    thin; the default). Curves that lack `metric` are skipped; the others keep the colours they have in
+    a plot of another metric. `title`: None names the images (:func:`image_set_title`). When the curves
+    were measured on different images, each label says on which, and a line under the title says the
+    plot is not like for like. `bpp_max` limits the x axis (None: fit all points); the y range fits the
+    points inside it. The legend lies outside the axes, right of them.
+
+    Raises ValueError for an unknown style or metric or a bpp_max <= 0, ResultsError when no curve has
+    `metric`, ImportError without matplotlib.
     """
     try:
-        import matplotlib
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise ImportError("plot_rd needs matplotlib (pip install matplotlib)") from None
+        raise ImportError("RD plots need matplotlib (pip install matplotlib)") from None
 
     styles = styles or {}
     for name, role in styles.items():
@@ -52,45 +171,49 @@ def plot_rd(
     if bpp_max is not None and not bpp_max > 0:
         raise ValueError(f"bpp_max must be positive or None, got {bpp_max}")
 
-    series: list[tuple[RDCurve, np.ndarray, np.ndarray]] = []
-    for curve in curves:
+    # Colours and labels from all the curves, before those without this metric are dropped: the
+    # PSNR and MS-SSIM plots of one comparison then give each codec the same colour.
+    colours, labels = _colours_and_labels(curves, styles)
+    mixed = mixed_image_sets(curves)
+    if mixed:
+        labels = [f"{label}: {image_set(c).describe()}" for c, label in zip(curves, labels)]
+    series: list[tuple[RDCurve, str, str, np.ndarray, np.ndarray]] = []
+    for curve, colour, label in zip(curves, colours, labels):
         try:
             quality = curve_quality(curve, metric)  # raises ValueError for an unknown metric name
         except ResultsError:
             continue  # lacks this metric: nothing to draw
         order = np.argsort(curve.bpp)  # connect points in rate order
-        series.append((curve, np.asarray(curve.bpp, dtype=np.float64)[order], quality[order]))
+        series.append((curve, colour, label, np.asarray(curve.bpp, dtype=np.float64)[order], quality[order]))
     if not series:
         raise ResultsError(f"none of the {len(curves)} curves has {metric} values to plot")
+    # Legend entries by role (ours, published, baselines), each in the given order.
+    roles = list(_STYLES)
+    series.sort(key=lambda s: roles.index(styles.get(s[0].name, "baseline")))
 
-    fig = Figure(figsize=(7.0, 5.0), layout="constrained")
+    fig = Figure(figsize=(8.6, 5.0), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    # Distinct colours for up to 20 curves (the default cycle repeats after 10).
-    palette = matplotlib.colormaps["tab10" if len(series) <= 10 else "tab20"].colors
-    for i, (curve, bpp, quality) in enumerate(series):
-        ax.plot(bpp, quality, label=curve.name, color=palette[i % len(palette)],
-                **_STYLES[styles.get(curve.name, "baseline")])
+    for curve, colour, label, bpp, quality in series:
+        ax.plot(bpp, quality, label=label, color=colour, **_STYLES[styles.get(curve.name, "baseline")])
 
-    x_hi = bpp_max if bpp_max is not None else 1.05 * max(float(b.max()) for _, b, _ in series)
+    x_hi = bpp_max if bpp_max is not None else 1.05 * max(float(s[3].max()) for s in series)
     ax.set_xlim(0.0, x_hi)
-    visible = np.concatenate([q[b <= x_hi] for _, b, q in series])
-    ax.set_ylim(*_y_range(visible if visible.size else np.concatenate([q for _, _, q in series])))
+    visible = np.concatenate([q[b <= x_hi] for *_, b, q in series])
+    ax.set_ylim(*_y_range(visible if visible.size else np.concatenate([s[4] for s in series])))
     ax.set_xlabel("bits per pixel (bpp)")
     ax.set_ylabel(_Y_LABEL[metric])
+    title = image_set_title(curves) if title is None else title
+    if mixed:
+        title = (f"{title}\n" if title else "") + "Not like for like: the curves were measured on different images"
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize="medium")
     ax.grid(True, which="major", alpha=0.4)
     ax.grid(True, which="minor", alpha=0.15)
     ax.minorticks_on()
-    ax.legend(loc="lower right", fontsize="small")
-
-    out_stem = Path(out_stem)
-    out_stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out_stem.parent / f"{out_stem.name}.png", out_stem.parent / f"{out_stem.name}.svg"]
-    fig.savefig(paths[0], dpi=150)
-    fig.savefig(paths[1], metadata={"Date": None})  # no timestamp: the same data gives the same file
-    return paths
+    # Outside the axes: inside, some placement always covers a curve of some comparison.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize="small")
+    return fig
 
 
 def _y_range(values: np.ndarray) -> tuple[float, float]:
@@ -100,4 +223,4 @@ def _y_range(values: np.ndarray) -> tuple[float, float]:
     return math.floor(lo - pad), math.ceil(hi + pad)
 
 
-__all__ = ["plot_rd"]
+__all__ = ["CODEC_COLOURS", "FALLBACK_COLOURS", "image_set_title", "plot_rd", "rd_figure", "short_label"]

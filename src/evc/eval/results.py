@@ -8,6 +8,11 @@
 One point per rate setting; "results" holds means over images, "per_image" (ours, optional) the
 per-image values. Times are seconds per image. Files that give MS-SSIM only in dB
 ("ms-ssim-db-rgb", -10 log10(1 - MS-SSIM)) are read too.
+
+The images a curve was measured on (:func:`image_set`) come from "per_image" (their names) or from
+"meta": "images" (how many), "image_names" (which, for files without per-image values) and
+"dataset" (the folder or set, e.g. "kodak"). Curves measured on different images are not like for
+like: a BD-rate between them is marked (evc.eval.bdrate), and so is a plot (evc.eval.plots).
 """
 
 from __future__ import annotations
@@ -71,6 +76,67 @@ class RDCurve:
         if self.per_image:
             out["per_image"] = self.per_image
         return out
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """What a curve says about the images it was measured on; None where it does not say."""
+
+    dataset: str | None  # e.g. "kodak" (evc eval: the images' folder)
+    count: int | None
+    names: frozenset[str] | None  # file names without suffix: kodim01.png and kodim01.ppm are one image
+
+    @property
+    def known(self) -> bool:
+        return self.dataset is not None or self.count is not None or self.names is not None
+
+    def describe(self) -> str:
+        """Like "4 images (kodak)", "24 images", "unknown images"."""
+        if not self.known:
+            return "unknown images"
+        count = "images" if self.count is None else f"{self.count} image{'s' if self.count != 1 else ''}"
+        return count if self.dataset is None else f"{count} ({self.dataset})"
+
+
+def image_set(curve: RDCurve) -> ImageSet:
+    """The images ``curve`` was measured on, as far as its per-image values and meta say."""
+    names = list(curve.per_image) or curve.meta.get("image_names")
+    stems = frozenset(Path(str(n)).stem for n in names) if isinstance(names, list) and names else None
+    count = curve.meta.get("images")
+    if stems is not None:
+        count = len(names)
+    elif not (isinstance(count, int) and count > 0):
+        count = None
+    dataset = curve.meta.get("dataset")
+    return ImageSet(str(dataset) if dataset else None, count, stems)
+
+
+def different_images(a: RDCurve, b: RDCurve) -> bool:
+    """True when ``a`` and ``b`` say they were measured on different images: other names, else another
+    count, else another dataset (letter case aside). False when they agree or one does not say."""
+    sa, sb = image_set(a), image_set(b)
+    if sa.names is not None and sb.names is not None:
+        return sa.names != sb.names  # names decide: the same photos in another folder are the same set
+    if sa.count is not None and sb.count is not None and sa.count != sb.count:
+        return True
+    return sa.dataset is not None and sb.dataset is not None and sa.dataset.lower() != sb.dataset.lower()
+
+
+def mixed_image_sets(curves: list[RDCurve]) -> bool:
+    """True when two of ``curves`` say they were measured on different images (:func:`different_images`)."""
+    return any(different_images(a, b) for i, a in enumerate(curves) for b in curves[i + 1:])
+
+
+def format_image_sets(curves: list[RDCurve]) -> str | None:
+    """None unless :func:`mixed_image_sets`; then one line naming the curves of each image set, like
+    "EVC-SS: 4 images (kodak); VTM, EVC_LL (paper): 24 images (kodak)"."""
+    if not mixed_image_sets(curves):
+        return None
+    groups: dict[tuple[str, frozenset[str] | None], list[str]] = {}
+    for curve in curves:
+        found = image_set(curve)
+        groups.setdefault((found.describe(), found.names), []).append(curve.name)
+    return "; ".join(f"{', '.join(names)}: {described}" for (described, _), names in groups.items())
 
 
 def curve_from_json(data: dict[str, Any], source: str = "<data>") -> RDCurve:
