@@ -5,7 +5,8 @@
 1. Codes all 24 Kodak images (../shared/data/kodak) at the 4 trained anchors and one interpolated rate
    between each pair, with real files (exact entropy parameters, as `evc encode` writes them).
 2. BD-rate (PSNR) against the live JPEG 4:2:0 results in docs/results/kodak/jpeg420.json and the
-   published VTM curve; against the shipped weights of the same model, if any.
+   published VTM curve; against the shipped weights of the same model, if any (recorded in the card as
+   "NAME VERSION"; the replaced version's results are kept as docs/results/kodak/NAME-VERSION.json).
 3. Unless --force, refuses weights that are not better than the shipped ones (BD-rate >= 0 against
    them): every commit of weights stays in the history that users clone.
 4. Writes src/evc/weights/NAME/ (fp16 safetensors parts, with the version and the Kodak RD in their
@@ -132,6 +133,7 @@ def main() -> int:
         except evc.EVCError as exc:
             print(f"BD-rate vs {label}: n/a ({exc})")
 
+    replaced: Path | None = None  # the shipped version's results, kept under its version once replaced
     if spec.has_weights():
         shipped_json = RESULTS / f"{name}.json"
         shipped = load_curve(shipped_json) if shipped_json.is_file() else measure(spec.weights_dir, "shipped")
@@ -140,6 +142,10 @@ def main() -> int:
         except evc.EVCError as exc:  # no overlap: compare by the mean RD cost at the anchors instead
             sys.exit(f"cannot compare with the shipped {name}: {exc}")
         print(f"BD-rate vs the shipped {name}: {against:+.2f} %")
+        shipped_version = ModelCard.read(spec.weights_dir).version
+        bd_rates[f"{name} {shipped_version}"] = round(against, 2)
+        if shipped_json.is_file():
+            replaced = RESULTS / f"{name}-{shipped_version}.json"
         if against >= 0 and not args.force:
             print(f"not shipped: the new weights are not better than the shipped {name}", file=sys.stderr)
             return 1
@@ -166,6 +172,8 @@ def main() -> int:
             shutil.rmtree(spec.weights_dir)
         shutil.copytree(Path(tmp) / name, spec.weights_dir)
     curve.name = name
+    if replaced is not None and not replaced.exists():
+        shutil.copyfile(RESULTS / f"{name}.json", replaced)
     save_curve(curve, RESULTS / f"{name}.json")
     print(f"shipped {name} {args.version} to {spec.weights_dir}")
     print("\n".join(card.lines()))
