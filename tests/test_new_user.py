@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import tomllib
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -286,3 +287,29 @@ def test_compare_does_not_overwrite_plots(capsys, tmp_path):
     assert (tmp_path / "rd-ms-ssim.svg").read_text() == "mine" and not (tmp_path / "rd-psnr.png").exists()
     code, out, err = run(capsys, "compare", ours, "--anchor", anchor, "--plot", tmp_path / "rd", "--force")
     assert code == 0 and (tmp_path / "rd-ms-ssim.svg").read_text().startswith("<?xml")
+
+
+# -- issue 21 item 7: rates past the highest-rate anchor ------------------------------------------
+
+
+def test_q_index_past_the_highest_rate_anchor_is_warned(capsys, tmp_path, weights, png):
+    """Past quality 1 the model was not trained, and more bits buy little quality (measured in the
+    README): quality stays in the trained range, and an explicit q index past it is warned."""
+    codec = evc.load(MODEL, device="cpu", weights=weights)
+    best, worst = codec.q_index(1.0), codec.q_index(0.0)
+    assert (best, worst) == (min(codec.anchor_q_indices), max(codec.anchor_q_indices))
+    past = rf"q index {best - 1} is past {MODEL}'s highest-rate anchor \(q index {best}, quality 1\)"
+    with pytest.warns(UserWarning, match=past):
+        data = codec.compress(png, q_index=best - 1)
+    with pytest.warns(UserWarning, match="highest-rate anchor"):
+        codec.encode(png, q_index=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the trained range, and less rate than quality 0: no warning
+        for q in (best, worst, worst + 10):
+            codec.compress(png, q_index=q)
+    assert codec.decompress(data).size == (40, 24)  # still a file like any other
+    out_file = tmp_path / "past.evc"
+    code, out, err = run(capsys, "encode", png, out_file, "--q-index", best - 1, "--weights", weights, "--device", "cpu")
+    assert code == 0 and re.fullmatch(rf"evc: warning: {past}: .*\n", err) and out_file.read_bytes() == data
+    code, out, err = run(capsys, "info", out_file, "--weights", weights)
+    assert code == 0 and f"quality  above 1 (q index {best - 1}: more rate than the highest-rate anchor" in out

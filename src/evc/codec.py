@@ -12,6 +12,7 @@ import functools
 import json
 import math
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,9 +257,19 @@ class Codec:
         return coded
 
     def _resolve_q_index(self, quality: float | None, q_index: int | None) -> int:
-        """The q index of already checked rate arguments (neither: the default quality)."""
+        """The q index of already checked rate arguments (neither: the default quality). Warns
+        (UserWarning) for a q index past the highest-rate anchor, which no quality reaches."""
         if q_index is None:
             return self.q_index(DEFAULT_QUALITY if quality is None else quality)
+        best = self.q_index(1.0)
+        if q_index < best:
+            # Finer steps than the model was trained for: past the anchor each extra bit buys a fraction
+            # of the quality it buys below it, ever less (EVC-SS v1, measured in the README at --q-index).
+            warnings.warn(
+                f"q index {q_index} is past {self.name}'s highest-rate anchor (q index {best}, quality 1): "
+                "the model was not trained for these rates, where more bits buy little quality",
+                UserWarning, stacklevel=3,
+            )
         return q_index
 
     def _header(self, image: InputImage, q_index: int, symbols_crc: int) -> Header:

@@ -285,7 +285,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     rate.add_argument("--target-psnr", type=checked(arguments.target_psnr), metavar="Y",
                       help="smallest file reaching Y dB PSNR")
     rate.add_argument("--q-index", type=checked(arguments.q_index), metavar="N",
-                      help="exact q index (100 x q_scale, %d..%d)" % arguments.Q_INDEX_RANGE)
+                      help="exact q index (100 x q_scale, %d..%d); one below quality 1's is warned: "
+                           "more bits than the model was trained for buy little quality" % arguments.Q_INDEX_RANGE)
     enc.add_argument("--encoder-level", type=integer("encoder_level"), metavar="K",
                      help="scalable models: run encoders 0..K only")
     add_option(enc, "--arithmetic")
