@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import io
 import math
+import re
+import struct
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +21,7 @@ import torch
 from PIL import Image
 
 import evc
+import evc.image
 from evc import ImageError
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -455,3 +460,160 @@ def test_transposed_images_are_not_confused(codec_ss):
     wide = codec_ss.decompress(code(codec_ss, rgb))
     tall = codec_ss.decompress(code(codec_ss, np.ascontiguousarray(rgb.transpose(1, 0, 2))))
     assert wide.size == (50, 30) and tall.size == (30, 50)
+
+
+# -- every mode Pillow has, and the bit depths files come in (issue 21 item 9) ----------------------
+
+_KIND_SOURCES = {"L": lambda: Image.fromarray(gray_array(H, W), "L"), "RGB": lambda: Image.fromarray(rgb_array(H, W))}
+
+
+def _opaque_image(mode: str) -> Image.Image:
+    """An image of ``mode`` made from a gray or colour source, every pixel fully opaque."""
+    if mode in evc.image.GRAY_MODES or mode == "F":
+        source = _KIND_SOURCES["L"]()
+        return source.convert("LA").convert("La") if mode == "La" else source.convert(mode)
+    return _KIND_SOURCES["RGB"]().convert(mode)
+
+
+def test_every_pillow_mode_has_a_kind():
+    """A mode a newer Pillow adds fails here until evc decides what it codes it as."""
+    assert set(Image.MODES) <= evc.image.GRAY_MODES | evc.image.COLOUR_MODES | {"F"}
+    assert not evc.image.GRAY_MODES & evc.image.COLOUR_MODES
+
+
+@pytest.mark.parametrize("mode", sorted(set(Image.MODES) | evc.image.WIDE_GRAY_MODES))
+def test_every_mode_decodes_to_its_kind(codec_ss, mode):
+    image = _opaque_image(mode)
+    assert image.mode == mode
+    if mode == "F":
+        with pytest.raises(ImageError, match=r"\(mode F\)"):
+            codec_ss.compress(image)
+        return
+    kind = "L" if mode in evc.image.GRAY_MODES else "RGB"
+    assert_round_trip(codec_ss, image, kind, (W, H))
+
+
+@pytest.mark.parametrize("mode", sorted(evc.image.ALPHA_MODES | {"P"}))
+def test_transparency_errors_name_the_mode_given(codec_ss, mode):
+    image = _opaque_image(mode)
+    if mode == "P":
+        image.info["transparency"] = image.getpixel((2, 3))
+    else:
+        bands = list(image.split())
+        alpha = np.asarray(bands[-1]).copy()
+        alpha[2, 3] = 0
+        bands[-1] = Image.fromarray(alpha, "L")
+        # Pillow merges bands only into straight-alpha modes; "a" modes are premultiplied alike here
+        image = Image.merge(mode.replace("a", "A"), bands)
+        image = image.convert(mode) if mode != image.mode else image
+    with pytest.raises(ImageError, match=rf"^image mode {re.escape(mode)} has transparent pixels"):
+        codec_ss.compress(image)
+
+
+def _png(pixels: np.ndarray, colour_type: int, depth: int, trns: bytes | None = None) -> bytes:
+    """A PNG file written by hand: Pillow writes no 16-bit colour, 16-bit gray+alpha or 2-bit files.
+    ``pixels`` (H, W) or (H, W, C) of values in the file's depth; depths below 8 are packed."""
+    height, width = pixels.shape[:2]
+    if depth < 8:
+        per_byte = 8 // depth
+        padded_width = -(-width // per_byte) * per_byte
+        values = np.zeros((height, padded_width), np.uint8)
+        values[:, :width] = pixels
+        shifts = np.arange(per_byte - 1, -1, -1) * depth
+        packed = (values.reshape(height, -1, per_byte) << shifts).sum(axis=2).astype(np.uint8)
+        rows = [packed[y].tobytes() for y in range(height)]
+    else:
+        dtype = ">u2" if depth == 16 else "u1"
+        rows = [pixels[y].astype(dtype).tobytes() for y in range(height)]
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)
+    body = chunk(b"IHDR", header) + (chunk(b"tRNS", trns) if trns is not None else b"")
+    return b"\x89PNG\r\n\x1a\n" + body + chunk(b"IDAT", zlib.compress(b"".join(b"\0" + r for r in rows))) + chunk(b"IEND", b"")
+
+
+def _png_files() -> dict[str, tuple[bytes, str | None]]:
+    """PNG files of every bit depth and kind: (file, decoded mode) or (file, None) when refused as transparent."""
+    rng = np.random.default_rng(7)
+    gray16 = rng.integers(1, 65535, (H, W)) | 1  # odd: no pixel is 2
+    rgb16 = rng.integers(1, 65535, (H, W, 3)) | 1
+    opaque, clear = np.full((H, W, 1), 65535), np.full((H, W, 1), 65535)
+    clear[4, 5] = 0
+    levels = rng.integers(0, 4, (H, W))  # 2-bit gray
+    levels[0, 0] = 3
+    return {
+        "gray 16-bit": (_png(gray16, 0, 16), "L"),
+        "gray 16-bit, colour key unused": (_png(gray16, 0, 16, struct.pack(">H", 2)), "L"),
+        "gray 16-bit, colour key used": (_png(gray16, 0, 16, struct.pack(">H", int(gray16[1, 1]))), None),
+        "gray 2-bit": (_png(levels, 0, 2), "L"),
+        "gray 2-bit, colour key used": (_png(levels, 0, 2, struct.pack(">H", 3)), None),
+        "gray 1-bit, colour key used": (_png(levels > 1, 0, 1, struct.pack(">H", 1)), None),
+        "gray+alpha 16-bit opaque": (_png(np.dstack([gray16[:, :, None], opaque]), 4, 16), "L"),
+        "gray+alpha 16-bit transparent": (_png(np.dstack([gray16[:, :, None], clear]), 4, 16), None),
+        "RGB 16-bit": (_png(rgb16, 2, 16), "RGB"),
+        "RGB 16-bit, colour key unused": (_png(rgb16, 2, 16, struct.pack(">HHH", 2, 2, 2)), "RGB"),
+        "RGB 16-bit, colour key used": (_png(rgb16, 2, 16, struct.pack(">HHH", *map(int, rgb16[3, 3]))), None),
+        "RGBA 16-bit opaque": (_png(np.dstack([rgb16, opaque]), 6, 16), "RGB"),
+        "RGBA 16-bit transparent": (_png(np.dstack([rgb16, clear]), 6, 16), None),
+    }
+
+
+@pytest.mark.parametrize("case", list(_png_files()))
+@pytest.mark.parametrize("opened", ["path", "Image.open"])
+def test_png_of_every_bit_depth_decodes_to_its_kind(codec_ss, tmp_path, case, opened):
+    """A path and an image from Image.open (not yet loaded) alike; Pillow reads 16-bit gray+alpha as
+    RGBA and keeps a colour key in the file's units, which evc puts right."""
+    data, decoded_mode = _png_files()[case]
+    path = tmp_path / "in.png"
+    path.write_bytes(data)
+    image = path if opened == "path" else Image.open(path)
+    if decoded_mode is None:
+        with pytest.raises(ImageError, match="transparent pixels"):
+            codec_ss.compress(image)
+        return
+    result = codec_ss.encode(image, 0.5)
+    assert result.reconstruction.mode == decoded_mode
+    assert codec_ss.decompress(result.data).mode == decoded_mode
+
+
+def test_16bit_gray_alpha_png_is_named_LA_when_refused(codec_ss, tmp_path):
+    data, _ = _png_files()["gray+alpha 16-bit transparent"]
+    (tmp_path / "in.png").write_bytes(data)
+    with pytest.raises(ImageError, match="^image mode LA has transparent pixels"):
+        codec_ss.compress(tmp_path / "in.png")
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "P"])
+def test_colour_key_errors_name_the_mode_given(codec_ss, mode):
+    image = Image.fromarray(rgb_array(H, W)).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", transparency=image.getpixel((0, 0)))
+    buffer.seek(0)
+    with pytest.raises(ImageError, match=rf"^image mode {mode} has transparent pixels"):
+        codec_ss.compress(Image.open(buffer))
+
+
+def test_an_image_passed_unloaded_is_left_as_it_was(codec_ss, tmp_path):
+    data, _ = _png_files()["gray 2-bit, colour key used"]
+    (tmp_path / "in.png").write_bytes(data)
+    image = Image.open(tmp_path / "in.png")
+    with pytest.raises(ImageError):
+        codec_ss.compress(image)
+    assert image.info["transparency"] == 3  # the file's own units, as Pillow read them
+
+
+def test_readme_colour_table_names_every_mode_and_its_decoded_mode():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("### Colour modes", 1)[1].split("| input mode (Pillow) |", 1)[1].split("\n\n", 1)[0]
+    modes = set(Image.MODES) | evc.image.WIDE_GRAY_MODES
+    listed: dict[str, set[str]] = {}
+    for row in table.splitlines()[2:]:
+        first, _, decoded = [cell.strip() for cell in row.strip("|").split("|")]
+        for mode in modes & set(re.findall(r"[A-Za-z0-9;]+", first)):
+            listed.setdefault(mode, set()).add(decoded.strip("`"))
+    assert set(listed) == modes
+    for mode, decoded in listed.items():
+        kind = "L" if mode in evc.image.GRAY_MODES else "RGB" if mode in evc.image.COLOUR_MODES else ""
+        assert decoded == {kind}, mode

@@ -1,4 +1,5 @@
-"""What a new user meets (issue 14, kinds 4 and 5), and --weights alone for the evaluation commands.
+"""What a new user meets (issue 14, kinds 4 and 5; issue 21, items 6 and 7: honest quality settings), and
+--weights alone for the evaluation commands.
 
 Each test is one case of the issue: it failed before the fix and passes now.
 """
@@ -11,6 +12,7 @@ import re
 import subprocess
 import sys
 import tomllib
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -95,18 +97,44 @@ def test_untrained_message_says_how_to_get_weights(capsys, tmp_path, png):
         evc.load(untrained)
 
 
-def test_info_names_the_quality_of_files_made_with_own_weights(capsys, weights, evc_file):
+def _info_quality(out: str) -> tuple[float, float, int]:
+    """The quality line of `evc info`: (lowest, highest quality shown, q index)."""
+    single = re.search(r"^quality\s+([\d.]+) \(q index (\d+)\)$", out, re.MULTILINE)
+    if single:
+        return float(single[1]), float(single[1]), int(single[2])
+    ranged = re.search(r"^quality\s+([\d.]+)-([\d.]+) \(every quality in this range codes to q index (\d+)\)$", out, re.MULTILINE)
+    assert ranged, out
+    return float(ranged[1]), float(ranged[2]), int(ranged[3])
+
+
+def test_info_shows_the_quality_the_user_gave(capsys, weights, evc_file):
+    """Issue 21 item 6: the file stores the q index only, so `evc info` shows every quality setting (of
+    the fewest decimals) that codes to it: the user's own setting is among them (was: 0.496, for 0.5)."""
     codec = evc.load(MODEL, device="cpu", weights=weights)
-    q = codec.q_index(0.5)  # the quality the file names is that of its integer q index
-    quality = codec.model.rate.quality_for_q_index(q)
-    code, out, err = run(capsys, "info", evc_file, "--weights", weights)
+    code, out, err = run(capsys, "info", evc_file, "--weights", weights)  # coded at the default, 0.5
     assert (code, err) == (0, "")
-    assert re.search(rf"^quality\s+{quality:.3f} \(q index {q}\)$", out, re.MULTILINE), out
-    assert evc.file_info(evc_file.read_bytes(), weights=weights).quality == pytest.approx(0.5, abs=0.01)
+    low, high, q = _info_quality(out)
+    assert q == codec.q_index(0.5) and low <= 0.5 <= high
+    info = evc.file_info(evc_file.read_bytes(), weights=weights)
+    assert info.quality_range == (low, high) and info.quality == pytest.approx(0.5, abs=0.01)
     code, out, err = run(capsys, "info", evc_file)
     expected = ("unknown: the file was made with other weights than the shipped ones" if evc.MODELS[MODEL].has_weights()
-                else "unknown: no weights ship for this model (give the file's weights with --weights)")
-    assert code == 0 and expected in out
+                else "unknown: no weights ship for this model (give the file's weights with --weights")
+    assert code == 0 and expected in out and f"q index {q})" in out
+
+
+@pytest.mark.parametrize("quality", [0.0, 0.1, 0.25, 0.3, 0.333, 0.5, 0.77, 0.9, 1.0])
+def test_the_quality_range_is_exactly_the_settings_that_give_the_q_index(capsys, tmp_path, weights, png, quality):
+    codec = evc.load(MODEL, device="cpu", weights=weights)
+    path = tmp_path / "q.evc"
+    path.write_bytes(codec.compress(png, quality))
+    low, high, q = _info_quality(run(capsys, "info", path, "--weights", weights)[1])
+    assert q == codec.q_index(quality) and low <= quality <= high
+    decimals = max(len(f"{v:g}".partition(".")[2]) for v in (low, high, 0.01))
+    step = 10.0**-decimals
+    assert codec.q_index(low) == codec.q_index(high) == q
+    assert low == 0 or codec.q_index(round(low - step, decimals)) != q  # the range is all of them
+    assert high == 1 or codec.q_index(round(high + step, decimals)) != q
 
 
 def test_info_with_other_weights_does_not_guess(capsys, tmp_path, evc_file):
@@ -259,3 +287,29 @@ def test_compare_does_not_overwrite_plots(capsys, tmp_path):
     assert (tmp_path / "rd-ms-ssim.svg").read_text() == "mine" and not (tmp_path / "rd-psnr.png").exists()
     code, out, err = run(capsys, "compare", ours, "--anchor", anchor, "--plot", tmp_path / "rd", "--force")
     assert code == 0 and (tmp_path / "rd-ms-ssim.svg").read_text().startswith("<?xml")
+
+
+# -- issue 21 item 7: rates past the highest-rate anchor ------------------------------------------
+
+
+def test_q_index_past_the_highest_rate_anchor_is_warned(capsys, tmp_path, weights, png):
+    """Past quality 1 the model was not trained, and more bits buy little quality (measured in the
+    README): quality stays in the trained range, and an explicit q index past it is warned."""
+    codec = evc.load(MODEL, device="cpu", weights=weights)
+    best, worst = codec.q_index(1.0), codec.q_index(0.0)
+    assert (best, worst) == (min(codec.anchor_q_indices), max(codec.anchor_q_indices))
+    past = rf"q index {best - 1} is past {MODEL}'s highest-rate anchor \(q index {best}, quality 1\)"
+    with pytest.warns(UserWarning, match=past):
+        data = codec.compress(png, q_index=best - 1)
+    with pytest.warns(UserWarning, match="highest-rate anchor"):
+        codec.encode(png, q_index=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the trained range, and less rate than quality 0: no warning
+        for q in (best, worst, worst + 10):
+            codec.compress(png, q_index=q)
+    assert codec.decompress(data).size == (40, 24)  # still a file like any other
+    out_file = tmp_path / "past.evc"
+    code, out, err = run(capsys, "encode", png, out_file, "--q-index", best - 1, "--weights", weights, "--device", "cpu")
+    assert code == 0 and re.fullmatch(rf"evc: warning: {past}: .*\n", err) and out_file.read_bytes() == data
+    code, out, err = run(capsys, "info", out_file, "--weights", weights)
+    assert code == 0 and f"quality  above 1 (q index {best - 1}: more rate than the highest-rate anchor" in out

@@ -58,6 +58,7 @@ def test_targets_at_the_ends_and_beyond() -> None:
         meet_target_bpp(fake_encoder([]), 10, 200, target_bpp=0.0)
 
 
+@pytest.mark.filterwarnings("ignore:q index .* is past")  # one step finer than the result, maybe past the top anchor
 def test_real_codec_meets_targets() -> None:
     codec = random_codec("EVC-SS")
     image = smooth_image(48, 64, seed=9)

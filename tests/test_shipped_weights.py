@@ -12,6 +12,7 @@ import evc
 from evc.cli.main import main as evc_main
 from evc.models.card import ModelCard
 from evc.models.registry import DEFAULT_PREFERENCE, default_model_name
+from evc.models.variable_rate import qualities_for_q_index
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 SHIPPED = [name for name, spec in evc.MODELS.items() if spec.has_weights()]
@@ -91,3 +92,19 @@ def test_shipped_weights_reproduce_their_recorded_kodak_results(name: str) -> No
             assert len(data) * 8 / (rgb.shape[0] * rgb.shape[1]) == row["bpp"][index], (image, settings[index])
             decoded = np.asarray(codec.decompress(data).convert("RGB"))
             assert psnr(rgb, decoded) == pytest.approx(row["psnr-rgb"][index], abs=0.005), (image, settings[index])
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_file_info_names_back_every_quality_setting(name: str) -> None:
+    """Issue 21 item 6: with the shipped weights, the quality range `evc info` shows for a file holds the
+    quality it was coded at, for every 2-decimal setting; q indices past the anchors have none."""
+    codec = evc.load(name, device="cpu")
+    anchors = codec.model.rate.anchor_q_scales()
+    for k in range(101):
+        low, high = qualities_for_q_index(codec.q_index(k / 100), anchors)
+        assert low <= k / 100 <= high
+    best, worst = codec.q_index(1.0), codec.q_index(0.0)
+    assert qualities_for_q_index(best - 1, anchors) is None and qualities_for_q_index(worst + 1, anchors) is None
+    data = codec.compress(np.zeros((8, 8, 3), np.uint8), quality=0.5)
+    low, high = evc.file_info(data).quality_range
+    assert low <= 0.5 <= high and codec.q_index(low) == codec.q_index(high) == codec.q_index(0.5)

@@ -12,6 +12,7 @@ import functools
 import json
 import math
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ from evc.image import (
 )
 from evc.models.evc import EVC, PADDING_MULTIPLE
 from evc.models.registry import MODELS_BY_ID, ModelSpec, default_model_name, get_spec
-from evc.models.variable_rate import q_index_to_scale, quality_for_q_index, rd_loss_weight
+from evc.models.variable_rate import q_index_to_scale, qualities_for_q_index, quality_for_q_index, rd_loss_weight
 from evc.models.weights import (
     ANCHORS_KEY,
     MODEL_KEY,
@@ -242,9 +243,19 @@ class Codec:
         return coded
 
     def _resolve_q_index(self, quality: float | None, q_index: int | None) -> int:
-        """The q index of already checked rate arguments (neither: the default quality)."""
+        """The q index of already checked rate arguments (neither: the default quality). Warns
+        (UserWarning) for a q index past the highest-rate anchor, which no quality reaches."""
         if q_index is None:
             return self.q_index(DEFAULT_QUALITY if quality is None else quality)
+        best = self.q_index(1.0)
+        if q_index < best:
+            # Finer steps than the model was trained for: past the anchor each extra bit buys a fraction
+            # of the quality it buys below it, ever less (EVC-SS v1, measured in the README at --q-index).
+            warnings.warn(
+                f"q index {q_index} is past {self.name}'s highest-rate anchor (q index {best}, quality 1): "
+                "the model was not trained for these rates, where more bits buy little quality",
+                UserWarning, stacklevel=3,
+            )
         return q_index
 
     def _header(self, image: InputImage, q_index: int, symbols_crc: int) -> Header:
@@ -383,13 +394,19 @@ class FileInfo:
     height: int
     colour: str
     q_index: int
-    quality: float | None  # None unless the weights that made the file are known here (see file_info)
+    # Where the q index lies on the quality scale (0: lowest-rate anchor, 1: highest; not clamped): None
+    # unless the weights that made the file are known here (see file_info).
+    quality: float | None
     size_bytes: int
     format_version: int
     weights_fingerprint: int
     exact: bool  # entropy parameters in exact arithmetic: decodes on any device
     substreams: int
     icc_profile: bytes | None = None  # the input's ICC colour profile, restored on decoding
+    # The quality settings that code to the file's q index (lowest, highest; see
+    # evc.models.variable_rate.qualities_for_q_index): the file stores the q index only, so the setting
+    # that made it is one of these. None when the weights are unknown or no quality gives the q index.
+    quality_range: tuple[float, float] | None = None
 
     @property
     def bpp(self) -> float:
@@ -399,9 +416,9 @@ class FileInfo:
 def file_info(data: bytes, weights: str | Path | None = None) -> FileInfo:
     """Describe a file without decoding it.
 
-    ``quality`` (in [0, 1] between the lowest- and highest-rate anchors) is given when the weights that
-    made the file are known: ``weights`` (a .safetensors file or folder), else the model's shipped
-    weights, and their fingerprint is the file's; otherwise it is None.
+    ``quality`` and ``quality_range`` (the quality settings that give the file's q index) are given
+    when the weights that made the file are known: ``weights`` (a .safetensors file or folder), else the
+    model's shipped weights, and their fingerprint is the file's; otherwise they are None.
     Raises FormatError for a malformed file, ModelError for unreadable weights or weights of another model.
     """
     header, streams = parse(data, known_model_ids=set(MODELS_BY_ID))
@@ -415,14 +432,16 @@ def file_info(data: bytes, weights: str | Path | None = None) -> FileInfo:
             raise ModelError(f"{weights} holds weights for {get_spec(named).name}; the file was made by {spec.name}")
     elif spec.has_weights():
         source = spec.weights_dir
-    quality = None
+    quality = quality_range = None
     if source is not None:
         fingerprint, anchors = _weights_identity(str(source.resolve()), _modified(source))
         if fingerprint == header.weights_fingerprint and anchors is not None:
             quality = quality_for_q_index(header.q_index, anchors)
+            quality_range = qualities_for_q_index(header.q_index, anchors)
     return FileInfo(
         spec.name, header.width, header.height, header.colour, header.q_index, quality, len(data),
         header.version, header.weights_fingerprint, options.exact, options.substreams, header.icc_profile,
+        quality_range,
     )
 
 
@@ -433,9 +452,13 @@ def _modified(source: Path) -> tuple[int, ...]:
 
 @functools.lru_cache(maxsize=8)
 def _weights_identity(source: str, modified: tuple[int, ...]) -> tuple[int, list[float] | None]:
-    """Fingerprint and anchor q_scales of a weights location (cached while its files are unchanged)."""
+    """Fingerprint and anchor q_scales of a weights location (cached while its files are unchanged).
+
+    The anchors are the stored q_scale values, which the codec codes with (the metadata's copy is
+    rounded to 6 decimals from the unrounded training values, and can map a quality to another q index)."""
     state, metadata = load_state(source)
-    anchors = json.loads(metadata.get(ANCHORS_KEY, "null") or "null")
-    if not anchors and "rate.q_scale" in state:
-        anchors = [float(v) for v in state["rate.q_scale"]]
+    if "rate.q_scale" in state:
+        anchors = [float(v) for v in state["rate.q_scale"].float()]
+    else:
+        anchors = json.loads(metadata.get(ANCHORS_KEY, "null") or "null")
     return state_fingerprint(state), anchors or None

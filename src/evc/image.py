@@ -8,12 +8,17 @@ Rules (each deliberate, each tested):
   (``max_pixels``) replaces Pillow's decompression-bomb limit.
 - EXIF orientation is applied (to files and to PIL images alike), since the evc file carries no EXIF:
   evc codes what viewers show.
-- RGB is coded as is. Grayscale ("L", "1") is coded as RGB with equal channels and decoded back to "L".
+- Every mode is of a kind (GRAY_MODES, COLOUR_MODES) and decodes to that kind's mode, whatever its
+  bit depth and whether it had an opaque alpha band: gray kinds to "L", colour kinds to "RGB".
+- RGB is coded as is. Grayscale ("L", "1", "LA", "La") is coded as RGB with equal channels.
 - 16-bit and 32-bit integer grayscale ("I;16*", "I") is scaled to 8 bits: round(v / 257), clipped to
-  0..255 (evc codes 8-bit images). Float images ("F") are refused: their range is unknown.
-- An alpha channel ("RGBA", "LA", "PA", palette or colour-key transparency) is dropped when every
-  pixel is fully opaque; with any transparency the image is refused, since evc does not code alpha.
-- Palette ("P") is expanded to RGB. YCbCr, LAB and HSV are converted to RGB by Pillow.
+  0..255 (evc codes 8-bit images). Float images ("F") are refused: their range is unknown. Pillow
+  reads 16-bit colour and gray-with-alpha PNGs as 8-bit (their high bytes), and a 16-bit gray PNG with
+  alpha as RGBA: evc reads that one back as gray ("LA") when it opens the file (:func:`_as_stored`).
+- An alpha band ("RGBA", "RGBa", "LA", "La", "PA"), palette transparency or a colour key (PNG tRNS)
+  is dropped when every pixel is fully opaque; with any transparency the image is refused, since evc
+  does not code alpha. Errors name the image's own mode, never one evc converted it to.
+- Palette ("P", "PA") is expanded to RGB. YCbCr, LAB and HSV are converted to RGB by Pillow.
 - Colour profiles: an embedded ICC profile of an image coded as is (RGB, gray, palette) is carried in
   the file unchanged and restored on decoding, so the pixel values and their meaning both survive.
   CMYK with a profile is converted to sRGB by LittleCMS (Pillow's ImageCms); CMYK without one by
@@ -49,8 +54,14 @@ ImageInput = Union[Image.Image, np.ndarray, torch.Tensor, str, os.PathLike]
 # exhausting memory or decoding for many minutes. Settable (Codec.max_pixels, --max-pixels).
 DEFAULT_MAX_PIXELS = 1 << 27
 
-_GRAY_16 = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
-_TO_RGB = {"CMYK", "YCbCr", "LAB", "HSV", "RGBX"}
+# Every mode Pillow has, by kind: a gray kind is coded as gray and decoded as "L", a colour kind decoded
+# as "RGB", whatever the bit depth and whether an (opaque) alpha band came along. "F" is refused.
+WIDE_GRAY_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})  # scaled to 8 bits
+GRAY_MODES = frozenset({"1", "L", "LA", "La"}) | WIDE_GRAY_MODES
+COLOUR_MODES = frozenset({"RGB", "RGBA", "RGBa", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"})
+ALPHA_MODES = frozenset({"LA", "La", "RGBA", "RGBa", "PA"})  # "a": alpha premultiplied
+_CONVERTED_TO_RGB = {"CMYK", "YCbCr", "LAB", "HSV"}  # by Pillow's formulas
+_KEYED_GRAY = {"1", "L"} | WIDE_GRAY_MODES  # gray modes a colour key (PNG tRNS) can come with
 _EXIF_ORIENTATION = 0x0112
 _PROFILE_SPACES = {"RGB": b"RGB ", "L": b"GRAY"}  # ICC header colour space of the values coded
 
@@ -124,7 +135,10 @@ def open_image(source: str | os.PathLike | BinaryIO, max_pixels: int = DEFAULT_M
                 image = Image.open(source)
                 check_pixel_limit(image.width, image.height, max_pixels, f"{name}: image")
                 frames = getattr(image, "n_frames", 1)
-                image.load()
+                stored = _as_stored(image)  # loads the pixels
+                if stored is not image:  # a converted copy: the file's own image is done with
+                    _close(image)
+                    image = stored
             finally:
                 Image.MAX_IMAGE_PIXELS = previous
     except ImageError:
@@ -168,14 +182,6 @@ def _upright(image: Image.Image) -> Image.Image:
     return image
 
 
-def _drop_opaque_alpha(image: Image.Image, colour: ColourMode) -> Image.Image:
-    alpha = image.getchannel("A")
-    low, _ = alpha.getextrema()
-    if low < 255:
-        raise ImageError(f"image mode {image.mode} has transparent pixels; evc does not code alpha (flatten it first)")
-    return image.convert(colour)
-
-
 def _cmyk_to_srgb(image: Image.Image, profile: bytes) -> Image.Image:
     """Colour-managed CMYK -> sRGB with the image's own profile (perceptual intent)."""
     try:
@@ -216,45 +222,97 @@ def pil_to_input(image: Image.Image) -> InputImage:
 def _pil_to_input(image: Image.Image) -> InputImage:
     if image.width < 1 or image.height < 1:
         raise ImageError(f"image is empty ({image.width}x{image.height})")
+    image = _as_stored(image)
     image = _upright(image)
     profile = image.info.get("icc_profile") or None
     if profile is not None and not isinstance(profile, bytes):
         profile = None  # not an ICC profile Pillow read from a file
-    mode = image.mode
-    if mode in ("RGB", "L") and "transparency" in image.info:
-        # A colour key (PNG tRNS): refused like alpha if that colour occurs, ignored otherwise.
-        image = image.convert("RGBA" if mode == "RGB" else "LA")
-        mode = image.mode
-    if mode == "P" or mode == "PA":
-        has_alpha = mode == "PA" or "transparency" in image.info
-        image = image.convert("RGBA" if has_alpha else "RGB")
-        mode = image.mode
-    if mode == "RGB":
-        return InputImage(np.asarray(image, dtype=np.uint8), "RGB", profile)
-    if mode == "RGBA":
-        return InputImage(np.asarray(_drop_opaque_alpha(image, "RGB")), "RGB", profile)
-    if mode in ("L", "1"):
-        gray = np.asarray(image.convert("L"), dtype=np.uint8)
-        return InputImage(np.repeat(gray[:, :, None], 3, axis=2), "L", profile)
-    if mode == "LA":
-        gray = np.asarray(_drop_opaque_alpha(image, "L"), dtype=np.uint8)
-        return InputImage(np.repeat(gray[:, :, None], 3, axis=2), "L", profile)
-    if mode in _GRAY_16:
-        wide = np.asarray(image, dtype=np.int64)
-        gray = np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8)
+    mode = image.mode  # the user's mode: every error names it, never a mode evc converted to
+    if mode == "F":
+        raise ImageError("floating-point images (mode F) are not supported: convert to 8-bit first")
+    if mode not in GRAY_MODES and mode not in COLOUR_MODES:
+        raise ImageError(f"unsupported image mode {mode!r}")
+    _refuse_transparency(image, mode)
+    if mode in GRAY_MODES:
+        gray = _gray8(image, mode)
         return InputImage(np.repeat(gray[:, :, None], 3, axis=2), "L", profile)
     if mode == "CMYK" and profile is not None:
         # The profile describes the CMYK values, not any RGB: convert under it, carry nothing.
         return InputImage(np.asarray(_cmyk_to_srgb(image, profile), dtype=np.uint8), "RGB", None)
-    if mode in _TO_RGB:
+    if mode in _CONVERTED_TO_RGB:
         # The profile of the converted values, as Pillow's conversion leaves it (LAB -> RGB tags sRGB);
         # it goes along only if it describes RGB values (checked by the caller).
         converted = image.convert("RGB")
         kept = converted.info.get("icc_profile") or None
         return InputImage(np.asarray(converted, dtype=np.uint8), "RGB", kept if isinstance(kept, bytes) else None)
-    if mode == "F":
-        raise ImageError("floating-point images (mode F) are not supported: convert to 8-bit first")
-    raise ImageError(f"unsupported image mode {mode!r}")
+    if mode in ("P", "PA"):
+        image = image.convert("RGBA")  # the palette's colours; the alpha is known to be opaque
+    # RGB, and RGBA / RGBa / RGBX whose fourth band is opaque (premultiplied equals straight then) or unused.
+    return InputImage(np.ascontiguousarray(np.asarray(image, dtype=np.uint8)[:, :, :3]), "RGB", profile)
+
+
+def _as_stored(image: Image.Image) -> Image.Image:
+    """The image with what Pillow's PNG reader loses put back, loaded (a new image when anything changes).
+
+    Pillow reads a 16-bit gray-with-alpha PNG as RGBA (equal colour channels): it is gray, so it becomes
+    LA (high bytes, as Pillow reads every 16-bit PNG but gray). Pillow keeps a PNG colour key (tRNS) in
+    the file's units while it scales the pixels: the key of a 2- or 4-bit gray PNG is scaled like them,
+    and that of a 16-bit RGB PNG (whose pixels Pillow keeps the high bytes of) becomes its high bytes, so
+    that every possibly transparent pixel matches it. This needs the file's raw mode, which Pillow tells
+    only until the pixels are loaded: :func:`open_image` and images passed unloaded (``Image.open``) get
+    it; an image loaded elsewhere is taken as Pillow gives it.
+    """
+    tile = getattr(image, "tile", None) or []
+    rawmode = tile[0].args if image.format == "PNG" and tile and isinstance(tile[0].args, str) else None
+    image.load()
+    key = image.info.get("transparency")
+    if rawmode == "LA;16B" and image.mode == "RGBA":
+        return image.convert("LA")  # keeps image.info (the ICC profile)
+    bits = {"L;2": 2, "L;4": 4}.get(rawmode or "")
+    if bits is not None and isinstance(key, int):
+        return _with_key(image, key * (255 // (2**bits - 1)))
+    if rawmode == "RGB;16B" and isinstance(key, tuple):
+        return _with_key(image, tuple(int(v) >> 8 for v in key))
+    return image
+
+
+def _with_key(image: Image.Image, key: int | tuple[int, ...]) -> Image.Image:
+    """A copy of ``image`` whose colour key is ``key`` (the caller's image is left as it was)."""
+    copy = image.copy()
+    copy.info["transparency"] = key
+    return copy
+
+
+def _refuse_transparency(image: Image.Image, mode: str) -> None:
+    """Raise ImageError, naming ``mode``, when any pixel is not fully opaque: by its alpha band, its
+    palette's transparency or its colour key (PNG tRNS; a key whose colour no pixel has is ignored)."""
+    if mode in ("P", "PA"):
+        alpha: np.ndarray | None = np.asarray(image.convert("RGBA").getchannel("A"))
+        kind = "palette transparency or alpha band" if mode == "PA" else "palette transparency"
+    elif mode in ALPHA_MODES:
+        alpha, kind = np.asarray(image.getchannel(image.getbands()[-1])), "alpha band"
+    else:
+        alpha, kind = None, "colour key, PNG tRNS"
+        key = image.info.get("transparency")
+        if mode in _KEYED_GRAY and isinstance(key, int):
+            values = np.asarray(image.convert("L") if mode == "1" else image, dtype=np.int64)
+            alpha = np.where(values == key, 0, 255)
+        elif mode == "RGB" and isinstance(key, tuple) and len(key) == 3:
+            alpha = np.where((np.asarray(image) == np.asarray(key)).all(axis=2), 0, 255)
+    if alpha is not None and alpha.size and alpha.min() < 255:
+        raise ImageError(
+            f"image mode {mode} has transparent pixels ({kind}); evc does not code alpha (flatten it first)"
+        )
+
+
+def _gray8(image: Image.Image, mode: str) -> np.ndarray:
+    """(H, W) uint8 gray values of a gray-kind image (its alpha, if any, already known to be opaque)."""
+    if mode in WIDE_GRAY_MODES:
+        wide = np.asarray(image, dtype=np.int64)
+        return np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8)
+    if mode in ("LA", "La"):
+        return np.asarray(image.getchannel("L"), dtype=np.uint8)  # premultiplied by 1 when opaque
+    return np.asarray(image.convert("L"), dtype=np.uint8)
 
 
 def pil_to_array(image: Image.Image) -> tuple[np.ndarray, ColourMode]:

@@ -208,14 +208,20 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     info = evc.file_info(_read_bytes(args.file), weights=args.weights)
-    if info.quality is not None:
-        quality = f"{info.quality:.3f}"
+    q = info.q_index
+    if info.quality_range is not None:
+        # The file stores the q index only: show every setting that gives it, so the user finds theirs.
+        low, high = info.quality_range
+        quality = f"{low:g} (q index {q})" if low == high else f"{low:g}-{high:g} (every quality in this range codes to q index {q})"
+    elif info.quality is not None:
+        side = ("above 1", "more", "highest") if info.quality > 1 else ("below 0", "less", "lowest")
+        quality = f"{side[0]} (q index {q}: {side[1]} rate than the {side[2]}-rate anchor the model was trained at)"
     elif args.weights:
-        quality = f"unknown: the file was made with other weights than {args.weights}"
+        quality = f"unknown: the file was made with other weights than {args.weights} (q index {q})"
     elif evc.MODELS[info.model].has_weights():
-        quality = "unknown: the file was made with other weights than the shipped ones (give them with --weights)"
+        quality = f"unknown: the file was made with other weights than the shipped ones (give them with --weights; q index {q})"
     else:
-        quality = "unknown: no weights ship for this model (give the file's weights with --weights)"
+        quality = f"unknown: no weights ship for this model (give the file's weights with --weights; q index {q})"
     if info.icc_profile:
         profile = f"ICC, {profile_description(info.icc_profile) or 'unnamed'} ({len(info.icc_profile)} bytes)"
     else:
@@ -226,7 +232,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("size", f"{info.width}x{info.height}"),
         ("colour", "grayscale" if info.colour == "L" else "RGB"),
         ("profile", profile),
-        ("quality", f"{quality} (q index {info.q_index})"),
+        ("quality", quality),
         ("bytes", str(info.size_bytes)),
         ("bpp", f"{info.bpp:.4f}"),
         ("format", f"version {info.format_version}, weights {info.weights_fingerprint:08x}"),
@@ -279,7 +285,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     rate.add_argument("--target-psnr", type=checked(arguments.target_psnr), metavar="Y",
                       help="smallest file reaching Y dB PSNR")
     rate.add_argument("--q-index", type=checked(arguments.q_index), metavar="N",
-                      help="exact q index (100 x q_scale, %d..%d)" % arguments.Q_INDEX_RANGE)
+                      help="exact q index (100 x q_scale, %d..%d); one below quality 1's is warned: "
+                           "more bits than the model was trained for buy little quality" % arguments.Q_INDEX_RANGE)
     enc.add_argument("--encoder-level", type=integer("encoder_level"), metavar="K",
                      help="scalable models: run encoders 0..K only")
     add_option(enc, "--arithmetic")
