@@ -316,7 +316,11 @@ def test_target_psnr_is_met(capsys, out_dir, weights, codec, rgb_png):
     target = (p_low + p_high) / 2 if p_high > p_low else p_high - 0.001
     output = out_dir / "psnr.evc"
     code, out, err = run_main(capsys, *encode_args(rgb_png, output, weights, "--target-psnr", repr(target)))
-    assert (code, out, err) == (0, "", "")
+    assert (code, out) == (0, "")
+    if target > p_low:
+        assert err == ""
+    else:  # random weights may give the smallest file the best PSNR: the target then does not bite, and says so
+        assert err.startswith("evc: warning: target of") and "writing its smallest file" in err
     decoded = np.asarray(codec.decompress(output.read_bytes()))
     assert psnr(decoded, reference) >= target
     q = evc.file_info(output.read_bytes()).q_index
