@@ -116,6 +116,14 @@ def main() -> None:
 
     styles = {c.name: "ours" for c in ours} | {c.name: "published" for c in [*published, vtm]}
     curves = [*ours, *published, *live]
+    # Versions that shipped before (kept by scripts/ship_weights.py as NAME-VERSION.json): in the tables,
+    # so each release's progress stays measurable; the plots show what ships.
+    earlier = []
+    for curve in ours:
+        for path in sorted(RESULTS.glob(f"{curve.name}-v*.json")):
+            old = load_curve(path)
+            old.name = f"{curve.name} {path.stem.removeprefix(curve.name + '-')}"
+            earlier.append(old)
     plots = {metric: RESULTS.parent / f"kodak-rd-{metric}" for metric in ("psnr", "ms-ssim")}
     for metric, stem in plots.items():
         plot_rd([*curves, vtm], stem, metric=metric, styles=styles)  # titled with the images compared
@@ -148,12 +156,13 @@ def main() -> None:
         ]
     for metric, label in (("psnr", "PSNR"), ("ms-ssim", "MS-SSIM")):
         anchors = [vtm, *live]
-        table = bd_rate_table(curves, anchors, metric)
+        compared = [*ours, *earlier, *published, *live]
+        table = bd_rate_table(compared, anchors, metric)
         rows = [i for i, row in enumerate(table) if any(cell is not None for cell in row)]
-        shown = [curves[i] for i in rows]
+        shown = [compared[i] for i in rows]
         table = [table[i] for i in rows]
         lines += [f"## BD-rate ({label}) against VTM (published) and the live codecs", ""]
-        if len(shown) < len(curves):
+        if len(shown) < len(compared):
             lines += [f"(Curves without {label} values are left out: the paper's EVC curves give PSNR only.)", ""]
         lines += [format_bd_table(shown, anchors, table, metric), ""]
         stem = plots[metric]
