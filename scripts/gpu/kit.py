@@ -16,6 +16,7 @@ wrapper), crossdev-gpu.json and summary.md.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import re
@@ -31,6 +32,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_FILES, MAX_FILE_BYTES, MAX_TOTAL_BYTES = 8, 16 * 2**20, 64 * 2**20  # what the tool brings back
+
+
+def _weights_keys():
+    """The weights files' metadata keys, src/evc/weights_keys.py loaded by its path: `import evc.x` would
+    run evc/__init__.py, which imports torch, seconds of the call that the trainer spends again."""
+    spec = importlib.util.spec_from_file_location("evc_weights_keys", ROOT / "src/evc/weights_keys.py")
+    keys = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(keys)  # type: ignore[union-attr]
+    return keys
+
+
+KEYS = _weights_keys()
 
 
 def say(message: str) -> None:
@@ -232,7 +245,7 @@ def choose_init(s: TrainSettings) -> tuple[Path | None, str]:
         candidates.append((Path(latest.read_text().strip()) / "export", "an earlier run on this machine"))
     candidates += [(s.pack / "init", "the pack (carried)"), (ROOT / "src/evc/weights" / s.model, "the shipped weights")]
     for path, what in candidates:
-        if _has_weights(path) and _weights_meta(path).get("evc.model", s.model) == s.model:
+        if _has_weights(path) and _weights_meta(path).get(KEYS.MODEL_KEY, s.model) == s.model:
             return path, f"{what}: {path}"
     return None, "none found: from scratch"
 
@@ -329,8 +342,8 @@ def train(out: Path) -> int:
     pack_info = json.loads((s.pack / "pack.json").read_text()) if (s.pack / "pack.json").is_file() else {}
     init, init_why = choose_init(s)
     init_meta = _weights_meta(init) if init else {}
-    say(f"start from: {init_why}" + (f" ({init_meta.get('evc.training_steps', '?')} steps, "
-                                     f"{init_meta.get('evc.date', '?')})" if init else ""))
+    say(f"start from: {init_why}" + (f" ({init_meta.get(KEYS.STEPS_KEY, '?')} steps, "
+                                     f"{init_meta.get(KEYS.DATE_KEY, '?')})" if init else ""))
     lr = s.lr or (1e-4 if init else 3e-4)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run_dir = s.run_root / f"{s.model}-{stamp}"
@@ -371,7 +384,7 @@ def train(out: Path) -> int:
     export = run_dir / "export"
     parts = sorted(export.glob("*.safetensors")) if export.is_dir() else []
     meta = _weights_meta(export) if parts else {}
-    steps_done = int(meta.get("evc.training_steps", "0") or 0)
+    steps_done = int(meta.get(KEYS.STEPS_KEY, "0") or 0)
     rows = read_csv(run_dir / "train.csv")
     val_csv = out / "val.csv"
     if (run_dir / "val.csv").is_file():
@@ -404,7 +417,7 @@ def train(out: Path) -> int:
         f"# GPU training run {stamp} (UTC)",
         "",
         f"- machine: {'; '.join(machine[:3])}; {', '.join(machine[3:])}",
-        f"- model {s.model}, start: {init_why}" + (f", {init_meta.get('evc.training_steps', '?')} steps before" if init else ""),
+        f"- model {s.model}, start: {init_why}" + (f", {init_meta.get(KEYS.STEPS_KEY, '?')} steps before" if init else ""),
         f"- data: {pack_info.get('train', {}).get('images', '?')} images, "
         f"{_mib(pack_info.get('train', {}).get('bytes', 0))}, scale {pack_info.get('train', {}).get('scale', '?')} "
         f"(pack of {pack_info.get('created', '?')})",
@@ -412,7 +425,7 @@ def train(out: Path) -> int:
         f"compile {'on' if s.compile else 'off'}, time limit {time_limit_s / 60:.2f} min, "
         f"cosine on {'time' if features['time_schedule'] else 'steps'}",
         f"- trainer: {ended}, exit status {rc}, {trainer_s:.0f} s wall (start-up and stop included)",
-        f"- steps {steps_done}, crops seen {meta.get('evc.images_seen', '?')}, training time "
+        f"- steps {steps_done}, crops seen {meta.get(KEYS.IMAGES_SEEN_KEY, '?')}, training time "
         f"{_float(last, 'elapsed_s'):.0f} s" if rows else "- no training log rows",
     ]
     if rates:
@@ -460,7 +473,7 @@ def _weights_for(model: str, run_root: Path, pack: Path) -> tuple[str | None, st
     candidates += [(pack / "init", "the pack's init"), (ROOT / "src/evc/weights" / model, "shipped"),
                    (ROOT / ".gpu-stash/src/evc/weights" / model, "shipped (staged, carried)")]
     for path, what in candidates:
-        if _has_weights(path) and _weights_meta(path).get("evc.model") == model:
+        if _has_weights(path) and _weights_meta(path).get(KEYS.MODEL_KEY) == model:
             return str(path), what
     return None, "random (seeded): network time is representative, entropy coding time is not"
 
