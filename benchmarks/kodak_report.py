@@ -67,6 +67,8 @@ def our_model_section(curve: RDCurve, published: list[RDCurve]) -> list[str]:
     ms = curve.ms_ssim or [float("nan")] * len(curve.bpp)
     for q, b, p, m in zip(curve.meta["settings"], curve.bpp, curve.psnr or [], ms):
         lines.append(f"| {q} | {b:.4f} | {p:.3f} | {m:.4f} |")
+    lines += ["", f"Measured {curve.meta.get('date', '?')} ({curve.meta.get('machine', '?')}) by "
+              "`python scripts/ship_weights.py` when these weights shipped: real files, exact entropy parameters."]
     paper = next((c for c in published if c.name.startswith(curve.name.replace("-", "_"))), None)
     if paper is not None:
         gap = ""
@@ -77,7 +79,7 @@ def our_model_section(curve: RDCurve, published: list[RDCurve]) -> list[str]:
             gap = "its PSNR range does not overlap the paper's curve, so no BD-rate against it; "
         if card.earlier_runs and card.totals is not None:  # all its training runs, not only the last
             seen = (f"{card.totals.crops:,} crops of {card.crop} px in {card.totals.seconds / 3600:.1f} hours "
-                    f"on {card.device}, over all its training runs")
+                    f"over all its training runs (the last on {card.device})")
         else:
             seen = f"{card.crops_seen:,} crops of {card.crop} px in {card.training_hours:.1f} hours on {card.device}"
         lines += ["", f"Against the paper's {curve.name} ({paper.psnr[0]:.2f}-{paper.psnr[-1]:.2f} dB at "
@@ -116,6 +118,14 @@ def main() -> None:
 
     styles = {c.name: "ours" for c in ours} | {c.name: "published" for c in [*published, vtm]}
     curves = [*ours, *published, *live]
+    # Versions that shipped before (kept by scripts/ship_weights.py as NAME-VERSION.json): in the tables,
+    # so each release's progress stays measurable; the plots show what ships.
+    earlier = []
+    for curve in ours:
+        for path in sorted(RESULTS.glob(f"{curve.name}-v*.json")):
+            old = load_curve(path)
+            old.name = f"{curve.name} {path.stem.removeprefix(curve.name + '-')}"
+            earlier.append(old)
     plots = {metric: RESULTS.parent / f"kodak-rd-{metric}" for metric in ("psnr", "ms-ssim")}
     for metric, stem in plots.items():
         plot_rd([*curves, vtm], stem, metric=metric, styles=styles)  # titled with the images compared
@@ -127,7 +137,8 @@ def main() -> None:
         "",
         f"Generated {date} by `python benchmarks/kodak_report.py` on {cpu_model_name()} "
         f"({torch.get_num_threads()} threads), evc {evc.__version__}, torch {torch.__version__}. "
-        "Every number below is measured by that command unless marked as published.",
+        "Every number below is measured by that command unless marked as published; evaluations saved by "
+        "earlier runs are reused, and each section or row gives the date of its own measurement.",
         "",
         "All 24 Kodak images, RGB PSNR and MS-SSIM on 8-bit images, bits per pixel from the real file size "
         "(headers included), means over images per rate setting. Per-image values and library versions: "
@@ -148,27 +159,33 @@ def main() -> None:
         ]
     for metric, label in (("psnr", "PSNR"), ("ms-ssim", "MS-SSIM")):
         anchors = [vtm, *live]
-        table = bd_rate_table(curves, anchors, metric)
+        compared = [*ours, *earlier, *published, *live]
+        table = bd_rate_table(compared, anchors, metric)
         rows = [i for i, row in enumerate(table) if any(cell is not None for cell in row)]
-        shown = [curves[i] for i in rows]
+        shown = [compared[i] for i in rows]
         table = [table[i] for i in rows]
         lines += [f"## BD-rate ({label}) against VTM (published) and the live codecs", ""]
-        if len(shown) < len(curves):
+        if len(shown) < len(compared):
             lines += [f"(Curves without {label} values are left out: the paper's EVC curves give PSNR only.)", ""]
         lines += [format_bd_table(shown, anchors, table, metric), ""]
         stem = plots[metric]
         lines += [f"![Kodak RD ({label})](results/{stem.name}.png) ([SVG](results/{stem.name}.svg))", ""]
 
-    lines += ["## Live codecs measured here", "", "| codec | settings | bpp range | encode ms | decode ms | versions |",
-              "| --- | --- | --- | --- | --- | --- |"]
+    lines += ["## Live codecs measured here", "",
+              "| codec | settings | bpp range | encode ms | decode ms | versions | measured |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
     for c in live:
         versions = ", ".join(f"{k} {v}" for k, v in c.meta.get("versions", {}).items())
         lines.append(
             f"| {full_names[c.name]} | {c.meta.get('setting_name')} {c.meta.get('settings')} | {min(c.bpp):.3f}-{max(c.bpp):.3f} | "
             f"{1e3 * min(c.encoding_time):.1f}-{1e3 * max(c.encoding_time):.1f} | "
-            f"{1e3 * min(c.decoding_time):.1f}-{1e3 * max(c.decoding_time):.1f} | {versions} |"
+            f"{1e3 * min(c.decoding_time):.1f}-{1e3 * max(c.decoding_time):.1f} | {versions} | "
+            f"{c.meta.get('date', '?')}, {c.meta.get('machine', '?')} |"
         )
-    lines += ["", "Times are per image on the machine above, single process, library threading as shipped.", ""]
+    # Evaluations are reused across runs of this script (--rerun measures again), so each row carries the
+    # date and machine of its own measurement, not this report's.
+    lines += ["", "Times are per image, single process, library threading as shipped, on the date and machine "
+              "of each row (the RD values do not depend on the machine).", ""]
 
     lines += ["## Complexity", "", "`evc complexity` (convolution MACs; the paper's counts also include biases and "
               "activations, 0.5-1.5 % more):", "", "| model | params (M) | g_a GMAC | g_s GMAC | entropy GMAC | paper params / g_a / g_s |",

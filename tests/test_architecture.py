@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "evc.fileutil": 0,
     "evc.extras": 0,
     "evc.shared_data": 0,
+    "evc.weights_keys": 0,
 }
 # Within one layer: pairs that must not import each other (first -> second is forbidden).
 FORBIDDEN = [
@@ -41,7 +42,7 @@ FORBIDDEN = [
     ("evc.distill", "evc.eval"),
 ]
 # Third-party imports that a layer must not make: the file format knows no torch.
-NO_TORCH = ("evc.bitstream", "evc.errors", "evc.fileutil", "evc.shared_data")
+NO_TORCH = ("evc.bitstream", "evc.errors", "evc.fileutil", "evc.shared_data", "evc.weights_keys")
 
 
 def _module_name(path: Path) -> str:
@@ -195,6 +196,12 @@ def test_the_lowest_layer_knows_no_torch(package: str) -> None:
     for module, imported in GRAPH.items():
         if module == package or module.startswith(package + "."):
             assert not {name for name in imported if name.split(".")[0] in ("torch", "numpy")}, module
+
+
+def test_the_weights_keys_import_nothing() -> None:
+    """The GPU kit loads evc/weights_keys.py by its path, outside the package: an import there of evc
+    would run evc/__init__.py (torch), and a relative one would fail."""
+    assert GRAPH["evc.weights_keys"] == set()
 
 
 def test_the_checker_sees_a_late_upward_import(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """The command line: `evc encode | decode | info | models`, and what every command shares (help, errors).
 
-No trained weights ship yet, so seeded random EVC-SS weights are saved once per module and passed
-with --weights. Most calls go through ``evc.cli.main.main(argv)`` in-process (fast); a few run
+Seeded random EVC-SS weights are saved once per module and passed with --weights, so these tests
+do not depend on the shipped weights (tests/test_shipped_weights.py covers those). Most calls go through ``evc.cli.main.main(argv)`` in-process (fast); a few run
 ``python -m evc`` in a subprocess to check the real exit code and stderr.
 """
 

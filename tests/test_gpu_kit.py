@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from conftest import smooth_image
+from evc.weights_keys import MODEL_KEY, STEPS_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 KIT = ROOT / "scripts" / "gpu"
@@ -49,7 +50,20 @@ def _fake_weights(folder: Path, model: str, size: int) -> None:
 
     folder.mkdir(parents=True)
     save_file({"w": np.zeros(size // 2, np.float16)}, str(folder / f"{model}.part1of1.safetensors"),
-              metadata={"evc.model": model, "evc.training_steps": "7"})
+              metadata={MODEL_KEY: model, STEPS_KEY: "7"})
+
+
+def test_the_kit_reads_weights_metadata_without_torch(tmp_path) -> None:
+    """kit.py and pack.py take the metadata keys from src/evc/weights_keys.py, loaded by its path, and
+    read the metadata with safetensors alone: importing evc would import torch, seconds of a device call."""
+    _fake_weights(tmp_path / "w", "EVC-LL", 100)
+    code = (f"import sys; sys.path.insert(0, {str(KIT)!r}); from pathlib import Path; import kit, pack; "
+            f"w = Path({str(tmp_path / 'w')!r}); "
+            "print(kit._weights_meta(w)[kit.KEYS.STEPS_KEY], pack._weights_steps(w)['model'], "
+            "sorted(m for m in ('torch', 'evc') if m in sys.modules))")
+    result = _run([sys.executable, "-c", code], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["7", "EVC-LL", "[]"]
 
 
 def test_staging_hides_shipped_weights_and_restores_them(tmp_path) -> None:

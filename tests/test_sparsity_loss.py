@@ -15,12 +15,13 @@ def toy_problem() -> tuple[torch.Tensor, torch.Tensor]:
     return features, target
 
 
-def toy_run(kind: str, steps: int = 400, weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def toy_run(kind: str, steps: int = 400, weight: float = 1.0, project: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Eight masks scale eight features of a linear model; the target uses all eight.
 
     The task loss wants masks (1, 1, 1, 1, .3, .3, .3, .3): the last four channels are less important
     but still carry signal (as a teacher's channels do), and they are the ones to remove.
-    Returns the final (applied) masks of the kept and the removed channels.
+    Returns the final (applied) masks of the kept and the removed channels. ``project=False`` leaves out
+    the projection below the ceiling, so that only the loss acts.
     """
     features, target = toy_problem()
     masks = torch.nn.Parameter(torch.ones(8))
@@ -35,7 +36,7 @@ def toy_run(kind: str, steps: int = 400, weight: float = 1.0) -> tuple[torch.Ten
         optimizer.zero_grad()
         (task + weight * penalty).backward()
         optimizer.step()
-        if kind == "ours":
+        if kind == "ours" and project:
             removed = torch.tensor([False] * 4 + [True] * 4)
             sparsity_loss.project_below_ceiling(masks.data, removed, step + 1, steps // 2)
     applied = torch.relu(masks.detach())
@@ -79,3 +80,24 @@ def test_projection_holds_the_removed_masks_under_the_ceiling() -> None:
     assert mask.tolist() == [1.0, 0.5, 0.5, 0.25]
     sparsity_loss.project_below_ceiling(mask, torch.tensor([False, True, True, True]), step=6, decay_steps=6)
     assert mask.tolist() == [1.0, 0.0, 0.0, 0.0]
+
+
+# What the loss itself contributes (issue 24 item 3): the tests above end at exactly zero, which the
+# projection guarantees by itself; these hold the loss's own gradients and its effect without it.
+
+
+def test_ours_gradient_is_one_on_removed_masks_above_the_ceiling_and_zero_elsewhere() -> None:
+    masks = torch.tensor([1.0, 0.2, 0.9, 0.7, 0.6, 0.4, -0.1, 0.8], requires_grad=True)
+    loss = sparsity_loss.ours([masks[4:]], step=50, decay_steps=100)  # ceiling 0.5; masks 4..7 removed
+    loss.backward()
+    assert masks.grad.tolist() == [0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0]  # kept masks: no pull at all
+    assert loss.item() == pytest.approx(0.1 + 0.3)
+    # A removed mask that the task pulls up (its share of the task gradient below 1) still goes down.
+    assert sparsity_loss.ours([torch.tensor([0.5])], step=100, decay_steps=100).item() == pytest.approx(0.5)
+
+
+def test_the_loss_alone_drives_the_removed_masks_down_without_the_projection() -> None:
+    _, with_loss = toy_run("ours", project=False)
+    _, without = toy_run("ours", weight=0.0, project=False)
+    assert (without > 0.25).all()  # the task alone keeps them near 0.3: they carry signal
+    assert (with_loss < 0.02).all()  # the hinge's constant pull beats the task's pull towards 0.3

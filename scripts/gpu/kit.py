@@ -16,9 +16,9 @@ wrapper), crossdev-gpu.json and summary.md.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -31,6 +31,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_FILES, MAX_FILE_BYTES, MAX_TOTAL_BYTES = 8, 16 * 2**20, 64 * 2**20  # what the tool brings back
+
+
+def _weights_keys():
+    """The weights files' metadata keys, src/evc/weights_keys.py loaded by its path: `import evc.x` would
+    run evc/__init__.py, which imports torch, seconds of the call that the trainer spends again."""
+    spec = importlib.util.spec_from_file_location("evc_weights_keys", ROOT / "src/evc/weights_keys.py")
+    keys = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(keys)  # type: ignore[union-attr]
+    return keys
+
+
+KEYS = _weights_keys()
 
 
 def say(message: str) -> None:
@@ -216,6 +228,14 @@ def _weights_meta(path: Path) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
+def read_pack(pack: Path) -> dict:
+    """pack.json: what the carried pack holds (pack.py prepare writes it last, so it marks a whole pack)."""
+    if not (pack / "pack.json").is_file():
+        raise KitError(f"no training pack at {pack} (build it here with `python scripts/gpu/pack.py prepare`, "
+                       "then carry .gpu-pack)")
+    return json.loads((pack / "pack.json").read_text())
+
+
 def choose_init(s: TrainSettings) -> tuple[Path | None, str]:
     """The newest weights of the model: a run of this machine (a warm machine keeps .gpu-run/ between
     calls), the pack's init/ (carried), the shipped ones; else none (from scratch)."""
@@ -232,20 +252,46 @@ def choose_init(s: TrainSettings) -> tuple[Path | None, str]:
         candidates.append((Path(latest.read_text().strip()) / "export", "an earlier run on this machine"))
     candidates += [(s.pack / "init", "the pack (carried)"), (ROOT / "src/evc/weights" / s.model, "the shipped weights")]
     for path, what in candidates:
-        if _has_weights(path) and _weights_meta(path).get("evc.model", s.model) == s.model:
+        if _has_weights(path) and _weights_meta(path).get(KEYS.MODEL_KEY, s.model) == s.model:
             return path, f"{what}: {path}"
     return None, "none found: from scratch"
 
 
-def trainer_features() -> dict[str, bool]:
-    """Which newer trainer options exist, read from the source (importing evc costs a torch import)."""
-    config = (ROOT / "src/evc/train/config.py").read_text()
-    trainer = (ROOT / "src/evc/train/trainer.py").read_text()
-    lr_function = re.search(r"def learning_rate_factor\((.*?)\)", trainer, re.S)
-    return {
-        "cache_images": re.search(r"^\s+cache_images:", config, re.M) is not None,
-        "time_schedule": bool(lr_function and "elapsed" in lr_function.group(1)),
-    }
+@dataclass
+class Plan:
+    """The trainer run the kit starts."""
+
+    stamp: str  # UTC, names the run
+    run_dir: Path
+    lr: float
+    time_limit_s: float
+    val_images: int
+    command: list[str]
+
+
+def plan_run(s: TrainSettings, init: Path | None, deadline: float) -> Plan:
+    """The trainer's command line. Its time limit is what the budget leaves less RESERVE_S, and its
+    learning-rate cosine follows that limit; it validates once, at its stop (on the pack's Kodak images)."""
+    lr = s.lr or (1e-4 if init else 3e-4)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    run_dir = s.run_root / f"{s.model}-{stamp}"
+    time_limit_s = deadline - time.time() - s.reserve_s
+    if time_limit_s < 30:
+        raise KitError(f"only {time_limit_s:.0f} s left for training after the reserve of {s.reserve_s:.0f} s; "
+                       "raise BUDGET_S or lower RESERVE_S")
+    val_images = min(s.val_images, len(list((s.pack / "kodak").glob("*.png"))))
+    command = [
+        sys.executable, "-m", "evc", "train", "--model", s.model, "--data", str(s.pack / "train"), "--out", str(run_dir),
+        "--steps", str(s.steps), "--batch-size", str(s.batch), "--crop", str(s.crop), "--lr", f"{lr:g}",
+        "--warmup-steps", str(s.warmup), "--workers", str(s.workers), "--device", s.device,
+        "--log-every", str(s.log_every), "--checkpoint-every", str(s.checkpoint_every),
+        "--val-every", str(10**9), "--val-images", str(val_images), "--kodak", str(s.pack / "kodak"),
+        "--time-limit-minutes", f"{time_limit_s / 60:.3f}", "--compile" if s.compile else "--no-compile",
+    ]
+    if init:
+        command += ["--init-weights", str(init)]
+    command.append("--cache-images")  # the trainer's default, said aloud: the pack fits the machine's memory
+    return Plan(stamp, run_dir, lr, time_limit_s, val_images, command + s.extra)
 
 
 def run_trainer(command: list[str], hard_stop: float) -> tuple[int, str]:
@@ -271,29 +317,92 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def fallback_validation(export: Path, s: TrainSettings, step: int, val_csv: Path) -> str:
-    """Validate the exported weights on the pack's Kodak images at the 4 anchors (the trainer's own
-    code), for trainers that do not validate when they stop on time; rows go to val.csv."""
-    import evc
-    from evc.train.validation import kodak_images, validate
-
-    codec = evc.load(s.model, device=s.device, weights=str(export))
-    rows = validate(codec.model, s.model, kodak_images(str(s.pack / "kodak"), s.val_images), codec.device)
-    new = not val_csv.exists()
-    with open(val_csv, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["step", "anchor", "q_index", "bpp", "psnr"])
-        if new:
-            writer.writeheader()
-        for row in rows:
-            writer.writerow({"step": step, **row})
-    return "by the kit after the trainer stopped"
-
-
 def _float(row: dict[str, str], key: str) -> float:
     try:
         return float(row.get(key, "nan"))
     except ValueError:
         return float("nan")
+
+
+@dataclass
+class Outcome:
+    """How the trainer ended, and what it left (copied into OUT)."""
+
+    rc: int
+    ended: str  # "finished", or how the hard stop ended it
+    wall_s: float  # start-up and stop included
+    parts: list[Path]  # the exported weights files
+    meta: dict[str, str]  # their metadata
+    steps: int  # of the export
+    rows: list[dict[str, str]]  # train.csv
+    validated: list[dict[str, str]]  # val.csv's rows of the exported step, one per anchor
+
+
+def collect(run_dir: Path, out: Path, rc: int, ended: str, wall_s: float) -> Outcome:
+    """Copy the run's weights, train.csv and val.csv into OUT."""
+    export = run_dir / "export"
+    parts = sorted(export.glob("*.safetensors")) if export.is_dir() else []
+    meta = _weights_meta(export) if parts else {}
+    if parts:
+        (out / "weights").mkdir(exist_ok=True)
+        for p in parts:
+            shutil.copy2(p, out / "weights" / p.name)
+    rows = read_csv(run_dir / "train.csv")
+    if rows:
+        shutil.copy2(run_dir / "train.csv", out / "train.csv")
+    if (run_dir / "val.csv").is_file():
+        shutil.copy2(run_dir / "val.csv", out / "val.csv")
+    steps = int(meta.get(KEYS.STEPS_KEY, "0") or 0)
+    # The trainer validates at its stop, the exported step, unless the hard stop or a failure came first.
+    validated = [r for r in read_csv(out / "val.csv") if int(float(r["step"])) == steps]
+    return Outcome(rc, ended, wall_s, parts, meta, steps, rows, validated)
+
+
+def _no_validation(plan: Plan, outcome: Outcome) -> str:
+    """Why the summary shows no Kodak validation."""
+    if not outcome.parts:
+        return "no weights"
+    if not plan.val_images:
+        return "no Kodak images"
+    if outcome.ended != "finished":
+        return "the trainer was stopped before it validated"
+    return f"the trainer ended (exit status {outcome.rc}) before it validated its last export"
+
+
+def summarise(s: TrainSettings, plan: Plan, outcome: Outcome, machine: list[str], start: str, pack_info: dict,
+              gpu: str, call_start: float) -> str:
+    """summary.md: one screen on the machine, the start, the data, the recipe, the run and the validation."""
+    rows, last = outcome.rows, outcome.rows[-1] if outcome.rows else {}
+    steady = rows[len(rows) // 5:] or rows  # past the start-up
+    rates = sorted(_float(r, "images_per_s") for r in steady)
+    data = pack_info["train"]
+    lines = [
+        f"# GPU training run {plan.stamp} (UTC)",
+        "",
+        f"- machine: {'; '.join(machine[:3])}; {', '.join(machine[3:])}",
+        f"- model {s.model}, start: {start}",
+        f"- data: {data['images']} images, {_mib(data['bytes'])}, scale {data['scale']} (pack of {pack_info['created']})",
+        f"- recipe: batch {s.batch} x {s.crop}px, lr {plan.lr:g} (warm-up {s.warmup}), {s.workers} loader processes, "
+        f"compile {'on' if s.compile else 'off'}, time limit {plan.time_limit_s / 60:.2f} min, cosine on time",
+        f"- trainer: {outcome.ended}, exit status {outcome.rc}, {outcome.wall_s:.0f} s wall (start-up and stop included)",
+        f"- steps {outcome.steps}, crops seen {outcome.meta.get(KEYS.IMAGES_SEEN_KEY, '?')}, training time "
+        f"{_float(last, 'elapsed_s'):.0f} s" if rows else "- no training log rows",
+    ]
+    if rates:
+        lines.append(f"- crops/s: median {rates[len(rates) // 2]:.1f} (range {rates[0]:.1f}-{rates[-1]:.1f}) over "
+                     f"{len(steady)} log rows after the first fifth")
+        lines.append(f"- last log row: loss {_float(last, 'loss'):.4f}, bpp {_float(last, 'bpp'):.4f}, "
+                     f"PSNR {_float(last, 'psnr'):.2f} dB, lr {_float(last, 'lr'):.2e}")
+    lines.append(f"- GPU memory: {gpu}")
+    if outcome.validated:
+        lines.append(f"- Kodak validation ({plan.val_images} images, real files, by the trainer at its stop):")
+        lines += [f"  - anchor {r['anchor']} (q {r['q_index']}): {float(r['bpp']):.4f} bpp, {float(r['psnr']):.2f} dB"
+                  for r in outcome.validated]
+    else:
+        lines.append(f"- Kodak validation: none ({_no_validation(plan, outcome)})")
+    lines.append(f"- weights: {', '.join(p.name for p in outcome.parts) or 'NONE'}")
+    lines.append(f"- call: {time.time() - call_start:.0f} s of the {s.budget_s:.0f} s budget")
+    return "\n".join(lines) + "\n"
 
 
 def check_out_limits(out: Path) -> list[str]:
@@ -308,139 +417,58 @@ def check_out_limits(out: Path) -> list[str]:
     total = sum(p.stat().st_size for p in files)
     if total > MAX_TOTAL_BYTES:
         problems.append(f"{_mib(total)} in OUT (at most 64 MiB come back)")
-    deep = [str(p.relative_to(out)) for p in files if len(p.relative_to(out).parts) > 3]
-    if deep:
-        problems.append(f"too deep to come back: {', '.join(deep)}")
     return problems
 
 
-def train(out: Path) -> int:
-    start = _started()
-    s = TrainSettings.from_env()
-    deadline = start + s.budget_s
-    say(f"train {s.model} on {s.device}: budget {s.budget_s:.0f} s from the call's start, "
-        f"{deadline - time.time():.0f} s left now")
-    machine = describe_machine()
-    for line in machine:
-        say(line)
-    if not (s.pack / "train" / "manifest.json").is_file():
-        raise KitError(f"no training pack at {s.pack} (build it here with `python scripts/gpu/pack.py prepare`, "
-                       "then carry .gpu-pack)")
-    pack_info = json.loads((s.pack / "pack.json").read_text()) if (s.pack / "pack.json").is_file() else {}
-    init, init_why = choose_init(s)
-    init_meta = _weights_meta(init) if init else {}
-    say(f"start from: {init_why}" + (f" ({init_meta.get('evc.training_steps', '?')} steps, "
-                                     f"{init_meta.get('evc.date', '?')})" if init else ""))
-    lr = s.lr or (1e-4 if init else 3e-4)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    run_dir = s.run_root / f"{s.model}-{stamp}"
-    s.run_root.mkdir(parents=True, exist_ok=True)
-    features = trainer_features()
-    time_limit_s = deadline - time.time() - s.reserve_s
-    if time_limit_s < 30:
-        raise KitError(f"only {time_limit_s:.0f} s left for training after the reserve of {s.reserve_s:.0f} s; "
-                       "raise BUDGET_S or lower RESERVE_S")
-    val_images = min(s.val_images, len(list((s.pack / "kodak").glob("*.png"))))
-    command = [
-        sys.executable, "-m", "evc", "train", "--model", s.model, "--data", str(s.pack / "train"), "--out", str(run_dir),
-        "--steps", str(s.steps), "--batch-size", str(s.batch), "--crop", str(s.crop), "--lr", f"{lr:g}",
-        "--warmup-steps", str(s.warmup), "--workers", str(s.workers), "--device", s.device,
-        "--log-every", str(s.log_every), "--checkpoint-every", str(s.checkpoint_every),
-        "--val-every", str(10**9), "--val-images", str(val_images), "--kodak", str(s.pack / "kodak"),
-        "--time-limit-minutes", f"{time_limit_s / 60:.3f}", "--compile" if s.compile else "--no-compile",
-    ]
-    if init:
-        command += ["--init-weights", str(init)]
-    if features["cache_images"]:
-        command.append("--cache-images")
-    if not features["time_schedule"]:
-        say("note: this trainer's learning-rate cosine follows --steps, not the time limit; "
-            "set STEPS to the expected step count for a full decay")
-    command += s.extra
-    say("trainer: " + " ".join(command[1:]))
-    (s.run_root / "latest").write_text(str(run_dir) + "\n")  # so a later call on this machine resumes from it
-    monitor = GpuMonitor()
-    monitor.start()
-    trainer_start = time.time()
-    rc, ended = run_trainer(command, deadline - s.stop_margin_s)
-    trainer_s = time.time() - trainer_start
-    monitor.stop()
-    say(f"trainer {ended} with exit status {rc} after {trainer_s:.0f} s")
-
-    # Collect what the run left.
-    export = run_dir / "export"
-    parts = sorted(export.glob("*.safetensors")) if export.is_dir() else []
-    meta = _weights_meta(export) if parts else {}
-    steps_done = int(meta.get("evc.training_steps", "0") or 0)
-    rows = read_csv(run_dir / "train.csv")
-    val_csv = out / "val.csv"
-    if (run_dir / "val.csv").is_file():
-        shutil.copy2(run_dir / "val.csv", val_csv)
-    validated = [r for r in read_csv(val_csv) if int(float(r["step"])) == steps_done]
-    val_how = "by the trainer at its stop"
-    if parts and not validated and val_images:
-        # Only with room to spare: an overrun would lose the whole call's output.
-        if ended == "finished" and deadline - time.time() > 60:
-            try:
-                val_how = fallback_validation(export, s, steps_done, val_csv)
-                validated = [r for r in read_csv(val_csv) if int(float(r["step"])) == steps_done]
-            except Exception as exc:  # the weights are still worth bringing home
-                say(f"validation failed: {exc!r}")
-        else:
-            val_how = "skipped: the trainer was stopped, or too little time was left"
-    if parts:
-        (out / "weights").mkdir(exist_ok=True)
-        for p in parts:
-            shutil.copy2(p, out / "weights" / p.name)
-    if rows:
-        shutil.copy2(run_dir / "train.csv", out / "train.csv")
-    monitor.write(out / "gpu.csv")
-
-    # The one-screen summary.
-    steady = rows[len(rows) // 5:] or rows
-    rates = sorted(_float(r, "images_per_s") for r in steady)
-    last = rows[-1] if rows else {}
-    lines = [
-        f"# GPU training run {stamp} (UTC)",
-        "",
-        f"- machine: {'; '.join(machine[:3])}; {', '.join(machine[3:])}",
-        f"- model {s.model}, start: {init_why}" + (f", {init_meta.get('evc.training_steps', '?')} steps before" if init else ""),
-        f"- data: {pack_info.get('train', {}).get('images', '?')} images, "
-        f"{_mib(pack_info.get('train', {}).get('bytes', 0))}, scale {pack_info.get('train', {}).get('scale', '?')} "
-        f"(pack of {pack_info.get('created', '?')})",
-        f"- recipe: batch {s.batch} x {s.crop}px, lr {lr:g} (warm-up {s.warmup}), {s.workers} loader processes, "
-        f"compile {'on' if s.compile else 'off'}, time limit {time_limit_s / 60:.2f} min, "
-        f"cosine on {'time' if features['time_schedule'] else 'steps'}",
-        f"- trainer: {ended}, exit status {rc}, {trainer_s:.0f} s wall (start-up and stop included)",
-        f"- steps {steps_done}, crops seen {meta.get('evc.images_seen', '?')}, training time "
-        f"{_float(last, 'elapsed_s'):.0f} s" if rows else "- no training log rows",
-    ]
-    if rates:
-        lines.append(f"- crops/s: median {rates[len(rates) // 2]:.1f} (range {rates[0]:.1f}-{rates[-1]:.1f}) over "
-                     f"{len(steady)} log rows after the first fifth")
-        lines.append(f"- last log row: loss {_float(last, 'loss'):.4f}, bpp {_float(last, 'bpp'):.4f}, "
-                     f"PSNR {_float(last, 'psnr'):.2f} dB, lr {_float(last, 'lr'):.2e}")
-    lines.append(f"- GPU memory: {monitor.summary()}")
-    if validated:
-        lines.append(f"- Kodak validation ({val_images} images, real files, {val_how}):")
-        lines += [f"  - anchor {r['anchor']} (q {r['q_index']}): {float(r['bpp']):.4f} bpp, {float(r['psnr']):.2f} dB"
-                  for r in validated]
-    else:
-        lines.append(f"- Kodak validation: none ({val_how if parts else 'no weights'})")
-    lines.append(f"- weights: {', '.join(p.name for p in parts) or 'NONE'}")
-    lines.append(f"- call: {time.time() - start:.0f} s of the {s.budget_s:.0f} s budget")
-    summary = "\n".join(lines) + "\n"
+def deliver(out: Path, summary: str, outcome: Outcome) -> int:
+    """Write summary.md and check OUT against the tool's limits (gpu.csv, the least needed file, goes
+    first); 0 when weights came out and all of OUT comes back."""
     (out / "summary.md").write_text(summary)
     problems = check_out_limits(out)
-    if problems and (out / "gpu.csv").exists():  # the least needed file goes first
+    if problems and (out / "gpu.csv").exists():
         (out / "gpu.csv").unlink()
         problems = check_out_limits(out)
     print("\n" + summary, flush=True)
     for problem in problems:
         say(f"error: {problem}")
-    if not parts:
+    if not outcome.parts:
         say("error: the run exported no weights")
-    return 0 if parts and not problems else 1
+    return 0 if outcome.parts and not problems else 1
+
+
+def train(out: Path) -> int:
+    """Call 1: train MODEL for what the call's budget leaves, then bring its weights, logs and summary to OUT."""
+    call_start = _started()
+    s = TrainSettings.from_env()
+    deadline = call_start + s.budget_s
+    say(f"train {s.model} on {s.device}: budget {s.budget_s:.0f} s from the call's start, "
+        f"{deadline - time.time():.0f} s left now")
+    machine = describe_machine()
+    for line in machine:
+        say(line)
+    pack_info = read_pack(s.pack)
+
+    init, init_why = choose_init(s)
+    init_meta = _weights_meta(init) if init else {}
+    say(f"start from: {init_why}" + (f" ({init_meta.get(KEYS.STEPS_KEY, '?')} steps, "
+                                     f"{init_meta.get(KEYS.DATE_KEY, '?')})" if init else ""))
+    s.run_root.mkdir(parents=True, exist_ok=True)
+    plan = plan_run(s, init, deadline)
+    say("trainer: " + " ".join(plan.command[1:]))
+    (s.run_root / "latest").write_text(str(plan.run_dir) + "\n")  # so a later call on this machine resumes from it
+
+    monitor = GpuMonitor()
+    monitor.start()
+    trainer_start = time.time()
+    rc, ended = run_trainer(plan.command, deadline - s.stop_margin_s)
+    wall_s = time.time() - trainer_start
+    monitor.stop()
+    say(f"trainer {ended} with exit status {rc} after {wall_s:.0f} s")
+
+    outcome = collect(plan.run_dir, out, rc, ended, wall_s)
+    monitor.write(out / "gpu.csv")
+    start = init_why + (f", {init_meta.get(KEYS.STEPS_KEY, '?')} steps before" if init else "")
+    return deliver(out, summarise(s, plan, outcome, machine, start, pack_info, monitor.summary(), call_start), outcome)
 
 
 # -- check -----------------------------------------------------------------------------------------
@@ -460,7 +488,7 @@ def _weights_for(model: str, run_root: Path, pack: Path) -> tuple[str | None, st
     candidates += [(pack / "init", "the pack's init"), (ROOT / "src/evc/weights" / model, "shipped"),
                    (ROOT / ".gpu-stash/src/evc/weights" / model, "shipped (staged, carried)")]
     for path, what in candidates:
-        if _has_weights(path) and _weights_meta(path).get("evc.model") == model:
+        if _has_weights(path) and _weights_meta(path).get(KEYS.MODEL_KEY) == model:
             return str(path), what
     return None, "random (seeded): network time is representative, entropy coding time is not"
 
@@ -482,7 +510,6 @@ def check(out: Path) -> int:
         say(line)
     python = sys.executable
     steps: list[Step] = []
-    weights_note = {}
     # Most telling first: the here<->there files, then the CUDA tests, then speed.
     steps.append(Step("crossdev (committed CPU files <-> this device)",
                       [python, "scripts/gpu/crossdev.py", "verify", "--device", device, "--out", str(out / "crossdev-gpu.json"),
@@ -494,7 +521,6 @@ def check(out: Path) -> int:
     for case in filter(None, bench_cases):
         model, _, size = case.partition(":")
         weights, what = _weights_for(model, run_root, pack)
-        weights_note[model] = what
         steps.append(Step(f"bench {model} {size} ({what.split(':')[0]})",
                           [python, "-m", "evc", "bench", "--device", device, "--models", model, "--sizes", size,
                            *(["--weights", weights] if weights else []), *bench_args], 45))

@@ -25,6 +25,7 @@ as JPEG q95 4:4:4, with a manifest.json the trainer reads; plus a few Kodak PNGs
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import json
 import os
@@ -49,6 +50,19 @@ PIP_DOWNLOAD = [
     "--platform", "manylinux1_x86_64",
 ]
 WHEEL_SPECS = ("constriction==0.5.0",)
+
+
+def _weights_keys():
+    """The weights files' metadata keys, src/evc/weights_keys.py of this checkout loaded by its path:
+    `import evc.x` would import torch (evc/__init__.py does), and from a worktree it would find the evc
+    that the virtual environment has installed, another checkout's."""
+    spec = importlib.util.spec_from_file_location("evc_weights_keys", ROOT / "src/evc/weights_keys.py")
+    keys = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(keys)  # type: ignore[union-attr]
+    return keys
+
+
+KEYS = _weights_keys()
 
 
 class PackError(Exception):
@@ -259,7 +273,8 @@ def _weights_steps(folder: Path) -> dict:
     first = sorted(folder.glob("*.safetensors"))[0]
     with safe_open(str(first), framework="numpy") as f:
         meta = f.metadata() or {}
-    return {k.removeprefix("evc."): meta.get(k) for k in ("evc.model", "evc.training_steps", "evc.images_seen", "evc.date")}
+    keys = (KEYS.MODEL_KEY, KEYS.STEPS_KEY, KEYS.IMAGES_SEEN_KEY, KEYS.DATE_KEY)
+    return {k.removeprefix("evc."): meta.get(k) for k in keys}  # pack.json: model, training_steps, ...
 
 
 def prepare(args: argparse.Namespace) -> int:

@@ -54,7 +54,20 @@ class DualSpatialPrior(nn.Module):
         self, y_hat_step1: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, q_step: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, sigma) for the step-2 elements, full-size (only the step-2 positions are used)."""
-        sigma0, mu0, sigma1, mu1 = self.net(torch.cat([y_hat_step1, mu, sigma, q_step], dim=1)).chunk(4, dim=1)
+        return self.split(self.net(self.inputs(y_hat_step1, mu, sigma, q_step)))
+
+    # The net's input and output layouts, owned here; the exact path evaluates ``net`` itself and uses
+    # these too, so a change of order cannot reach one path and miss the other.
+    @staticmethod
+    def inputs(y_hat_step1: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, q_step: torch.Tensor) -> torch.Tensor:
+        """The net's input: the four (B, C, h, w) tensors stacked along channels, (B, 4C, h, w)."""
+        return torch.cat([y_hat_step1, mu, sigma, q_step], dim=1)
+
+    @staticmethod
+    def split(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The net's (B, 2C, h, w) output as (mu, sigma), (B, C, h, w) each: it predicts (sigma, mu) per
+        channel half, in the order sigma0, mu0, sigma1, mu1."""
+        sigma0, mu0, sigma1, mu1 = raw.chunk(4, dim=1)
         return torch.cat([mu0, mu1], dim=1), torch.cat([sigma0, sigma1], dim=1)
 
     def forward(

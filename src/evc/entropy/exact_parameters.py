@@ -28,6 +28,7 @@ from evc.nn.exact import (
     to_fixed,
 )
 from evc.nn.hyperprior import Q_STEP_MIN, HyperSynthesis, PriorFusion
+from evc.nn.ops import parameters_key
 
 
 class EntropyNetworks(Protocol):
@@ -121,9 +122,9 @@ class ExactEntropyParameters:
     def weights_key(model: EntropyNetworks) -> tuple:
         """Changes whenever a parameter of the entropy networks is replaced, moved or changed in place.
 
-        (Writes through ``param.data`` bypass the version counter and are not seen, as for the z tables of :class:`~evc.entropy.latent_codec.LatentCodec`.)
+        (:func:`evc.nn.ops.parameters_key`: writes through ``param.data`` are not seen.)
         """
-        return tuple((p.data_ptr(), p._version) for _, m in _entropy_modules(model) for p in m.parameters())
+        return parameters_key(p for _, m in _entropy_modules(model) for p in m.parameters())
 
     def refresh(self) -> bool:
         """Convert the weights again if they changed since the last conversion; True if it did."""
@@ -132,7 +133,7 @@ class ExactEntropyParameters:
             return False
         model = self.model
         device = next(model.h_s.parameters()).device
-        # hyper() and step_two() mirror these classes' forward code (the chunk orders); not subclasses'.
+        # hyper() and step_two() use these classes' own layouts (split/inputs); not subclasses'.
         for name, module, kind in (
             ("h_s", model.h_s, HyperSynthesis),
             ("prior_fusion", model.prior_fusion, PriorFusion),
@@ -158,7 +159,7 @@ class ExactEntropyParameters:
         self.refresh()
         z = to_fixed(z_hat.to(self.device))
         with exact_convolutions(self.device):
-            q_step, sigma, mu = self.prior_fusion(self.h_s(z)).chunk(3, dim=1)  # PriorFusion.forward's order
+            q_step, sigma, mu = PriorFusion.split(self.prior_fusion(self.h_s(z)))
         return from_fixed(q_step.clamp_min(self._q_step_min)), from_fixed(sigma), from_fixed(mu)
 
     @torch.no_grad()
@@ -167,7 +168,7 @@ class ExactEntropyParameters:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """DualSpatialPrior.step_two_params, exactly: (mu2, sigma2), full-size, float64."""
         self.refresh()
-        x = torch.cat([to_fixed(t.to(self.device)) for t in (y_hat_step1, mu, sigma, q_step)], dim=1)
+        x = DualSpatialPrior.inputs(*(to_fixed(t.to(self.device)) for t in (y_hat_step1, mu, sigma, q_step)))
         with exact_convolutions(self.device):
-            sigma0, mu0, sigma1, mu1 = self.spatial_prior(x).chunk(4, dim=1)
-        return from_fixed(torch.cat([mu0, mu1], dim=1)), from_fixed(torch.cat([sigma0, sigma1], dim=1))
+            mu2, sigma2 = DualSpatialPrior.split(self.spatial_prior(x))
+        return from_fixed(mu2), from_fixed(sigma2)

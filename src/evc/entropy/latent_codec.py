@@ -31,7 +31,7 @@ from evc.entropy.factorized import FactorizedDensity
 from evc.entropy.gaussian import gaussian_bits, scale_index, scale_pmfs
 from evc.errors import EVCError, FormatError
 from evc.nn.hyperprior import Q_STEP_MIN, HyperAnalysis, HyperSynthesis, PriorFusion
-from evc.nn.ops import lower_bound, ste_round
+from evc.nn.ops import lower_bound, parameters_key, ste_round
 from evc.nn.tile_policy import TiledNetwork, TilePolicy
 
 # Each coding step of y may be split into at most this many independent streams.
@@ -313,7 +313,7 @@ class LatentCodec:
     def z_tables(self) -> SymbolTables:
         """Coding tables of the hyper-latent, rebuilt whenever the density's parameters change."""
         density = self.model.z_density
-        key = tuple((p.data_ptr(), p._version) for p in (density.h, density.b, density.a))
+        key = parameters_key((density.h, density.b, density.a))
         if self._z_tables is None or self._z_tables[0] != key:
             self._z_tables = (key, SymbolTables(density.coding_pmfs()))
         return self._z_tables[1]

@@ -61,5 +61,11 @@ class PriorFusion(Composite):
         )
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        q_step, sigma, mu = super().forward(features).chunk(3, dim=1)
+        return self.split(super().forward(features))
+
+    @staticmethod
+    def split(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The network's (B, 576, h, w) output as (Q_step, sigma, mu), 192 channels each: the one place
+        that knows the order (the exact path evaluates the layers itself and splits here too)."""
+        q_step, sigma, mu = raw.chunk(3, dim=1)
         return q_step, sigma, mu

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 
 
@@ -29,3 +31,13 @@ class _LowerBoundFn(torch.autograd.Function):
 def lower_bound(x: torch.Tensor, bound: float) -> torch.Tensor:
     """max(x, bound) with a straight-through gradient below the bound."""
     return _LowerBoundFn.apply(x, bound)
+
+
+def parameters_key(parameters: Iterable[torch.Tensor]) -> tuple[tuple[int, int], ...]:
+    """A key that changes whenever one of ``parameters`` is replaced, moved to other memory or changed
+    in place (its storage address and autograd version counter): what a cache derived from weights
+    (exact conversions, coding tables) compares before reuse. Reads no tensor data.
+
+    Writes through ``param.data`` bypass the version counter and are not seen.
+    """
+    return tuple((p.data_ptr(), p._version) for p in parameters)
