@@ -136,3 +136,17 @@ def test_documented_command_parses(where, argv):
         assert exc.code == 0 and "--help" in argv
         return
     assert callable(args.run)
+
+
+def test_the_status_quotes_the_shipped_weights_and_every_codec_measured():
+    """Issue 21 item 8: the README's status once left out the codecs the model loses to (AVIF, HEIC,
+    JPEG 2000); it now names the shipped version with its card's Kodak range, and every codec."""
+    from evc.models.card import ModelCard
+
+    card = ModelCard.read(evc.MODELS["EVC-SS"].weights_dir)
+    status = README.read_text().split("## Set up")[0]
+    assert f"EVC-SS {card.version} ships" in status
+    assert f"{min(card.kodak_psnr):.2f}-{max(card.kodak_psnr):.2f} dB" in status
+    assert f"{min(card.kodak_bpp):.3f}-{max(card.kodak_bpp):.3f} bpp" in status
+    for codec in ("JPEG 4:2:0", "JPEG XL", "WebP", "JPEG 2000", "HEIC", "AVIF", "VTM"):
+        assert f"against {codec}" in status.replace("\n> ", " "), codec
