@@ -33,7 +33,7 @@ from evc.models.registry import get_spec
 from evc.models.weights import (
     ANCHORS_KEY, HELD_OUT_KEY, LAMBDAS_KEY, MODEL_KEY, PARTS_KEY, RECIPE_KEY, load_state, read_metadata, save_weights,
 )
-from evc.shared_data import KODAK_DIR, VALIDATION_PHOTOS
+from evc.shared_data import KODAK_DIR
 from evc.train.config import TrainConfig, read_toml
 from evc.train.trainer import anchor_sampling
 
@@ -55,7 +55,7 @@ def run_record(weights: Path, meta: dict[str, str]) -> dict[str, object]:
     config = read_toml(config_path)
     extra: dict[str, object] = {}
     if HELD_OUT_KEY not in meta and "holdout" in config:
-        extra[HELD_OUT_KEY] = len(VALIDATION_PHOTOS) if config["holdout"] else 0
+        extra[HELD_OUT_KEY] = len(TrainConfig(holdout=bool(config["holdout"])).held_out_photos())
     if "anchors drawn" not in meta.get(RECIPE_KEY, ""):
         sampling = TrainConfig(anchor_weights=str(config.get("anchor_weights", ""))).anchor_probabilities()
         extra[RECIPE_KEY] = f"{meta.get(RECIPE_KEY, '?')}, {anchor_sampling(sampling)}"

@@ -14,6 +14,7 @@ from typing import Any
 
 from evc.errors import EVCError
 from evc.models.variable_rate import NUM_ANCHORS
+from evc.shared_data import VALIDATION_PHOTOS
 
 
 class ConfigError(EVCError):
@@ -77,6 +78,10 @@ class TrainConfig:
             raise ConfigError("warmup_steps, workers, val_images, grad_clip and time_limit_minutes must not be negative")
 
         self.anchor_probabilities()
+
+    def held_out_photos(self) -> tuple[str, ...]:
+        """The training photos this run leaves out (the validation split), none without holdout."""
+        return VALIDATION_PHOTOS if self.holdout else ()
 
     def anchor_probabilities(self) -> tuple[float, ...] | None:
         """The anchor_weights as NUM_ANCHORS positive numbers, or None for uniform; ConfigError if malformed."""

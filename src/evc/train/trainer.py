@@ -63,7 +63,6 @@ from evc.models.weights import (
     read_metadata,
     save_weights,
 )
-from evc.shared_data import VALIDATION_PHOTOS
 from evc.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from evc.train.config import ConfigError, TrainConfig
 from evc.train.data import Prefetcher, RandomCrops, StepBatches, find_images, step_batches
@@ -253,7 +252,7 @@ class Trainer:
     def _training_data(self) -> RandomCrops:
         """The training crops; only the main process reports skipped files."""
         config = self.config
-        exclude = VALIDATION_PHOTOS if config.holdout else ()
+        exclude = config.held_out_photos()
         records = find_images(config.data, config.crop, _say if self.procs.is_main else (lambda _: None), exclude)
         return RandomCrops(
             records, config.crop, config.seed, cache=config.cache_images, anchor_weights=config.anchor_probabilities()
@@ -434,7 +433,7 @@ class Trainer:
             STEPS_KEY: self.step,
             IMAGES_SEEN_KEY: images_seen,
             DATA_KEY: config.data,
-            HELD_OUT_KEY: len(VALIDATION_PHOTOS) if config.holdout else 0,
+            HELD_OUT_KEY: len(config.held_out_photos()),
             CROP_KEY: config.crop,
             LAMBDAS_KEY: list(LAMBDAS),
             INIT_WEIGHTS_KEY: config.init_weights,
