@@ -14,6 +14,7 @@ with trained-like statistics.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -48,9 +49,9 @@ def main() -> None:
             print(f"{name:<8} {weights:<8} {arithmetic:<10} {r.encode_s:>9.3f} {r.encode_coding_s:>9.3f} "
                   f"{r.decode_s:>9.3f} {r.decode_coding_s:>9.3f} {r.bpp:>8.3f}")
         if args.entropy_threads_ab:  # codec: the float one, the only one that depends on threads
-            codec.model.latent_codec.deterministic_float_parameters = False
+            codec.execution = replace(codec.execution, deterministic_float_parameters=False)
             r = bench_codec(codec, image, args.repeat)
-            codec.model.latent_codec.deterministic_float_parameters = True
+            codec.execution = replace(codec.execution, deterministic_float_parameters=True)
             print(f"{'  (all threads for the entropy parameters)':<44} encode {r.encode_s:.3f} s, decode {r.decode_s:.3f} s")
     enc_s, dec_s, n = coder_throughput(image.width, image.height, args.repeat)
     print(f"entropy coding of a {image.width}x{image.height} latent ({n} y symbols, synthetic trained-like "

@@ -49,7 +49,7 @@ def main() -> None:
 
     model = evc.create_model(args.model, seed=0).eval().to(device)
     start = time.perf_counter()
-    exact = ExactEntropyParameters(model)
+    exact = ExactEntropyParameters(model.entropy_networks)
     convert_ms = 1e3 * (time.perf_counter() - start)
     g = torch.Generator().manual_seed(0)
 

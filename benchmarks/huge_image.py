@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +116,7 @@ def main() -> None:
             decoded = np.asarray(Image.open(work / "out.png").convert("RGB"))
             codec = evc.load(args.model, device="cpu", weights=weights)
             codec.max_pixels = max(codec.max_pixels, width * height)
-            codec.model.tile_policy = TilePolicy(tile_pixels=1536)
+            codec.execution = replace(codec.execution, tile_policy=TilePolicy(tile_pixels=1536))
             other = np.asarray(codec.decompress((work / "huge.evc").read_bytes()).convert("RGB"))
             border = border_mask(height, width, 1024)
             print(f"tile borders (1024-pixel tiles, +-{BORDER} px): {border.mean() * 100:.1f}% of the pixels")

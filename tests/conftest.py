@@ -7,7 +7,10 @@ import os
 # One compute thread per process, subprocesses included: the suite's tensors are small, and on a machine
 # whose cores are shared with other work, several threads per process wait on each other (the suite
 # once took 20 minutes beside one busy process, against 3.5 idle). Set before torch starts its pools.
-os.environ["OMP_NUM_THREADS"] = os.environ.get("EVC_TEST_THREADS", "1")
+# EVC_THREADS is the thread policy's own setting (evc.threads), which the codec and training read:
+# the suite gives it the same fixed count (EVC_TEST_THREADS=auto tries the policy itself).
+os.environ["EVC_THREADS"] = os.environ.get("EVC_TEST_THREADS", "1")
+os.environ["OMP_NUM_THREADS"] = "1" if os.environ["EVC_THREADS"] == "auto" else os.environ["EVC_THREADS"]
 os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
 
 from functools import lru_cache  # noqa: E402

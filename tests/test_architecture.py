@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "evc.ratecontrol": 3,
     "evc.image": 3,
     "evc.arguments": 3,
+    "evc.threads": 3,
     "evc.models": 2,
     "evc.entropy": 1,
     "evc.nn": 1,

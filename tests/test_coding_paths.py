@@ -3,6 +3,8 @@ path and tiles. Whatever path wrote a file, every path decodes it, with the same
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -30,9 +32,9 @@ def _decoded_latent(codec: evc.Codec, data: bytes) -> tuple[np.ndarray, torch.Te
     seen: list[torch.Tensor] = []
     original = codec.model.synthesise
 
-    def recording(y_hat, q_step, divisor):
+    def recording(y_hat, q_step, divisor, run):
         seen.append((y_hat * q_step).float() * divisor)
-        return original(y_hat, q_step, divisor)
+        return original(y_hat, q_step, divisor, run)
 
     codec.model.synthesise = recording
     try:
@@ -129,7 +131,7 @@ def test_fast_and_plain_paths_decode_each_others_files(precision: str) -> None:
 
 def _small_tiles(codec: evc.Codec) -> evc.Codec:
     """Tile every network of every image, in 128-pixel tiles."""
-    codec.model.tile_policy = TilePolicy(untiled_max_pixels=0, tile_pixels=128)
+    codec.execution = replace(codec.execution, tile_policy=TilePolicy(untiled_max_pixels=0, tile_pixels=128))
     return codec
 
 

@@ -34,7 +34,7 @@ def model() -> EVC:
 
 @pytest.fixture(scope="module")
 def params(model: EVC) -> ExactEntropyParameters:
-    return ExactEntropyParameters(model)
+    return ExactEntropyParameters(model.entropy_networks)
 
 
 def random_z(height: int = 2, width: int = 3, seed: int = 0, batch: int = 1) -> torch.Tensor:
@@ -243,28 +243,28 @@ def test_close_to_the_float_networks(model: EVC, params: ExactEntropyParameters)
 def test_weights_beyond_the_bound_saturate_their_input_lower() -> None:
     model = evc.create_model("EVC-SS", seed=0)
     layer = model.dual_prior.net[1].ffn.project
-    untouched = ExactEntropyParameters(model)
+    untouched = ExactEntropyParameters(model.entropy_networks)
     z = random_z(2, 3)
     before = run_all(untouched, z)
     with torch.no_grad():
         layer.weight[5].fill_(0.2)  # L1 norm 0.2 * 1024 inputs: beyond 2**53 at the activation limit
-    params = ExactEntropyParameters(model)  # converts: the layer gets a lower input bound
+    params = ExactEntropyParameters(model.entropy_networks)  # converts: the layer gets a lower input bound
     outputs = run_all(params, z)
-    assert all(torch.equal(a, b) for a, b in zip(outputs, run_all(ExactEntropyParameters(model), z)))
+    assert all(torch.equal(a, b) for a, b in zip(outputs, run_all(ExactEntropyParameters(model.entropy_networks), z)))
     assert not torch.equal(outputs[-1], before[-1])  # the changed layer changed its outputs, on the grid
     for t in outputs:
         assert torch.equal(t * 2**FA, (t * 2**FA).round())
     with torch.no_grad():
         layer.weight[5].fill_(20.0)  # exact only for inputs below ~1 at 18 bits: 10 weight bits instead
-    assert {c.name: c.weight_bits for c in exact_headroom(model)}["dual_prior.net.1.ffn.project"] == 10
+    assert {c.name: c.weight_bits for c in exact_headroom(model.entropy_networks)}["dual_prior.net.1.ffn.project"] == 10
     with torch.no_grad():
         layer.weight[5].fill_(1e5)  # a row L1 norm of 1e8: beyond even integer weights, refused
     with pytest.raises(ValueError, match=r"dual_prior\.net\.1\.ffn\.project"):
-        ExactEntropyParameters(model)
+        ExactEntropyParameters(model.entropy_networks)
     with torch.no_grad():
         layer.weight[5].fill_(float("nan"))
     with pytest.raises(ValueError, match="non-finite"):
-        ExactEntropyParameters(model)
+        ExactEntropyParameters(model.entropy_networks)
 
 
 # -- weights far beyond the bound: fewer weight bits, still exact ------------------------------------------
@@ -290,7 +290,7 @@ def test_far_larger_weights_take_fewer_bits_and_stay_exact(scaled: EVC) -> None:
     fused = [n[: -len("adaptor")] for n in plans if n.endswith("adaptor")]
     assert any(plans[f"{p}conv1"][0] != plans[f"{p}adaptor"][0] for p in fused)  # one GEMM, two scales
     # The report agrees with the reference's plan (a GEMM's input bound is the lower of its convs').
-    report = exact_headroom(scaled)
+    report = exact_headroom(scaled.entropy_networks)
     assert sorted(c.name for c in report) == sorted(plans)
     for conv in report:
         prefix = conv.name.rsplit(".", 1)[0] + "."
@@ -305,7 +305,7 @@ def test_far_larger_weights_take_fewer_bits_and_stay_exact(scaled: EVC) -> None:
 def assert_exact_on_one_and_two_threads(model: EVC, z: torch.Tensor) -> None:
     """The model's exact entropy parameters on ``z``: the same with 1 and 2 threads, and bit-identical to
     the int64 reference."""
-    params = ExactEntropyParameters(model)
+    params = ExactEntropyParameters(model.entropy_networks)
     one, two = run_on_one_and_two_threads(params, z)
     assert all(torch.equal(a, b) for a, b in zip(one, two))
     assert_matches_reference(model, params, z)
@@ -386,7 +386,7 @@ def shipped() -> EVC:
 @pytest.mark.skipif(PIN is None, reason="no pinned conversion for the shipped EVC-SS")
 def test_shipped_weights_convert_as_they_always_did(shipped: EVC) -> None:
     assert PIN is not None
-    report = exact_headroom(shipped)
+    report = exact_headroom(shipped.entropy_networks)
     assert sorted(c.name for c in report) == sorted(name for name, _ in entropy_convs(shipped))
     assert all(c.weight_bits == FW for c in report)
     assert [c.name for c in report if c.input_limit < exact.ACTIVATION_LIMIT] == list(SHIPPED_SATURATED)
@@ -405,7 +405,7 @@ def test_shipped_weights_convert_as_they_always_did(shipped: EVC) -> None:
 
 @pytest.mark.skipif(not SHIPPED, reason="EVC-SS weights not shipped")
 def test_shipped_weights_are_bit_identical_to_the_reference(shipped: EVC) -> None:
-    params = ExactEntropyParameters(shipped)
+    params = ExactEntropyParameters(shipped.entropy_networks)
     assert_matches_reference(shipped, params, random_z(seed=12))
     # Latents so large that the adaptor GEMM really clamps its input (issue 24 item 2): v1 ~30 elements.
     z = torch.cat([random_z(seed=13) * 1000, torch.full((1, 192, 2, 3), exact.ACTIVATION_LIMIT)])
@@ -428,7 +428,7 @@ def test_shipped_weights_scaled_10x_and_20x_stay_exact(factor: int) -> None:
         for _, conv in entropy_convs(model):
             conv.weight.mul_(factor)
             conv.bias.mul_(factor)
-    report = exact_headroom(model)
+    report = exact_headroom(model.entropy_networks)
     adaptor = next(c for c in report if c.name == "prior_fusion.layers.1.depth.adaptor")
     assert adaptor.row_l1 > 1000 * factor / 10 and not adaptor.within_bound
     if factor == 20:  # beyond what saturating the input alone allowed (it refused below 256)
@@ -450,7 +450,7 @@ def test_the_bound_is_exact_at_the_edge() -> None:
 def test_conversion_leaves_a_float64_model_alone() -> None:
     model = evc.create_model("EVC-SS", seed=0).double()
     before = {k: v.clone() for k, v in model.dual_prior.state_dict().items()}
-    ExactEntropyParameters(model)
+    ExactEntropyParameters(model.entropy_networks)
     assert all(torch.equal(v, before[k]) for k, v in model.dual_prior.state_dict().items())
 
 
@@ -470,17 +470,17 @@ def test_huge_inputs_saturate(params: ExactEntropyParameters) -> None:
 
 def test_conversion_is_redone_when_weights_change() -> None:
     model = evc.create_model("EVC-SS", seed=0)
-    params = ExactEntropyParameters(model)
+    params = ExactEntropyParameters(model.entropy_networks)
     z = random_z()
     before = params.hyper(z)
     assert not params.refresh()
     state = copy.deepcopy(model.state_dict())
     with torch.no_grad():
         model.prior_fusion.layers[1].ffn.project.bias.add_(0.25)  # in place: the version counter moves
-    assert params.key != ExactEntropyParameters.weights_key(model)
+    assert params.key != ExactEntropyParameters.weights_key(model.entropy_networks)
     changed = params.hyper(z)
     assert not torch.equal(changed[1], before[1])
-    assert params.key == ExactEntropyParameters.weights_key(model)
+    assert params.key == ExactEntropyParameters.weights_key(model.entropy_networks)
     model.load_state_dict(state)
     assert all(torch.equal(a, b) for a, b in zip(params.hyper(z), before))
 
@@ -489,23 +489,23 @@ def test_unsupported_modules_are_refused() -> None:
     model = evc.create_model("EVC-SS", seed=0)
     model.h_s.layers[1] = nn.Sequential(nn.Conv2d(192, 768, 1), nn.ReLU(), nn.PixelShuffle(2))
     with pytest.raises(TypeError, match=r"h_s\.layers\.1\.1: .*ReLU"):
-        ExactEntropyParameters(model)
+        ExactEntropyParameters(model.entropy_networks)
     model = evc.create_model("EVC-SS", seed=0)
     model.dual_prior.net[0].depth.conv2.register_forward_hook(lambda m, i, o: o * 2)
     with pytest.raises(TypeError, match="hooks"):
-        ExactEntropyParameters(model)
+        ExactEntropyParameters(model.entropy_networks)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu() -> None:
     model = evc.create_model("EVC-SS", seed=0)
-    cpu = run_all(ExactEntropyParameters(model), random_z(4, 6))
-    gpu = run_all(ExactEntropyParameters(model.cuda()), random_z(4, 6).cuda())
+    cpu = run_all(ExactEntropyParameters(model.entropy_networks), random_z(4, 6))
+    gpu = run_all(ExactEntropyParameters(model.cuda().entropy_networks), random_z(4, 6).cuda())
     assert all(torch.equal(a, b.cpu()) for a, b in zip(cpu, gpu))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu_with_fewer_weight_bits(scaled: EVC) -> None:
-    cpu = run_all(ExactEntropyParameters(scaled), random_z(4, 6))
-    gpu = run_all(ExactEntropyParameters(copy.deepcopy(scaled).cuda()), random_z(4, 6).cuda())
+    cpu = run_all(ExactEntropyParameters(scaled.entropy_networks), random_z(4, 6))
+    gpu = run_all(ExactEntropyParameters(copy.deepcopy(scaled).cuda().entropy_networks), random_z(4, 6).cuda())
     assert all(torch.equal(a, b.cpu()) for a, b in zip(cpu, gpu))

@@ -15,6 +15,7 @@ from PIL import Image
 import evc
 import evc.train.speed as speed
 from evc.models.card import ModelCard
+from evc.models.evc import entropy_networks_follow_autocast
 from evc.train.checkpoint import load_checkpoint
 from evc.train.config import TrainConfig, read_toml
 from evc.train.data import RandomCrops, find_images
@@ -72,10 +73,9 @@ def test_entropy_networks_under_autocast_keep_float32_arithmetic() -> None:
     anchors = torch.tensor([0, 3])
     results = {}
     for reduced in (False, True):
-        model.entropy_networks_autocast = reduced
         model.zero_grad()
         torch.manual_seed(1)  # the same z noise
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16), entropy_networks_follow_autocast(reduced):
             out = model(x, anchors)
         assert out.bpp.dtype == torch.float32 and out.x_hat.dtype == torch.float32
         out.bpp.sum().backward()

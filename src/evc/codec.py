@@ -13,10 +13,11 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -52,7 +53,9 @@ from evc.models.weights import (
     state_fingerprint,
     weights_fingerprint,
 )
+from evc.nn.execution import Execution
 from evc.ratecontrol import meet_target_bpp, meet_target_psnr
+from evc.threads import ThreadPolicy
 
 DEFAULT_QUALITY = 0.5
 PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -79,6 +82,20 @@ class EncodeResult:
         return 10 * math.log10(1.0 / self.mse) if self.mse > 0 else math.inf
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _with_thread_policy(method: _Method) -> _Method:
+    """Run a Codec method with the thread count its policy chooses for this image."""
+
+    @functools.wraps(method)
+    def run(self: Codec, *args: Any, **kwargs: Any) -> Any:
+        with self.thread_policy.applied():
+            return method(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
+
+
 class Codec:
     """One model with its weights, ready to code images.
 
@@ -88,6 +105,10 @@ class Codec:
     and ``channels_last`` set how the transforms run (the fast path on a GPU: "float16", True); they
     never change which files decode. ``substreams`` (1-8) splits each coding step of the latent into
     that many independent streams. Decoding follows whatever the file says, whatever these settings.
+    ``threads``: CPU threads per image, "auto" (the cores free when the image starts, see
+    :mod:`evc.threads`) or a count; default: ``EVC_THREADS``, else ``OMP_NUM_THREADS``, else "auto".
+    ``codec.execution`` holds how the networks run (:class:`~evc.nn.execution.Execution`: precision,
+    tiles, a timing hook); change it with :func:`dataclasses.replace`.
 
     The codec codes with a copy of ``model`` whose weights are rounded to float16, the precision in
     which weights files store them (:func:`evc.models.weights.save_weights`): a file coded here decodes
@@ -107,7 +128,10 @@ class Codec:
         substreams: int = 1,
         precision: str = "float32",
         channels_last: bool = False,
+        threads: str | int | None = None,
     ) -> None:
+        # First, so that the load below is the window in which the first image's free cores are measured.
+        self.thread_policy = ThreadPolicy(threads)
         if not isinstance(model, EVC):
             raise TypeError(f"model must be an EVC model (evc.create_model), got a {type(model).__name__}")
         exact = arguments.flag("exact", exact)
@@ -122,7 +146,9 @@ class Codec:
         self.fingerprint = weights_fingerprint(self.model)
         self._max_pixels = DEFAULT_MAX_PIXELS
         self.options = CodingOptions(exact=exact, substreams=substreams)
-        self.model.set_transform_precision(PRECISIONS[precision], channels_last)
+        # How the networks run (precision, layout, tiles, timing): the codec's, not the model's.
+        self.execution = Execution(transform_dtype=PRECISIONS[precision], channels_last=channels_last)
+        self.execution.prepare(self.model.g_a, self.model.g_s)
         self._coder: ThreadPoolExecutor | None = None
 
     @property
@@ -161,6 +187,7 @@ class Codec:
         return self.model.rate.anchor_q_indices()
 
     # -- encoding --------------------------------------------------------------------------------
+    @_with_thread_policy
     def compress(
         self,
         image: ImageInput,
@@ -197,10 +224,11 @@ class Codec:
         q = self._resolve_q_index(rate["quality"], rate["q_index"])
         [(_, y)] = self._latents(coded_image.rgb, level)
         coded, _ = self.model.compress_latent(
-            y, q_index_to_scale(q), reconstruct=False, options=self.options, coder=self.coder
+            y, q_index_to_scale(q), reconstruct=False, options=self.options, coder=self.coder, run=self.execution
         )
         return pack(self._header(coded_image, q, coded.symbols_crc), coded.streams)
 
+    @_with_thread_policy
     def encode(
         self,
         image: ImageInput,
@@ -276,8 +304,8 @@ class Codec:
         x = rgb_to_tensor(rgb, self.device)
         x = F.pad(x, (0, padded(width) - width, 0, padded(height) - height))
         if encoder_level is not None:
-            return [(encoder_level, self.model.analyse(x, encoder_level))]
-        latents = self.model.level_latents(x)
+            return [(encoder_level, self.model.analyse(x, encoder_level, self.execution))]
+        latents = self.model.level_latents(x, run=self.execution)
         if self.model.num_levels == 1:  # one encoder: no level to report
             return [(None, latents[0])]
         return list(enumerate(latents))
@@ -285,7 +313,9 @@ class Codec:
     def _encode_latent(self, y: torch.Tensor, source: InputImage, q_index: int, level: int | None) -> EncodeResult:
         rgb, colour = source.rgb, source.colour
         height, width = rgb.shape[:2]
-        coded, x_hat = self.model.compress_latent(y, q_index_to_scale(q_index), options=self.options, coder=self.coder)
+        coded, x_hat = self.model.compress_latent(
+            y, q_index_to_scale(q_index), options=self.options, coder=self.coder, run=self.execution
+        )
         assert x_hat is not None
         recon = tensor_to_rgb(x_hat[:, :, :height, :width])
         image = rgb_to_pil(recon, colour, source.icc_profile)
@@ -297,6 +327,7 @@ class Codec:
         return EncodeResult(data, image, q_index, width, height, error, level)
 
     # -- decoding --------------------------------------------------------------------------------
+    @_with_thread_policy
     def decompress(self, data: bytes) -> Image.Image:
         """Decode a file made by this model and these weights into a PIL image ("RGB" or "L"; the
         ICC profile the input had, if any, in ``image.info["icc_profile"]``).
@@ -328,6 +359,7 @@ class Codec:
             padded(header.width),
             q_index_to_scale(header.q_index),
             options,
+            self.execution,
         )
         rgb = tensor_to_rgb(x_hat[:, :, : header.height, : header.width])
         return rgb_to_pil(rgb, header.colour, header.icc_profile)  # type: ignore[arg-type]
@@ -341,7 +373,7 @@ def load(
 ) -> Codec:
     """Load a codec. No name: the best model that ships trained weights. ``weights``: a .safetensors
     file or folder to use instead of the shipped weights (its metadata may supply the name).
-    ``options``: :class:`Codec`'s keyword options (exact, substreams, precision, channels_last).
+    ``options``: :class:`Codec`'s keyword options (exact, substreams, precision, channels_last, threads).
 
     Raises UntrainedModelError for a model without shipped weights when ``weights`` is not given,
     ModelError for an unknown model or unusable weights, TypeError / ValueError for bad options.

@@ -261,6 +261,7 @@ def _add_coding_options(parser: argparse.ArgumentParser) -> None:
     """The options of the commands that load a codec to code an image (encode, decode)."""
     add_option(parser, "--weights")
     add_option(parser, "--device")
+    add_option(parser, "--threads")
     parser.add_argument("--precision", type=checked(arguments.precision, str), default="float32",
                         metavar="{" + ",".join(arguments.PRECISIONS) + "}",
                         help="arithmetic of the image transforms (float16 + --channels-last: the GPU fast path); "

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 import evc
-from evc import arguments
+from evc import arguments, threads
 from evc.errors import EVCError, UntrainedModelError
 
 EXIT_OK = 0
@@ -119,6 +119,11 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "--substreams": dict(type=checked(arguments.substreams), default=1, metavar=_SUBSTREAMS,
                          help="independent streams per coding step of the latent (default 1)"),
     "--force": dict(action="store_true", help="overwrite OUTPUT if it exists"),
+    "--threads": dict(
+        type=checked(threads.parse, str), default=None, metavar="{auto,N}",
+        help="CPU threads: auto (the cores free when each image starts) or a count; default: $EVC_THREADS, "
+             "else $OMP_NUM_THREADS, else auto",
+    ),
 }
 
 
@@ -138,10 +143,12 @@ def _untrained_message(exc: UntrainedModelError) -> str:
 
 def load_codec(args: argparse.Namespace, name: str | None) -> evc.Codec:
     """``evc.load`` with the command's options (--weights, --device, and those it has of --precision,
-    --channels-last, --max-pixels; encode: --arithmetic, --substreams). Raises CLIError for a model
+    --channels-last, --max-pixels, --threads; encode: --arithmetic, --substreams). Raises CLIError for a model
     with no trained weights."""
     options: dict[str, Any] = dict(
-        precision=getattr(args, "precision", "float32"), channels_last=getattr(args, "channels_last", False)
+        precision=getattr(args, "precision", "float32"),
+        channels_last=getattr(args, "channels_last", False),
+        threads=getattr(args, "threads", None),
     )
     if args.command == "encode":
         options.update(exact=args.arithmetic == "exact", substreams=args.substreams)

@@ -1,8 +1,8 @@
 """The entropy model's parameters in exact arithmetic: (Q_step, sigma, mu) and the step-2 (mu, sigma).
 
-:mod:`evc.nn.exact` evaluates a network in fixed point, identically on every device; this module knows
-which networks set the entropy coder's tables (``h_s``, ``prior_fusion``, the dual spatial prior's
-``net``), in which order their outputs split, and when their converted weights are stale;
+:mod:`evc.nn.exact` evaluates a network in fixed point, identically on every device; this module
+evaluates the networks that set the entropy coder's tables (:meth:`EntropyNetworks.table_networks`),
+splits their outputs with the networks' own ``split``, and converts again when the weights change;
 :func:`exact_headroom` and :func:`format_headroom` tell how trained weights stand against the exactness
 bound (for a training log).
 """
@@ -10,12 +10,11 @@ bound (for a training log).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
 
 import torch
-from torch import nn
 
 from evc.entropy.dual_prior import DualSpatialPrior
+from evc.entropy.networks import EntropyNetworks
 from evc.nn.exact import (
     ACTIVATION_FRAC_BITS,
     ACTIVATION_LIMIT,
@@ -31,41 +30,26 @@ from evc.nn.hyperprior import Q_STEP_MIN, HyperSynthesis, PriorFusion
 from evc.nn.ops import parameters_key
 
 
-class EntropyNetworks(Protocol):
-    """What the exact parameters read from a model (an :class:`~evc.models.evc.EVC` has them)."""
-
-    h_s: HyperSynthesis
-    prior_fusion: PriorFusion
-    dual_prior: DualSpatialPrior
-
-
-def _entropy_modules(model: EntropyNetworks) -> list[tuple[str, nn.Module]]:
-    return [("h_s", model.h_s), ("prior_fusion", model.prior_fusion), ("dual_prior.net", model.dual_prior.net)]
-
-
 # The largest output-row L1 norm of real weights that keeps a conv within the bound (rule 1 of
 # evc.nn.exact's docstring), less a negligible bias term: 2**53 / (A * 2**WEIGHT_FRAC_BITS) = 128.
 L1_BOUND = EXACT_LIMIT / (ACTIVATION_LIMIT * 2.0 ** (ACTIVATION_FRAC_BITS + WEIGHT_FRAC_BITS))
 
 
 @torch.no_grad()
-def exact_headroom(model: EntropyNetworks) -> list[ConvExactness]:
-    """How each conv of the entropy-parameter networks (``h_s.layers``, ``prior_fusion.layers``,
-    ``dual_prior.net``, in that order) is evaluated exactly with the model's current weights: its name,
-    largest output-row L1 norm of the real weights, input saturation in real units and weight fractional
-    bits (see :class:`evc.nn.exact.ConvExactness` and "The bound" in :mod:`evc.nn.exact`).
+def exact_headroom(networks: EntropyNetworks) -> list[ConvExactness]:
+    """How each conv of the networks that set y's coding tables (:meth:`EntropyNetworks.table_networks`:
+    ``h_s.layers``, ``prior_fusion.layers``, ``dual_prior.net``, in that order) is evaluated exactly
+    with their current weights: its name, largest output-row L1 norm of the real weights, input
+    saturation in real units and weight fractional bits (see :class:`evc.nn.exact.ConvExactness` and
+    "The bound" in :mod:`evc.nn.exact`). A model gives its bundle as ``model.entropy_networks``.
 
-    Converts the weights as :class:`ExactEntropyParameters` does (on the model's device, a few MB of
+    Converts the weights as :class:`ExactEntropyParameters` does (on the networks' device, a few MB of
     float64 for EVC-SS) and keeps nothing. Raises ValueError for non-finite weights or weights beyond
     even integer weights' reach, TypeError for networks exact evaluation cannot follow.
     """
-    device = next(model.h_s.parameters()).device
+    device = next(networks.h_s.parameters()).device
     report: list[ConvExactness] = []
-    for name, module in (
-        ("h_s.layers", model.h_s.layers),
-        ("prior_fusion.layers", model.prior_fusion.layers),
-        ("dual_prior.net", model.dual_prior.net),
-    ):
+    for name, module in networks.table_networks():
         compile_network(module, name, device, report)
     return report
 
@@ -112,41 +96,37 @@ class ExactEntropyParameters:
     :func:`evc.nn.exact.compile_network` does.
     """
 
-    def __init__(self, model: EntropyNetworks) -> None:
-        self.model = model
+    def __init__(self, networks: EntropyNetworks) -> None:
+        self.networks = networks
         self._q_step_min = Q_STEP_MIN * 2.0**ACTIVATION_FRAC_BITS  # in activation integers
         self.key: tuple = ()
         self.refresh()
 
     @staticmethod
-    def weights_key(model: EntropyNetworks) -> tuple:
-        """Changes whenever a parameter of the entropy networks is replaced, moved or changed in place.
+    def weights_key(networks: EntropyNetworks) -> tuple:
+        """Changes whenever a parameter of the table networks is replaced, moved or changed in place.
 
         (:func:`evc.nn.ops.parameters_key`: writes through ``param.data`` are not seen.)
         """
-        return parameters_key(p for _, m in _entropy_modules(model) for p in m.parameters())
+        return parameters_key(p for _, m in networks.table_networks() for p in m.parameters())
 
     def refresh(self) -> bool:
         """Convert the weights again if they changed since the last conversion; True if it did."""
-        key = self.weights_key(self.model)
+        key = self.weights_key(self.networks)
         if key == self.key:
             return False
-        model = self.model
-        device = next(model.h_s.parameters()).device
+        networks = self.networks
+        device = next(networks.h_s.parameters()).device
         # hyper() and step_two() use these classes' own layouts (split/inputs); not subclasses'.
         for name, module, kind in (
-            ("h_s", model.h_s, HyperSynthesis),
-            ("prior_fusion", model.prior_fusion, PriorFusion),
-            ("dual_prior", model.dual_prior, DualSpatialPrior),
+            ("h_s", networks.h_s, HyperSynthesis),
+            ("prior_fusion", networks.prior_fusion, PriorFusion),
+            ("dual_prior", networks.dual_prior, DualSpatialPrior),
         ):
             if type(module) is not kind:
                 raise TypeError(f"{name}: expected {kind.__name__}, got {type(module).__name__}")
         # All three first, so that a failed conversion leaves the previous one whole.
-        compiled = (
-            compile_network(model.h_s.layers, "h_s.layers", device),
-            compile_network(model.prior_fusion.layers, "prior_fusion.layers", device),
-            compile_network(model.dual_prior.net, "dual_prior.net", device),
-        )
+        compiled = [compile_network(module, name, device) for name, module in networks.table_networks()]
         self.device = device
         self.h_s, self.prior_fusion, self.spatial_prior = compiled
         self.key = key

@@ -16,9 +16,8 @@ import math
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -27,12 +26,13 @@ from torch import nn
 from evc.entropy.coder import SymbolTables, decode_substreams, encode_substreams
 from evc.entropy.dual_prior import NUM_STEPS, DualSpatialPrior
 from evc.entropy.exact_parameters import ExactEntropyParameters
-from evc.entropy.factorized import FactorizedDensity
+from evc.entropy.networks import EntropyNetworks
 from evc.entropy.gaussian import gaussian_bits, scale_index, scale_pmfs
 from evc.errors import EVCError, FormatError
-from evc.nn.hyperprior import Q_STEP_MIN, HyperAnalysis, HyperSynthesis, PriorFusion
+from evc.nn.execution import DEFAULT_EXECUTION, Execution, Timing
+from evc.nn.hyperprior import Q_STEP_MIN
 from evc.nn.ops import lower_bound, parameters_key, ste_round
-from evc.nn.tile_policy import TiledNetwork, TilePolicy
+from evc.nn.tile_policy import TiledNetwork
 
 # Each coding step of y may be split into at most this many independent streams.
 MAX_SUBSTREAMS = 8
@@ -173,14 +173,6 @@ def _z_table_index(z_shape: tuple[int, ...]) -> np.ndarray:
     return np.repeat(np.arange(c, dtype=np.int64), h * w)
 
 
-Timing = Callable[[str], AbstractContextManager]
-
-
-def untimed(part: str) -> AbstractContextManager:
-    """The default timing hook: measures nothing."""
-    return nullcontext()
-
-
 class _TrainingQuantizer:
     def __init__(self, y: torch.Tensor) -> None:
         self.y = y
@@ -254,19 +246,6 @@ class _DecodingQuantizer:
         return _dequantize(symbols, mu, mask)
 
 
-class EntropyModel(Protocol):
-    """The networks and density a :class:`LatentCodec` codes with (an :class:`~evc.models.evc.EVC` has
-    them; it keeps their weights) and the settings it reads at every call."""
-
-    h_a: HyperAnalysis
-    h_s: HyperSynthesis
-    prior_fusion: PriorFusion
-    dual_prior: DualSpatialPrior
-    z_density: FactorizedDensity
-    tile_policy: TilePolicy
-    timing: Timing
-
-
 @dataclass
 class LatentLikelihood:
     """The training forward's result: y_hat (in units of y / Q_step), Q_step, and estimated bits per
@@ -281,38 +260,36 @@ class LatentLikelihood:
 class LatentCodec:
     """Codes the scaled latent y (y / (q_basic * q_scale), shape (1, 192, H/16, W/16)) of one model.
 
-    It caches what depends on the weights (z's tables, the exact networks) and rebuilds it when they
-    change. Large latents run through the entropy networks in tiles (the model's ``tile_policy``).
+    It codes with ``networks`` (the model owns their weights), caches what depends on the weights (z's
+    tables, the exact networks) and rebuilds it when they change. How it runs them (tiles, timing) is
+    each call's :class:`~evc.nn.execution.Execution`.
     """
 
-    def __init__(self, model: EntropyModel) -> None:
-        self.model = model
+    def __init__(self, networks: EntropyNetworks) -> None:
+        self.networks = networks
         self._z_tables: tuple[tuple, SymbolTables] | None = None
         self._exact: ExactEntropyParameters | None = None
-        self._tiled_h_a = TiledNetwork(model.h_a, PIXELS_PER_LATENT)
-        self._tiled_hyper = TiledNetwork(nn.Sequential(model.h_s, model.prior_fusion), PIXELS_PER_HYPER_LATENT)
-        self._tiled_step_two = TiledNetwork(model.dual_prior.net, PIXELS_PER_LATENT)
-        # Float entropy parameters run single-threaded (see entropy_parameter_threads). Only a benchmark
-        # of what that costs turns it off: its files may then fail to decode.
-        self.deterministic_float_parameters = True
+        # The pieces the coding path runs in tiles, each with its tiling plan.
+        self._tiled_h_a = TiledNetwork(networks.h_a, PIXELS_PER_LATENT)
+        self._tiled_hyper = TiledNetwork(nn.Sequential(networks.h_s, networks.prior_fusion), PIXELS_PER_HYPER_LATENT)
+        self._tiled_step_two = TiledNetwork(networks.dual_prior.net, PIXELS_PER_LATENT)
 
     # -- entropy parameters --------------------------------------------------------------------------
     def params(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(Q_step >= Q_STEP_MIN, sigma, mu) of y from the decoded hyper-latent, by the float networks."""
-        model = self.model
-        q_step, sigma, mu = model.prior_fusion(model.h_s(z_hat))
+        q_step, sigma, mu = self.networks.prior_fusion(self.networks.h_s(z_hat))
         return lower_bound(q_step, Q_STEP_MIN), sigma, mu
 
     def exact_parameters(self) -> ExactEntropyParameters:
         """The fixed-point copy of the entropy networks (it converts them again whenever their weights
         change or move)."""
         if self._exact is None:
-            self._exact = ExactEntropyParameters(self.model)
+            self._exact = ExactEntropyParameters(self.networks)
         return self._exact
 
     def z_tables(self) -> SymbolTables:
         """Coding tables of the hyper-latent, rebuilt whenever the density's parameters change."""
-        density = self.model.z_density
+        density = self.networks.z_density
         key = parameters_key((density.h, density.b, density.a))
         if self._z_tables is None or self._z_tables[0] != key:
             self._z_tables = (key, SymbolTables(density.coding_pmfs()))
@@ -335,14 +312,14 @@ class LatentCodec:
                 out = fn(*args)
             return out.float() if isinstance(out, torch.Tensor) else tuple(t.float() for t in out)
 
-        model = self.model
-        z = network(model.h_a, y)
+        networks = self.networks
+        z = network(networks.h_a, y)
         z_for_rate = z + torch.empty_like(z).uniform_(-0.5, 0.5) if noisy_z else torch.round(z)
-        z_bits = model.z_density.bits(z_for_rate).sum(dim=(1, 2, 3))
+        z_bits = networks.z_density.bits(z_for_rate).sum(dim=(1, 2, 3))
         q_step, sigma, mu = network(self.params, ste_round(z))
         quantize = _TrainingQuantizer(y / q_step)
-        step_two = lambda *inputs: network(model.dual_prior.step_two_params, *inputs)  # noqa: E731
-        y_hat = model.dual_prior(mu, sigma, q_step, quantize, step_two=step_two)
+        step_two = lambda *inputs: network(networks.dual_prior.step_two_params, *inputs)  # noqa: E731
+        y_hat = networks.dual_prior(mu, sigma, q_step, quantize, step_two=step_two)
         return LatentLikelihood(y_hat, q_step, quantize.bits, z_bits)
 
     # -- coding ----------------------------------------------------------------------------------------
@@ -352,27 +329,29 @@ class LatentCodec:
         fn: Callable[..., tuple[torch.Tensor, ...]],
         inputs: tuple[torch.Tensor, ...],
         outputs: int,
+        run: Execution,
     ) -> tuple[torch.Tensor, ...]:
         """``fn(*inputs)``, an entropy network over the whole latent, in tiles once the image is large.
         Tiles need one tensor: the inputs are stacked along channels, and ``outputs`` equal parts split
         off again."""
-        policy = self.model.tile_policy
+        policy = run.tile_policy
         if not tiled.is_tiled(inputs[0], policy):
             return fn(*inputs)
         sizes = [t.shape[1] for t in inputs]
         out = tiled.run(lambda piece: torch.cat(fn(*piece.split(sizes, dim=1)), dim=1), torch.cat(inputs, dim=1), policy)
         return out.chunk(outputs, dim=1)
 
-    def _deterministic(self, options: CodingOptions) -> bool:
-        return not options.exact and self.deterministic_float_parameters
+    @staticmethod
+    def _deterministic(options: CodingOptions, run: Execution) -> bool:
+        return not options.exact and run.deterministic_float_parameters
 
-    def _hyper_analysis(self, y: torch.Tensor) -> torch.Tensor:
+    def _hyper_analysis(self, y: torch.Tensor, run: Execution) -> torch.Tensor:
         # Encoder only: z is transmitted, so how h_a is tiled never has to match anything.
-        (z,) = self._run_tiled(self._tiled_h_a, lambda t: (self.model.h_a(t),), (y,), 1)
+        (z,) = self._run_tiled(self._tiled_h_a, lambda t: (self.networks.h_a(t),), (y,), 1, run)
         return z
 
     def _latent_params(
-        self, z_hat: torch.Tensor, exact: bool
+        self, z_hat: torch.Tensor, exact: bool, run: Execution
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Callable]:
         """(q_step, sigma, mu) from z_hat and the step-two parameter function, by the chosen arithmetic."""
         if exact:
@@ -382,38 +361,48 @@ class LatentCodec:
             step_two: Callable = fixed.step_two
         else:
             hyper = self.params
-            step_two = self.model.dual_prior.step_two_params
-        q_step, sigma, mu = self._run_tiled(self._tiled_hyper, hyper, (z_hat,), 3)
+            step_two = self.networks.dual_prior.step_two_params
+        q_step, sigma, mu = self._run_tiled(self._tiled_hyper, hyper, (z_hat,), 3, run)
 
         def tiled_step_two(y_hat1: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, q_step: torch.Tensor):
-            return self._run_tiled(self._tiled_step_two, step_two, (y_hat1, mu, sigma, q_step), 2)
+            return self._run_tiled(self._tiled_step_two, step_two, (y_hat1, mu, sigma, q_step), 2, run)
 
         return q_step, sigma, mu, tiled_step_two
 
     @torch.no_grad()
     def compress(
-        self, y: torch.Tensor, options: CodingOptions = CodingOptions(), coder: Executor | None = None
+        self,
+        y: torch.Tensor,
+        options: CodingOptions = CodingOptions(),
+        coder: Executor | None = None,
+        run: Execution = DEFAULT_EXECUTION,
     ) -> tuple[Callable[[], CodedLatent], torch.Tensor, torch.Tensor]:
         """Code the scaled latent y (1, 192, h, w): returns the coded latent (a function that waits for
         the coder and returns it), and the decoder's y_hat and Q_step.
 
         ``coder``: a single-worker executor that runs the entropy coder while the networks go on; call
         the returned function last, so that coding overlaps with whatever the caller runs meanwhile.
-        Raises EVCError when the weights produce a non-finite or out-of-range latent.
+        ``run``: tiles and timing. Raises EVCError when the weights produce a non-finite or out-of-range
+        latent.
         """
-        z_hat = torch.round(self._hyper_analysis(y)) + 0.0
-        quantize = _EncodingQuantizer(options, coder, self.model.timing)
+        z_hat = torch.round(self._hyper_analysis(y, run)) + 0.0
+        quantize = _EncodingQuantizer(options, coder, run.timing)
         # z goes to the coding thread first, so it is coded while the networks compute the parameters.
         quantize.submit(_symbols_to_numpy(z_hat), _z_table_index(z_hat.shape), self.z_tables(), 1)
-        with entropy_parameter_threads(y.device, enabled=self._deterministic(options)):
-            q_step, sigma, mu, step_two = self._latent_params(z_hat, options.exact)
+        with entropy_parameter_threads(y.device, enabled=self._deterministic(options, run)):
+            q_step, sigma, mu, step_two = self._latent_params(z_hat, options.exact, run)
             quantize.y = (y.double() if options.exact else y) / q_step
-            y_hat = self.model.dual_prior(mu, sigma, q_step, quantize, step_two=step_two)
+            y_hat = self.networks.dual_prior(mu, sigma, q_step, quantize, step_two=step_two)
         return lambda: CodedLatent(quantize.streams(), quantize.crc), y_hat, q_step
 
     @torch.no_grad()
     def decompress(
-        self, coded: CodedLatent, z_shape: tuple[int, int, int, int], options: CodingOptions, device: torch.device
+        self,
+        coded: CodedLatent,
+        z_shape: tuple[int, int, int, int],
+        options: CodingOptions,
+        device: torch.device,
+        run: Execution = DEFAULT_EXECUTION,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode :meth:`compress`'s streams: (y_hat, Q_step), given z's shape (1, 192, H/64, W/64).
 
@@ -422,17 +411,17 @@ class LatentCodec:
         """
         if len(coded.streams) != options.num_streams:
             raise FormatError(f"expected {options.num_streams} streams, got {len(coded.streams)}")
-        with self.model.timing("coding"):
+        with run.timing("coding"):
             z_values = decode_substreams(
                 coded.streams[:1], _z_table_index(z_shape), self.z_tables(), skip_certain=options.skip_certain
             )
         z_values = _checked_decoded(z_values)
         z_hat = torch.from_numpy(z_values).to(device=device, dtype=torch.float32).view(z_shape)
-        with entropy_parameter_threads(device, enabled=self._deterministic(options)):
-            q_step, sigma, mu, step_two = self._latent_params(z_hat, options.exact)
-            dequantize = _DecodingQuantizer(coded.streams[1:], _crc_of(z_values, 0), options, self.model.timing)
+        with entropy_parameter_threads(device, enabled=self._deterministic(options, run)):
+            q_step, sigma, mu, step_two = self._latent_params(z_hat, options.exact, run)
+            dequantize = _DecodingQuantizer(coded.streams[1:], _crc_of(z_values, 0), options, run.timing)
             try:
-                y_hat = self.model.dual_prior(mu, sigma, q_step, dequantize, step_two=step_two)
+                y_hat = self.networks.dual_prior(mu, sigma, q_step, dequantize, step_two=step_two)
             except FormatError as exc:
                 if options.exact:
                     raise

@@ -14,7 +14,7 @@ import resource
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -94,14 +94,15 @@ class _Clock:
 
 @contextmanager
 def _instrumented(codec: Codec) -> Iterator[_Clock]:
-    """Time the entropy coder and the transforms of one codec through the model's timing hook. The
+    """Time the entropy coder and the transforms of one codec through its execution's timing hook. The
     device synchronisation changes overlap: use for the breakdown only, never for the FPS."""
     clock = _Clock(codec.device)
-    previous, codec.model.timing = codec.model.timing, clock.section
+    previous = codec.execution
+    codec.execution = replace(previous, timing=clock.section)
     try:
         yield clock
     finally:
-        codec.model.timing = previous
+        codec.execution = previous
 
 
 def benchmark_codec(

@@ -2,14 +2,18 @@
 
 Data flows one way: image -> g_a -> latent y -> (divide by the rate's step) -> latent codec -> g_s.
 The networks and their weights live here; how the scaled latent becomes bits (quantisation, entropy
-parameters, tables, streams) is :class:`~evc.entropy.latent_codec.LatentCodec`'s. The training forward
+parameters, tables, streams) is :class:`~evc.entropy.latent_codec.LatentCodec`'s, and how the networks
+run while coding (precision, tiles, timing) is the caller's :class:`~evc.nn.execution.Execution`. The training forward
 and the coding path run the same modules in the same order; they differ only in how a value is
 quantised (straight-through rounding vs. rounding plus entropy coding).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import Executor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import torch
@@ -23,16 +27,31 @@ from evc.entropy.latent_codec import (
     CodedLatent,
     CodingOptions,
     LatentCodec,
-    Timing,
-    untimed,
 )
+from evc.entropy.networks import EntropyNetworks
 from evc.models.variable_rate import VariableRate
+from evc.nn.execution import DEFAULT_EXECUTION, Execution
 from evc.nn.hyperprior import HYPER_CHANNELS, HyperAnalysis, HyperSynthesis, PriorFusion
-from evc.nn.tile_policy import TiledNetwork, TilePolicy
 from evc.nn.transforms import LATENT_CHANNELS, AnalysisTransform, SynthesisTransform
 
 # Spatial size of the input must be a multiple of this (four stride-2 stages, then two in h_a).
 PADDING_MULTIPLE = PIXELS_PER_HYPER_LATENT
+
+
+# Training only: whether the entropy-model networks follow the caller's autocast (see rd_forward). A
+# setting of the training step, not of the model: the trainer enters entropy_networks_follow_autocast.
+_ENTROPY_NETWORKS_AUTOCAST: ContextVar[bool] = ContextVar("entropy_networks_autocast", default=False)
+
+
+@contextmanager
+def entropy_networks_follow_autocast(enabled: bool = True) -> Iterator[None]:
+    """Within this block, a training forward runs the entropy-model networks under the caller's
+    autocast too (when ``enabled``); outside it they always run in float32. See :meth:`EVC.rd_forward`."""
+    token = _ENTROPY_NETWORKS_AUTOCAST.set(enabled)
+    try:
+        yield
+    finally:
+        _ENTROPY_NETWORKS_AUTOCAST.reset(token)
 
 
 def check_padded(x: torch.Tensor) -> None:
@@ -79,71 +98,30 @@ class EVC(nn.Module):
         self.dual_prior = DualSpatialPrior(LATENT_CHANNELS)
         self.z_density = FactorizedDensity(HYPER_CHANNELS)
         self.rate = VariableRate(LATENT_CHANNELS)
-        self.latent_codec = LatentCodec(self)
-        self.tile_policy = TilePolicy()
-        # A hook around the transforms ("transforms") and the entropy coder ("coding"), for benchmarks.
-        self.timing: Timing = untimed
-        self._tiled: dict[nn.Module, TiledNetwork] = {}
-        self.transform_dtype = torch.float32
-        self.transform_channels_last = False
-        # Training only: let the entropy-model networks follow the caller's autocast (see rd_forward).
-        self.entropy_networks_autocast = False
+        self.entropy_networks = EntropyNetworks(self.h_a, self.h_s, self.prior_fusion, self.dual_prior, self.z_density)
+        self.latent_codec = LatentCodec(self.entropy_networks)
 
     # -- shared pieces ---------------------------------------------------------------------------
-    def analyse(self, x: torch.Tensor, level: int | None = None) -> torch.Tensor:
+    def analyse(self, x: torch.Tensor, level: int | None = None, run: Execution = DEFAULT_EXECUTION) -> torch.Tensor:
         """g_a: the unscaled latent (B, 192, H/16, W/16) of a padded image batch. ``level``: a
-        scalable model's encoder level (default: the last); a model with one encoder has level 0 only."""
+        scalable model's encoder level (default: the last); a model with one encoder has level 0 only.
+        ``run``: the transforms' precision, layout and tiles (:class:`~evc.nn.execution.Execution`)."""
         if level not in (None, 0):
             raise ValueError(f"encoder level must be 0 for a model with one encoder, got {level}")
-        return self.run_transform(self.g_a, x)
+        return run.run_transform(self.g_a, x, 1)
 
-    def level_latents(self, x: torch.Tensor, up_to: int | None = None) -> list[torch.Tensor]:
+    def level_latents(
+        self, x: torch.Tensor, up_to: int | None = None, run: Execution = DEFAULT_EXECUTION
+    ) -> list[torch.Tensor]:
         """The latent of every encoder level 0..up_to (default: all), cheapest first (coding path)."""
-        return [self.analyse(x, up_to)]
+        return [self.analyse(x, up_to, run)]
 
-    def synthesise(self, y_hat: torch.Tensor, q_step: torch.Tensor, divisor: torch.Tensor) -> torch.Tensor:
+    def synthesise(
+        self, y_hat: torch.Tensor, q_step: torch.Tensor, divisor: torch.Tensor, run: Execution = DEFAULT_EXECUTION
+    ) -> torch.Tensor:
         # y_hat * q_step first, then to float32: with the exact path both are float64 and this product
         # is the last step that must agree bit for bit between devices.
-        return self.run_transform(self.g_s, (y_hat * q_step).float() * divisor)
-
-    # -- transforms at inference: precision, memory layout, tiles ----------------------------------
-    def set_transform_precision(self, dtype: torch.dtype = torch.float32, channels_last: bool = False) -> None:
-        """Run g_a and g_s in ``dtype`` (float32, float16, bfloat16) and channels_last layout when coding.
-
-        Only the transforms change: the networks that set the entropy coder's tables keep their own
-        arithmetic (float32 or exact), so files stay decodable by any precision setting.
-        """
-        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            raise ValueError(f"transform precision must be float32, float16 or bfloat16, got {dtype}")
-        self.transform_dtype = dtype
-        self.transform_channels_last = channels_last
-        layout = torch.channels_last if channels_last else torch.contiguous_format
-        for module in (self.g_a, self.g_s):
-            module.to(memory_format=layout)
-
-    def run_transform(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Apply g_a or g_s with the precision settings, tile by tile for large images.
-
-        Tiles carry a halo as wide as the network's receptive field, so the result is the untiled one
-        up to float rounding: no seams. Whether to tile depends only on the image size, so encoder and
-        decoder make the same choice.
-        """
-        if module not in self._tiled:
-            self._tiled[module] = TiledNetwork(module, PIXELS_PER_LATENT if module is self.g_s else 1)
-        tiled = self._tiled[module]
-        plain = self.transform_dtype == torch.float32 and not self.transform_channels_last
-        with self.timing("transforms"):
-            if plain and not tiled.is_tiled(x, self.tile_policy):
-                return module(x)
-            return tiled.run(lambda piece: self._transform_piece(module, piece), x, self.tile_policy)
-
-    def _transform_piece(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if self.transform_channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        if self.transform_dtype == torch.float32:
-            return module(x).float().contiguous()
-        with torch.autocast(x.device.type, dtype=self.transform_dtype):
-            return module(x).float().contiguous()
+        return run.run_transform(self.g_s, (y_hat * q_step).float() * divisor, PIXELS_PER_LATENT)
 
     # -- training --------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, anchor: torch.Tensor) -> RDOutput:
@@ -160,13 +138,13 @@ class EVC(nn.Module):
         Under autocast the transforms run in reduced precision. The entropy model's arithmetic
         (scaling, rounding y - mu, the rate terms) always runs in float32, since rounding in bf16 would
         quantise a different value than the codec does. Its networks (h_a, h_s, prior fusion, the
-        spatial prior) follow the caller's autocast only when ``entropy_networks_autocast`` is set (the
-        fast training step: they are a third of the step's work); their outputs are made float32 at
+        spatial prior) follow the caller's autocast only inside :func:`entropy_networks_follow_autocast`
+        (the fast training step: they are a third of the step's work); their outputs are made float32 at
         once, so only their own rounding differs from the codec's float32 or exact evaluation.
         """
         device_type = y.device.type
         reduced = (
-            self.entropy_networks_autocast
+            _ENTROPY_NETWORKS_AUTOCAST.get()
             and torch.is_autocast_enabled(device_type)
             and torch.get_autocast_dtype(device_type)
         )
@@ -187,14 +165,16 @@ class EVC(nn.Module):
         reconstruct: bool = True,
         options: CodingOptions = CodingOptions(),
         coder: Executor | None = None,
+        run: Execution = DEFAULT_EXECUTION,
     ) -> tuple[CodedLatent, torch.Tensor | None]:
         """Code one latent (batch 1) at ``q_scale``; returns it coded and (if asked) the decoder's
-        reconstruction (1, 3, H, W). ``coder``: see :meth:`LatentCodec.compress`."""
+        reconstruction (1, 3, H, W). ``coder``: see :meth:`LatentCodec.compress`; ``run``: see
+        :class:`~evc.nn.execution.Execution`."""
         if y.shape[0] != 1:
             raise ValueError("coding works on one image at a time")
         divisor = self.rate.divisor(torch.tensor(q_scale, device=y.device, dtype=y.dtype))
-        coded, y_hat, q_step = self.latent_codec.compress(y / divisor, options, coder)
-        x_hat = self.synthesise(y_hat, q_step, divisor) if reconstruct else None
+        coded, y_hat, q_step = self.latent_codec.compress(y / divisor, options, coder, run)
+        x_hat = self.synthesise(y_hat, q_step, divisor, run) if reconstruct else None
         return coded(), x_hat  # the coder thread has run alongside the synthesis
 
     @torch.no_grad()
@@ -205,11 +185,12 @@ class EVC(nn.Module):
         padded_width: int,
         q_scale: float,
         options: CodingOptions = CodingOptions(),
+        run: Execution = DEFAULT_EXECUTION,
     ) -> torch.Tensor:
         """Decode :meth:`compress_latent`'s output into the padded reconstruction (1, 3, H, W).
         Raises FormatError as :meth:`LatentCodec.decompress` does."""
         device = next(self.parameters()).device
         z_shape = (1, HYPER_CHANNELS, padded_height // PADDING_MULTIPLE, padded_width // PADDING_MULTIPLE)
-        y_hat, q_step = self.latent_codec.decompress(coded, z_shape, options, device)
+        y_hat, q_step = self.latent_codec.decompress(coded, z_shape, options, device, run)
         divisor = self.rate.divisor(torch.tensor(q_scale, device=device, dtype=torch.float32))
-        return self.synthesise(y_hat, q_step, divisor)
+        return self.synthesise(y_hat, q_step, divisor, run)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from evc.models.evc import EVC, RDOutput, check_padded
+from evc.nn.execution import DEFAULT_EXECUTION, Execution
 from evc.nn.transforms import AnalysisTransform
 
 NUM_LEVELS = 4
@@ -27,20 +28,22 @@ class ScalableEVC(EVC):
         self.num_levels = num_levels
         self.g_a = nn.ModuleList([AnalysisTransform(encoder_size) for _ in range(num_levels)])  # type: ignore[arg-type]
 
-    def analyse(self, x: torch.Tensor, level: int | None = None) -> torch.Tensor:
+    def analyse(self, x: torch.Tensor, level: int | None = None, run: Execution = DEFAULT_EXECUTION) -> torch.Tensor:
         """Latent of ``level`` (default: the last): mean of encoders 0..level; runs only those."""
         level = self.num_levels - 1 if level is None else level
         if not 0 <= level < self.num_levels:
             raise ValueError(f"encoder level must be in 0..{self.num_levels - 1}, got {level}")
-        return self.level_latents(x, level)[-1]
+        return self.level_latents(x, level, run)[-1]
 
-    def level_latents(self, x: torch.Tensor, up_to: int | None = None) -> list[torch.Tensor]:
+    def level_latents(
+        self, x: torch.Tensor, up_to: int | None = None, run: Execution = DEFAULT_EXECUTION
+    ) -> list[torch.Tensor]:
         """Latents of levels 0..up_to (default: all), running only those encoders (coding path)."""
         up_to = self.num_levels - 1 if up_to is None else up_to
         total = None
         latents = []
         for k in range(up_to + 1):
-            out = self.run_transform(self.g_a[k], x)
+            out = run.run_transform(self.g_a[k], x, 1)
             total = out if total is None else total + out
             latents.append(total / (k + 1))
         return latents

@@ -15,6 +15,7 @@ from typing import Any
 from evc.errors import EVCError
 from evc.models.variable_rate import NUM_ANCHORS
 from evc.shared_data import VALIDATION_PHOTOS
+from evc.threads import parse as parse_threads
 
 
 class ConfigError(EVCError):
@@ -47,6 +48,9 @@ class TrainConfig:
     workers: int = 2
     # With workers=0: make the next batch in a thread of the training process while the step runs.
     prefetch: bool = True
+    # CPU threads: "auto" (the free cores, measured again at every log step: see evc.threads) or a
+    # count; "" = $EVC_THREADS, else $OMP_NUM_THREADS, else auto. One process on the CPU only.
+    threads: str = ""
     cache_images: bool = True  # decode each training image once and keep it in memory (~1 GB for the shards)
     device: str = ""  # "" = cuda if available, else cpu
     # bf16 autocast of the networks (the entropy model's arithmetic and rate terms stay float32), on
@@ -78,6 +82,10 @@ class TrainConfig:
             raise ConfigError("warmup_steps, workers, val_images, grad_clip and time_limit_minutes must not be negative")
 
         self.anchor_probabilities()
+        try:
+            parse_threads(self.threads or None)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     def held_out_photos(self) -> tuple[str, ...]:
         """The training photos this run leaves out (the validation split), none without holdout."""

@@ -41,7 +41,7 @@ from evc.entropy.exact_parameters import exact_headroom, format_headroom
 from evc.errors import EVCError
 from evc.extras import require
 from evc.models.card import TrainingTotals, training_totals
-from evc.models.evc import EVC
+from evc.models.evc import EVC, entropy_networks_follow_autocast
 from evc.models.registry import create_model, get_spec
 from evc.models.scalable import expand_single_encoder_state
 from evc.models.variable_rate import LAMBDAS, NUM_ANCHORS
@@ -63,6 +63,7 @@ from evc.models.weights import (
     read_metadata,
     save_weights,
 )
+from evc.threads import ThreadPolicy
 from evc.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from evc.train.config import ConfigError, TrainConfig
 from evc.train.data import Prefetcher, RandomCrops, StepBatches, find_images, step_batches
@@ -190,6 +191,10 @@ class Trainer:
         if not resume and (self.out / CHECKPOINT_NAME).exists():
             raise EVCError(f"{self.out} already holds a training run; pass --resume to continue it or choose another --out")
         self.settings, self.config = self._device_settings(config, tune_allocator)
+        # One process on the CPU follows the free cores (evc.threads); GPUs and torchrun's CPU processes
+        # keep torch's setting.
+        single_cpu = self.procs.device.type == "cpu" and self.procs.world_size == 1
+        self.thread_policy = ThreadPolicy(self.config.threads or None) if single_cpu else None
         self.data = self._training_data()
         self.model, self.objective = self._model_and_objective()
         self.optimizer = self._optimizer()
@@ -216,6 +221,7 @@ class Trainer:
         batches = None
         try:
             batches = self._batches()
+            self._follow_free_cores()
             while self.step < last:
                 images, anchors = next(batches)
                 lr = self._set_learning_rate()
@@ -225,6 +231,8 @@ class Trainer:
                 out_of_time = self._out_of_time()
                 if self.procs.is_main:  # the one process that writes files
                     self._report(lr, finished=self.step == last or out_of_time)
+                if self.step % self.config.log_every == 0:
+                    self._follow_free_cores()
                 self.procs.barrier()  # the others wait for it, e.g. while it validates
                 if out_of_time:
                     _say(f"time limit reached at step {self.step}; resume with --resume (and a larger --time-limit-minutes)")
@@ -263,9 +271,6 @@ class Trainer:
         (the unit DDP replicates when there are several processes)."""
         config, device = self.config, self.procs.device
         model = self.task.build().to(device)
-        for module in model.modules():
-            if isinstance(module, EVC):
-                module.entropy_networks_autocast = self.settings.entropy_networks_autocast
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if config.compile:
@@ -348,6 +353,15 @@ class Trainer:
             group["lr"] = group["base_lr"] * factor
         return self.config.lr * factor
 
+    def _follow_free_cores(self) -> None:
+        """Set the CPU thread count for the next log window by the thread policy, saying when it changes."""
+        if self.thread_policy is None:
+            return
+        count = self.thread_policy.choose()
+        if count != torch.get_num_threads():
+            _say(f"step {self.step}: {count} CPU thread{'s' if count > 1 else ''} (free cores: evc.threads)")
+            torch.set_num_threads(count)
+
     def train_step(self, images: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
         """One optimisation step on uint8 ``images`` (B, 3, H, W) at rate ``anchors`` (B,); returns its
         statistics (see :class:`LogWindow`), summed over processes, on the CPU. Does not advance
@@ -359,7 +373,10 @@ class Trainer:
         if config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         anchors = anchors.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
+        with (
+            torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp),
+            entropy_networks_follow_autocast(self.settings.entropy_networks_autocast),
+        ):
             loss, mse, bpp = self.objective(x, anchors)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -418,7 +435,7 @@ class Trainer:
         # Training raises the entropy networks' weight norms; the log shows how the exact arithmetic
         # takes them (issue 19 item 5). A failure here is the codec's to report, not the training's.
         try:
-            _say(f"step {self.step}: {format_headroom(exact_headroom(exported))}")
+            _say(f"step {self.step}: {format_headroom(exact_headroom(exported.entropy_networks))}")
         except (TypeError, ValueError) as exc:
             _say(f"step {self.step}: exact arithmetic cannot take these weights: {exc}")
 
