@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import evc
 from evc.distill.mask_decay import (
@@ -17,7 +18,7 @@ from evc.distill.mask_decay import (
 )
 from evc.eval.complexity import count_parameters
 from evc.models.variable_rate import NUM_ANCHORS
-from evc.nn.blocks import DepthConvBlock
+from evc.nn.blocks import OUTPUT, STREAM, ConvFFN, DepthConvBlock, ResidualBlockDown, conv1x1
 from evc.nn.transforms import AnalysisTransform
 
 
@@ -170,3 +171,40 @@ def test_groups_follow_a_changed_description() -> None:
     stream = transform_groups(model, "S", None)[1]
     assert [p.conv for p in stream.producers][2:] == [reordered.ffn.project, reordered.depth.conv2]
     _zeroed_channels_reach_every_consumer(model)
+
+
+def test_mask_points_must_name_submodules_of_the_branches() -> None:
+    # Checked when the class is defined: a rewiring that drops a masked submodule fails at once.
+    with pytest.raises(TypeError, match="'conv1', which is in none of its branches"):
+
+        class _NoConv1(ResidualBlockDown):
+            branches = (("conv2", "act2"), ("shortcut",))
+
+    with pytest.raises(TypeError, match="'stream'"):
+
+        class _NoStream(ConvFFN):
+            mask_points = {"hidden": "expand"}
+
+
+class _MaskedAtOutput(ConvFFN):
+    mask_points = {"hidden": "expand", STREAM: OUTPUT}  # but its identity branch passes the input on
+
+
+class _NeverRead(ConvFFN):
+    mask_points = {"hidden": "project", STREAM: "project"}  # nothing in the chain reads after project
+
+
+@pytest.mark.parametrize(
+    ("place", "replace", "message"),
+    [
+        ("ffn", lambda: _MaskedAtOutput(64, 256, nn.ReLU()), "at its output, but a branch passes its input on"),
+        ("ffn", lambda: _NeverRead(64, 256, nn.ReLU()), "masks after 'project' are never read"),
+        ("depth.adaptor", lambda: conv1x1(64, 64), "after 'conv2', but no branch passes its input on"),
+    ],
+)
+def test_mask_points_that_do_not_fit_the_wiring_are_refused(place: str, replace, message: str) -> None:
+    model = evc.create_model("EVC-SS", seed=0)
+    owner, _, attr = f"layers.1.{place}".rpartition(".")
+    setattr(model.g_a.get_submodule(owner), attr, replace())
+    with pytest.raises(ValueError, match=message):
+        transform_groups(model, "S", None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from evc.distill import mask_decay
 from evc.distill.mask_decay import transform_groups
 from evc.eval.complexity import model_complexity
 from evc.models.registry import MODELS, create_model, get_spec
@@ -146,7 +147,7 @@ def test_no_second_copy_of_a_wiring() -> None:
     for cls in _composites(Composite):
         if cls.__module__.startswith("evc."):
             assert "forward" not in vars(cls) or "branches" in vars(cls), cls
-    # The walkers know no block by name: they read the descriptions.
-    for module in (tiling, exact):
+    # The walkers know no block by name: they read the descriptions (and mask decay the mask points).
+    for module in (tiling, exact, mask_decay):
         named = [k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, Composite)]
         assert not named, (module.__name__, named)

@@ -12,21 +12,25 @@ is zero is then deleted, with the matching input slice of the layers that read i
 teacher whose removed masks are zero yields a plain model of the student's registry structure
 (EVC-MM, EVC-SS, ...) that computes the same function.
 
-Only g_a and g_s shrink: the latent (192 channels) and the entropy model keep their size. The groups are
-found by walking the blocks' own descriptions (:func:`evc.nn.blocks.describe`), the wiring forward runs.
+Only g_a and g_s shrink: the latent (192 channels) and the entropy model keep their size. Each block
+declares its masks beside its wiring (``mask_points`` next to ``branches``, see
+:data:`evc.nn.blocks.MaskPoints`). A transform is walked as the stages its description
+(:func:`evc.nn.blocks.describe`, the wiring forward runs) opens to: a stage masked at its output starts
+a residual stream, one that passes its input on adds to it; each mask's writers and readers are the
+convs around its point in that chain.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
 from evc.models.evc import EVC
 from evc.models.registry import create_model, get_spec
-from evc.nn.blocks import ConvFFN, DepthConv, ResidualBlockDown, ResidualBlockUp, describe
+from evc.nn.blocks import OUTPUT, POINTWISE, STREAM, describe
 
 # How a convolution touches a group's channels: "plain" (channel c is conv channel c), "subpel"
 # (channel c is conv channels c*r^2 .. c*r^2 + r^2 - 1 before a PixelShuffle(r)), "depthwise" (in and
@@ -61,210 +65,138 @@ class MaskGroup:
     hooked: list[nn.Module] = field(default_factory=list)
 
 
-# Group names by the block whose chain holds the channels between two of its modules. They key the
-# masks in distillation checkpoints, so they must stay stable.
-_GROUP_KINDS: dict[type, str] = {
-    nn.Sequential: "stream",  # a transform's residual stream, between its layers
-    ResidualBlockDown: "rb_hidden",
-    ResidualBlockUp: "rb_hidden",
-    DepthConv: "dw",
-    ConvFFN: "hidden",
-}
-# Per-channel, positively homogeneous maps: a non-negative mask commutes with them.
-_POINTWISE = (nn.LeakyReLU, nn.ReLU, nn.Identity)
-
-
 def _is_depthwise(module: nn.Module) -> bool:
     return isinstance(module, nn.Conv2d) and module.groups > 1
 
 
-def _passes_through(module: nn.Module) -> bool:
-    """Whether one of the module's branches hands its input on unchanged but for pointwise maps."""
+def _chains(module: nn.Module) -> list[list[nn.Module]] | None:
+    """The branches of ``module`` (:func:`evc.nn.blocks.describe`) as lists of modules; None for a leaf."""
     branches = describe(module)
-    return branches is not None and any(
-        all(isinstance(child, _POINTWISE) or _passes_through(child) for _, child in chain) for chain in branches
-    )
+    return None if branches is None else [[child for _, child in chain] for chain in branches]
 
 
-class _ChannelWalk:
-    """Walks a transform's block descriptions in forward order and sorts its convs into channel spaces.
+def _acting(chain: list[nn.Module]) -> list[nn.Module]:
+    """``chain`` less its pointwise maps, which a non-negative mask commutes with; [] is an identity."""
+    return [module for module in chain if not isinstance(module, POINTWISE)]
 
-    A space is a set of channels that must be pruned together: a conv's output starts one; a residual
-    sum, an identity branch, a depthwise conv and pointwise maps keep it; a PixelShuffle(r) makes a new
-    one of 1/r^2 the channels, whose producers are the shuffled conv's ("subpel"). The mask of a space
-    is applied once after each module that writes it, before any conv reads it: after the whole block
-    when no branch of the block passes its input through (a residual block), else inside its branches.
-    """
 
-    def __init__(self) -> None:
-        self.parent: list[int] = []
-        self.width: list[int | None] = []
-        self.owner: list[tuple[int, nn.Module] | None] = []  # outermost chain holding it between modules
-        self.alias: dict[int, tuple[int, int]] = {}  # pre-shuffle space -> (space, r^2)
-        self.producers: list[tuple[int, Producer]] = []  # in walk order
-        self.consumers: list[tuple[int, Consumer, int]] = []  # (space read, consumer, space written)
-        self.hooks: list[tuple[int, nn.Module]] = []
+def _writers(chain: list[nn.Module]) -> list[Producer]:
+    """The convs whose output channels ``chain`` ends with, in forward order. Raises ValueError if none."""
+    *before, last = _acting(chain) or [None]
+    if isinstance(last, nn.PixelShuffle):
+        factor = last.upscale_factor**2
+        return [replace(p, layout="subpel", subpel=p.subpel * factor) for p in _writers(before)]
+    if _is_depthwise(last):  # the mask moves behind it: the conv before it stays unscaled
+        return [replace(p, scaled=False) for p in _writers(before)] + [Producer(last, "depthwise")]
+    if isinstance(last, nn.Conv2d):
+        return [Producer(last)]
+    chains = None if last is None else _chains(last)
+    if chains is None:
+        raise ValueError(f"mask decay finds no conv that writes the output of {type(last).__name__}")
+    return [p for branch in chains for p in _writers(branch)]
 
-    def new_space(self, width: int | None) -> int:
-        self.parent.append(len(self.parent))
-        self.width.append(width)
-        self.owner.append(None)
-        return len(self.parent) - 1
 
-    def find(self, space: int) -> int:
-        while self.parent[space] != space:
-            space = self.parent[space]
-        return space
+def _readers(chain: list[nn.Module]) -> list[Consumer]:
+    """The convs that read the input of ``chain`` ([] for an identity). Raises ValueError where the
+    channels go on into what mask decay cannot follow (a depthwise conv, a PixelShuffle, an identity
+    branch of a block inside the chain)."""
+    acting = _acting(chain)
+    if not acting:
+        return []
+    first = acting[0]
+    if isinstance(first, nn.Conv2d) and not _is_depthwise(first):
+        return [Consumer(first)]
+    chains = _chains(first)
+    if chains is None or not all(_acting(branch) for branch in chains):
+        raise ValueError(f"mask decay cannot follow masked channels into {type(first).__name__}")
+    return [c for branch in chains for c in _readers(branch)]
 
-    def union(self, a: int, b: int) -> int:
-        a, b = self.find(a), self.find(b)
-        if a == b:
-            return a
-        first, second = min(a, b), max(a, b)  # the root stays the earliest created
-        if None not in (self.width[first], self.width[second]) and self.width[first] != self.width[second]:
-            raise ValueError(f"a residual sum adds {self.width[first]} to {self.width[second]} channels")
-        self.parent[second] = first
-        self.width[first] = self.width[first] or self.width[second]
-        owners = [o for o in (self.owner[first], self.owner[second]) if o is not None]
-        self.owner[first] = min(owners, key=lambda o: o[0]) if owners else None
-        return first
 
-    def module(self, module: nn.Module, space: int, depth: int, hooked_outside: bool) -> tuple[int, list[int]]:
-        """Walk ``module`` reading ``space``; returns the space it writes and the producer records
-        (indices into ``producers``) that wrote it directly."""
-        branches = describe(module)
-        if branches is not None:
-            out = None
-            written: list[int] = []
-            for chain in branches:
-                end, records = self.chain(module, chain, space, depth + 1, hooked_outside)
-                out = end if out is None else self.union(out, end)
-                written += records
-            assert out is not None
-            return out, written
-        if isinstance(module, nn.Conv2d):
-            if _is_depthwise(module):
-                self.producers.append((space, Producer(module, "depthwise")))
-                return space, [len(self.producers) - 1]
-            out = self.new_space(module.out_channels)
-            self.consumers.append((space, Consumer(module), out))
-            self.producers.append((out, Producer(module)))
-            return out, [len(self.producers) - 1]
-        if isinstance(module, nn.PixelShuffle):
-            factor = module.upscale_factor**2
-            width = self.width[self.find(space)]
-            out = self.new_space(None if width is None else width // factor)
-            self.alias[self.find(space)] = (out, factor)
-            return out, []
-        if isinstance(module, _POINTWISE):
-            return space, []
-        raise ValueError(f"mask decay cannot follow {type(module).__name__}")
+def _stages(module: nn.Module) -> Iterator[nn.Module]:
+    """The stages of a transform in forward order: it is opened down to plain convs and the blocks that
+    declare mask points (:data:`evc.nn.blocks.MaskPoints`)."""
+    chains = _chains(module)
+    if chains is None or getattr(module, "mask_points", None) is not None:
+        if not isinstance(module, POINTWISE):
+            yield module
+        return
+    if len(chains) != 1:
+        raise ValueError(f"{type(module).__name__} sums branches but declares no mask points")
+    for child in chains[0]:
+        yield from _stages(child)
 
-    def chain(
-        self, owner: nn.Module, chain: list[tuple[str, nn.Module]], space: int, depth: int, hooked_outside: bool
-    ) -> tuple[int, list[int]]:
-        pending: nn.Module | None = None  # wrote the current tensor; its mask is still to be applied
-        written: list[int] = []  # the producer records of the current tensor
-        produced = False  # whether the current tensor was made inside this chain
-        last = max((i for i, (_, child) in enumerate(chain) if not isinstance(child, _POINTWISE)), default=-1)
-        for index, (_, child) in enumerate(chain):
-            if isinstance(child, _POINTWISE):
-                continue
-            shuffle = isinstance(child, nn.PixelShuffle)
-            if produced and not shuffle:
-                self._own(space, depth, owner)
-            if _is_depthwise(child):
-                # The mask moves behind the depthwise conv; the writers before it stay unscaled.
-                for record in written:
-                    self.producers[record][1].scaled = False
-            elif not shuffle:
-                if pending is not None:
-                    self.hooks.append((space, pending))
-                pending, written = None, []
-            whole = describe(child) is not None and not _passes_through(child)
-            # A block that passes its input on is hooked inside, unless what it writes is hooked outside.
-            out, records = self.module(child, space, depth, whole or (hooked_outside and index == last))
-            if shuffle:
-                pending = None if pending is None else child  # the mask fits the shuffled tensor
-            elif describe(child) is None or whole:
-                pending = child
-            written = written + records if shuffle or self.find(out) == self.find(space) else records
-            space, produced = out, True
-        if pending is not None and not hooked_outside:
-            self.hooks.append((space, pending))
-        return space, written
 
-    def _own(self, space: int, depth: int, owner: nn.Module) -> None:
-        root = self.find(space)
-        if self.owner[root] is None or depth < self.owner[root][0]:  # type: ignore[index]
-            self.owner[root] = (depth, owner)
+def _stage_groups(stage: nn.Module, stream: MaskGroup) -> tuple[MaskGroup, list[MaskGroup]]:
+    """Add what ``stage`` reads and writes of ``stream``; returns the stream it writes (``stream`` or a
+    new one) and the groups it starts, in the order their channels are first written. Names are kinds
+    and widths 0 until :func:`_walk_groups` numbers them. Raises ValueError where its mask points do not
+    fit its wiring, or for a module mask decay cannot follow."""
+    name, described = type(stage).__name__, describe(stage)
+    if described is None and not isinstance(stage, nn.Conv2d):
+        raise ValueError(f"mask decay cannot follow {name}")
+    points = dict(stage.mask_points) if described else {STREAM: OUTPUT}  # type: ignore[arg-type]
+    described = described or [[("conv", stage)]]  # a plain conv starts a new stream
+    chains = [[child for _, child in chain] for chain in described]
+    # (chain, place) of each submodule, which orders the groups; a new stream is first written at the
+    # end of chain 0.
+    where = {attr: (b, i) for b, chain in enumerate(described) for i, (attr, _) in enumerate(chain)}
+    where[OUTPUT] = (0, len(chains[0]))
+    if any(attr not in where for attr in points.values()):
+        raise ValueError(f"{name} has no submodule (None) at one of its mask points {points}")
+    stream.consumers += [c for chain in chains for c in _readers(chain)]
+    passes = any(not _acting(chain) for chain in chains)
+    if passes and points[STREAM] == OUTPUT:
+        raise ValueError(f"{name} masks its stream at its output, but a branch passes its input on")
+    if not passes and points[STREAM] != OUTPUT:
+        raise ValueError(f"{name} masks its stream after {points[STREAM]!r}, but no branch passes its input on")
+    new: list[tuple[tuple[int, int], MaskGroup]] = []
+    for kind, attr in points.items():
+        b, i = where[attr]
+        if attr == OUTPUT:
+            stream = MaskGroup(STREAM, 0, 0, [p for chain in chains for p in _writers(chain)], hooked=[stage])
+            new.append(((b, i), stream))
+            continue
+        writers, readers = _writers(chains[b][: i + 1]), _readers(chains[b][i + 1 :])
+        if kind == STREAM:  # the other branch passes the input on: the sum is masked where this one ends
+            if readers or any(_acting(chain) for chain in chains[:b] + chains[b + 1 :]):
+                raise ValueError(f"{name} writes its stream elsewhere than after {attr!r}, unmasked")
+            stream.producers += writers
+            stream.hooked.append(chains[b][i])
+        elif not readers:
+            raise ValueError(f"the channels {name} masks after {attr!r} are never read")
+        else:
+            new.append(((b, i), MaskGroup(kind, 0, 0, writers, readers, [chains[b][i]])))
+    return stream, [group for _, group in sorted(new, key=lambda item: item[0])]
 
 
 def _walk_groups(transform: nn.Module, prefix: str) -> list[MaskGroup]:
-    """The mask groups of a transform, named ``{prefix}.{stage}.{kind}``, with keep = width.
+    """The mask groups of a transform, named ``{prefix}.{stream}.{kind}``, with keep = width.
 
-    Stages are the residual streams between the transform's layers, in forward order, except its input
-    and output (the image and the latent keep their channels); every other space belongs to the stream
-    its readers write into, and groups come in the order their channels are first written.
+    A stage whose STREAM point is OUTPUT starts a new residual stream; one that passes its input on adds
+    to the current one. Streams are numbered in forward order, leaving out the transform's input and
+    output (the image and the latent keep their channels); a stage's other groups take the number of the
+    stream it writes, and are left out with it. Groups come in the order their channels are first
+    written. Raises ValueError where the declarations do not fit the wiring (see :func:`_stage_groups`)
+    or the convs of one group disagree on its width.
     """
-    walk = _ChannelWalk()
-    source = walk.new_space(None)
-    sink, _ = walk.module(transform, source, 0, hooked_outside=True)
-
-    def resolve(space: int) -> tuple[int, int]:
-        root = walk.find(space)
-        if root in walk.alias:
-            target, factor = walk.alias[root]
-            return walk.find(target), factor
-        return root, 1
-
-    def target_of(root: int, seen: frozenset = frozenset()) -> int:
-        """The stream (root) this space's channels serve."""
-        if walk.owner[root] is None or _kind(walk.owner[root][1]) == "stream" or root in seen:
-            return root
-        written = [resolve(out)[0] for read, _, out in walk.consumers if resolve(read)[0] == root]
-        if not written:
-            raise ValueError(f"channels written in {type(walk.owner[root][1]).__name__} are never read")
-        return target_of(written[0], seen | {root})
-
-    interface = {resolve(source)[0], resolve(sink)[0]}
-    roots = sorted({resolve(s)[0] for s in range(len(walk.parent))} - interface)
-    stages: dict[int, int] = {}
-    groups: dict[int, MaskGroup] = {}
-    for root in roots:
-        if walk.owner[root] is None:
-            continue  # a pre-shuffle alias or a space no conv reads
-        stream = target_of(root)
-        if stream in interface:
-            continue
-        stage = stages.setdefault(stream, len(stages))
-        width = walk.width[root]
-        assert width is not None
-        groups[root] = MaskGroup(f"{prefix}.{stage}.{_kind(walk.owner[root][1])}", width, width)
-    for space, producer in walk.producers:
-        root, factor = resolve(space)
-        if root in groups:
-            if factor > 1:
-                producer.layout, producer.subpel = "subpel", factor
-            groups[root].producers.append(producer)
-    for space, consumer, _ in walk.consumers:
-        root, factor = resolve(space)
-        if root in groups:
-            if factor > 1:
-                raise ValueError("a conv reads channels before their PixelShuffle")
-            groups[root].consumers.append(consumer)
-    for space, module in walk.hooks:
-        root, _ = resolve(space)
-        if root in groups:
-            groups[root].hooked.append(module)
-    return list(groups.values())
-
-
-def _kind(owner: nn.Module) -> str:
-    try:
-        return _GROUP_KINDS[type(owner)]
-    except KeyError:
-        raise ValueError(f"mask decay has no group name for channels inside {type(owner).__name__}") from None
+    streams = [MaskGroup(STREAM, 0, 0)]  # the input
+    found: list[tuple[MaskGroup, MaskGroup]] = []  # (group, the stream it serves), in forward order
+    for stage in _stages(transform):
+        stream, new = _stage_groups(stage, streams[-1])
+        if stream is not streams[-1]:
+            streams.append(stream)
+        found += [(group, stream) for group in new]
+    number = {id(s): n for n, s in enumerate(streams[1:-1])}
+    groups = [group for group, serves in found if id(serves) in number]
+    for group, serves in found:
+        if id(serves) in number:
+            group.name = f"{prefix}.{number[id(serves)]}.{group.name}"
+            widths = {p.conv.out_channels // p.subpel for p in group.producers}
+            widths |= {c.conv.in_channels for c in group.consumers}
+            if len(widths) != 1:
+                raise ValueError(f"the convs of {group.name} disagree on its width: {sorted(widths)}")
+            group.width = group.keep = widths.pop()
+    return groups
 
 
 def _student_transform(transform: nn.Module, size: str) -> nn.Module:
@@ -286,9 +218,10 @@ def _shrink_groups(transform: nn.Module, size: str, prefix: str) -> list[MaskGro
 def transform_groups(model: EVC, encoder_to: str | None, decoder_to: str | None) -> list[MaskGroup]:
     """Mask groups of ``model``'s g_a (shrinking to plan ``encoder_to``) and g_s (to ``decoder_to``).
 
-    ``None`` leaves that transform out. The groups are found by walking the blocks' descriptions
-    (:func:`evc.nn.blocks.describe`); the student's widths by walking the transform of the target size.
-    Raises ValueError for a transform the walk cannot follow.
+    ``None`` leaves that transform out. The groups come from the blocks' mask points along their
+    descriptions (:func:`evc.nn.blocks.describe`); the student's widths from the transform of the target
+    size. Raises ValueError for a transform the walk cannot follow or whose declared mask points do not
+    fit its wiring, and for a target size of another structure.
     """
     groups: list[MaskGroup] = []
     if encoder_to is not None:

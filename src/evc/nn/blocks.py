@@ -5,11 +5,13 @@ channel masks (after a conv, before the next nonlinearity) without re-implementi
 
 Each block states its wiring once, in ``branches`` (see :class:`Composite`): its forward runs that
 description, and tiling (:mod:`evc.nn.tiling`), exact arithmetic (:mod:`evc.nn.exact`) and mask decay
-walk the same description through :func:`describe`, so none of them can disagree with forward.
+walk the same description through :func:`describe`, so none of them can disagree with forward. Beside
+it, ``mask_points`` names the submodules after which mask decay puts its channel masks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 import torch
@@ -19,6 +21,16 @@ from torch import nn
 Chain = tuple[str, ...]
 # A chain resolved to (attribute name, submodule) pairs.
 ResolvedChain = list[tuple[str, nn.Module]]
+# Mask decay's masks in a block (:mod:`evc.distill.mask_decay`): group name -> the attribute of a chain
+# whose output the group's mask multiplies, or OUTPUT for the block's output. STREAM is the residual
+# stream the block writes: masked at OUTPUT when the block starts a new stream, else (one branch passes
+# its input on) where its other branch writes the sum. The names key saved masks: never rename one.
+MaskPoints = Mapping[str, str]
+OUTPUT = ""
+STREAM = "stream"
+# Per pixel, per channel and positively homogeneous: nothing spatial for tiling, and a non-negative
+# channel mask commutes with them, so mask decay may move a mask across them.
+POINTWISE: tuple[type[nn.Module], ...] = (nn.LeakyReLU, nn.ReLU, nn.Identity)
 
 
 class Composite(nn.Module):
@@ -29,9 +41,28 @@ class Composite(nn.Module):
     chains' outputs are summed in the declared order (``out_0 + out_1 + ...``); a single chain is
     returned as it is. A subclass that overrides ``forward`` must declare its own ``branches`` next to
     it, and then only tiling (which needs the spatial structure alone) follows it; see :func:`describe`.
+
+    ``mask_points`` (see :data:`MaskPoints`) must name attributes of ``branches`` and include STREAM;
+    a subclass that breaks this raises TypeError when it is defined. None (the default): mask decay
+    opens the block as a sequence of stages (a transform, :class:`DepthConvBlock`).
     """
 
     branches: ClassVar[tuple[Chain, ...]] = ()
+    mask_points: ClassVar[MaskPoints | None] = None
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        # Checked here, not when mask decay runs: a subclass that rewires inherited points fails at once.
+        if cls.mask_points is None:
+            return
+        if STREAM not in cls.mask_points:
+            raise TypeError(f"{cls.__name__}.mask_points has no {STREAM!r} point: where its output is masked")
+        named = {attr for chain in cls.branches for attr in chain}
+        for group, attr in cls.mask_points.items():
+            if attr != OUTPUT and attr not in named:
+                raise TypeError(
+                    f"{cls.__name__} masks {group!r} after {attr!r}, which is in none of its branches {cls.branches}"
+                )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         total: torch.Tensor | None = None
@@ -88,6 +119,7 @@ class SubpelConv1x1(Composite):
     """conv1x1 to out_ch * r^2 channels followed by PixelShuffle(r): learned upsampling."""
 
     branches = (("conv", "shuffle"),)
+    mask_points = {STREAM: OUTPUT}  # one stage for mask decay (g_s's last layer), not two
 
     def __init__(self, in_ch: int, out_ch: int, factor: int = 2) -> None:
         super().__init__()
@@ -99,6 +131,7 @@ class ResidualBlockDown(Composite):
     """RBdown: conv3x3 s2 -> LReLU(0.01) -> conv3x3 -> LReLU(0.1), plus a conv1x1 s2 shortcut."""
 
     branches = (("conv1", "act1", "conv2", "act2"), ("shortcut",))
+    mask_points = {"rb_hidden": "conv1", STREAM: OUTPUT}
 
     def __init__(self, in_ch: int, out_ch: int) -> None:
         super().__init__()
@@ -113,6 +146,7 @@ class ResidualBlockUp(Composite):
     """RBup: subpel conv1x1 -> LReLU(0.01) -> conv3x3 -> LReLU(0.1), plus a subpel conv1x1 shortcut."""
 
     branches = (("conv1", "act1", "conv2", "act2"), ("shortcut",))
+    mask_points = {"rb_hidden": "conv1", STREAM: OUTPUT}
 
     def __init__(self, in_ch: int, out_ch: int) -> None:
         super().__init__()
@@ -135,6 +169,7 @@ class DepthConv(Composite):
     """
 
     branches = (("conv1", "act1", "depth_conv", "act2", "conv2", "act3"), ("adaptor",))  # no adaptor: x
+    mask_points = {"dw": "depth_conv", STREAM: "conv2"}  # needs no adaptor: the input passes on (in = out)
 
     def __init__(self, in_ch: int, out_ch: int, inner_activations: bool = True) -> None:
         super().__init__()
@@ -152,6 +187,7 @@ class ConvFFN(Composite):
     """conv1x1 C->hidden -> act -> conv1x1 hidden->C -> act, plus identity."""
 
     branches = ((), ("expand", "act1", "project", "act2"))  # x + ...
+    mask_points = {"hidden": "expand", STREAM: "project"}
 
     def __init__(self, ch: int, hidden: int, activation: nn.Module) -> None:
         super().__init__()

@@ -37,12 +37,9 @@ from fractions import Fraction
 import torch
 from torch import nn
 
-from evc.nn.blocks import describe
+from evc.nn.blocks import POINTWISE, describe
 
 __all__ = ["alignment", "halo_for", "receptive_radius", "run_tiled", "scale_factor"]
-
-# Modules that act on each pixel on its own.
-_POINTWISE = (nn.LeakyReLU, nn.ReLU, nn.Identity)
 
 
 def _unsupported(module: nn.Module) -> ValueError:
@@ -81,7 +78,7 @@ def _axis_scale(module: nn.Module, axis: int) -> Fraction:
         return Fraction(module.upscale_factor)
     if isinstance(module, nn.PixelUnshuffle):
         return Fraction(1, module.downscale_factor)
-    if isinstance(module, _POINTWISE):
+    if isinstance(module, POINTWISE):
         return Fraction(1)
     raise _unsupported(module)
 
@@ -123,7 +120,7 @@ class _Walk:
         if branches is not None:
             reaches = [self._back_chain(chain, left, right, pixel) for chain in branches]
             return max(r[0] for r in reaches), max(r[1] for r in reaches)
-        if isinstance(module, _POINTWISE):
+        if isinstance(module, POINTWISE):
             return left, right
         pixel_in = pixel * _axis_scale(module, self.axis)
         self.grids.add(pixel_in)
