@@ -1,4 +1,5 @@
-"""Shared test helpers: seeded random-weight codecs (cached per session) and small test images."""
+"""Shared test helpers: seeded random-weight codecs (cached per session), seeded EVC-SS weights saved
+like shipped ones (the ``weights`` fixture) and small test images."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ os.environ["OMP_NUM_THREADS"] = "1" if os.environ["EVC_THREADS"] == "auto" else 
 os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
 
 from functools import lru_cache  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import evc  # noqa: E402
+from evc.models.weights import save_weights  # noqa: E402
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
@@ -51,3 +54,11 @@ def smooth_image(height: int, width: int, seed: int = 0) -> np.ndarray:
 @pytest.fixture
 def codec_ss() -> evc.Codec:
     return random_codec("EVC-SS")
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory) -> Path:
+    """Seeded random EVC-SS weights saved like shipped weights, for --weights (tests only read them)."""
+    folder = tmp_path_factory.mktemp("weights") / "ss"
+    save_weights(evc.create_model("EVC-SS", seed=0), folder, "EVC-SS")
+    return folder

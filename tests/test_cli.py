@@ -1,7 +1,8 @@
 """The command line: `evc encode | decode | info | models`, and what every command shares (help, errors).
 
-Seeded random EVC-SS weights are saved once per module and passed with --weights, so these tests
-do not depend on the shipped weights (tests/test_shipped_weights.py covers those). Most calls go through ``evc.cli.main.main(argv)`` in-process (fast); a few run
+Seeded random EVC-SS weights (conftest's ``weights``, saved once per session) are passed with --weights,
+so these tests do not depend on the shipped weights (tests/test_shipped_weights.py covers those). Most
+calls go through ``evc.cli.main.main(argv)`` in-process (fast); a few run
 ``python -m evc`` in a subprocess to check the real exit code and stderr.
 """
 
@@ -38,14 +39,6 @@ IMAGE_H, IMAGE_W = 40, 56
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cli_data")
-
-
-@pytest.fixture(scope="module")
-def weights(data_dir) -> Path:
-    """Seeded random EVC-SS weights, saved like shipped weights."""
-    folder = data_dir / "weights-ss"
-    save_weights(evc.create_model(MODEL, seed=0), folder, MODEL)
-    return folder
 
 
 @pytest.fixture(scope="module")

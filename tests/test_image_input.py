@@ -19,18 +19,10 @@ import evc
 from evc.bitstream.container import FLAG_ICC, parse
 from evc.cli.main import main
 from evc.image import open_image
-from evc.models.weights import save_weights
 from conftest import rgb_array
 from helpers_icc import display_p3_profile
 
 MODEL = "EVC-SS"
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("weights") / "ss"
-    save_weights(evc.create_model(MODEL, seed=0), folder, MODEL)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -31,13 +31,6 @@ MODEL = "EVC-SS"
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("weights") / "ss"
-    save_weights(evc.create_model(MODEL, seed=0), folder, MODEL)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def png(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("images") / "in.png"
     Image.fromarray(smooth_image(24, 40, seed=3)).save(path)

@@ -1,7 +1,9 @@
 """`evc encode | decode | info | models`: the codec commands.
 
 "-" as a file name is standard input or output; output files appear complete or not at all
-(evc.cli.files).
+(evc.cli.files). ``encode`` and ``decode`` take INPUT OUTPUT, or any number of inputs with
+``--out-dir DIR`` (a batch): the model is then loaded once and every file coded in the same process,
+since starting (imports, weights, the exact networks) costs several times what coding one photo does.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import io
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +26,10 @@ import evc
 import evc.codec
 from evc import arguments
 from evc.bitstream.container import parse
-from evc.cli.common import EXIT_OK, CLIError, add_option, checked, integer, load_codec, log
-from evc.cli.files import check_output, write_output
+from evc.cli.common import (
+    EXIT_OK, EXIT_USAGE, USER_ERRORS, CLIError, add_option, checked, integer, load_codec, log, one_line
+)
+from evc.cli.files import OutputExistsError, check_output, write_output
 from evc.image import DEFAULT_MAX_PIXELS, open_image, profile_description, to_srgb
 from evc.models.registry import MODELS_BY_ID
 
@@ -78,26 +85,166 @@ def _write(name: str, data: bytes, force: bool) -> None:
     write_output(Path(name), lambda tmp: tmp.write_bytes(data), force)
 
 
+def _writable_format(suffix: str) -> str | None:
+    """The Pillow format that files ending in ``suffix`` are written in; None if Pillow writes none."""
+    fmt = Image.registered_extensions().get(suffix.lower())
+    return fmt if fmt is not None and fmt in Image.SAVE else None
+
+
 def _image_format(name: str) -> str:
     if name == STDIO:
         return "PNG"
     path = Path(name)
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None or fmt not in Image.SAVE:
+    fmt = _writable_format(path.suffix)
+    if fmt is None:
         raise CLIError(f"cannot write {path}: unknown image extension {path.suffix!r} (use .png, .ppm, .tiff, .bmp, ...)")
     return fmt
 
 
+# -- one file or a batch ---------------------------------------------------------------------------
+
+
+def _single_files(args: argparse.Namespace) -> tuple[str, str]:
+    """INPUT and OUTPUT of the one-file form (no --out-dir)."""
+    where = f"see 'evc {args.command} --help'"
+    if len(args.files) == 1:
+        raise CLIError(f"the following arguments are required: OUTPUT (or give --out-dir DIR; {where})")
+    if len(args.files) > 2:
+        raise CLIError(f"{len(args.files)} files given: evc {args.command} takes INPUT OUTPUT, "
+                       f"or INPUT [INPUT ...] --out-dir DIR ({where})")
+    source, target = args.files
+    return source, target
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One input of a batch and the file it writes."""
+
+    source: str
+    target: Path
+
+
+def _batch_jobs(args: argparse.Namespace, suffix: str) -> list[_Job]:
+    """Every input with its output DIR/<stem><suffix>, all checked before anything is coded, so that a
+    refused batch writes nothing: no '-', no two inputs writing one file, no existing output unless
+    --force. DIR itself may be missing (it is made when the first output is written)."""
+    folder = Path(args.out_dir)
+    if STDIO in args.files or args.out_dir == STDIO:
+        raise CLIError("'-' (standard input or output) does not go with --out-dir: name the input files")
+    reachable = next(p for p in (folder, *folder.parents) if p.exists())  # "." or "/" at the latest
+    if not reachable.is_dir():
+        raise CLIError(f"--out-dir {folder}: {reachable} is not a folder")
+    jobs = [_Job(name, folder / f"{Path(name).stem}{suffix}") for name in args.files]
+    writers: dict[str, str] = {}
+    for job in jobs:
+        key = job.target.name.casefold()  # one file on case-insensitive file systems (macOS, Windows)
+        if key in writers:
+            raise CLIError(f"inputs {writers[key]} and {job.source} would both write {job.target} "
+                           "(the same name in --out-dir); rename one or code them in separate runs")
+        writers[key] = job.source
+    if folder.is_dir():
+        existing = []
+        for job in jobs:
+            try:
+                check_output(job.target, args.force)
+            except OutputExistsError:
+                existing.append(job.target)
+        if existing:
+            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+            raise CLIError(f"output {existing[0]} exists{more}; pass --force to overwrite; nothing was written")
+    return jobs
+
+
+@contextmanager
+def _warnings_named(source: str) -> Iterator[None]:
+    """Warnings while one file of a batch is coded, shown with its name as its errors are."""
+    show = warnings.showwarning
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *where: show(f"{source}: {message}", *where)
+        yield
+
+
+def _run_batch(args: argparse.Namespace, jobs: list[_Job], code: Callable[[_Job], None], start: float) -> int:
+    """``code`` every job in turn. A file that fails is reported ("evc: error: FILE: ...") and the others
+    go on; the exit code is then 2. ``start``: when the command began (for the --verbose total)."""
+    failed = 0
+    for job in jobs:
+        try:
+            with _warnings_named(job.source):
+                code(job)
+        except USER_ERRORS as exc:  # this file's fault (main reports the same as the user's)
+            failed += 1
+            print(f"evc: error: {job.source}: {one_line(exc)}", file=sys.stderr)
+    elapsed = time.perf_counter() - start
+    log(args, f"{len(jobs) - failed} of {len(jobs)} files written in {elapsed:.2f} s, loading included "
+              f"({elapsed / len(jobs):.2f} s per file)")
+    if failed:
+        print(f"evc: error: {failed} of {len(jobs)} inputs failed (the others were written)", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def _write_in(job: _Job, data: bytes, force: bool) -> None:
+    """Write a batch's output, making --out-dir (and its parents) with the first one."""
+    job.target.parent.mkdir(parents=True, exist_ok=True)
+    _write(str(job.target), data, force)
+
+
+class _Codecs:
+    """The codecs of one command, loaded once per model: every file of a batch is coded with the same
+    one, so the weights are read and the exact networks prepared once. A model that failed to load
+    fails again at once for the next file that needs it."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self._loaded: dict[str | None, evc.Codec | Exception] = {}
+
+    def __call__(self, name: str | None) -> evc.Codec:
+        if name not in self._loaded:
+            start = time.perf_counter()
+            try:
+                codec = load_codec(self.args, name)
+            except USER_ERRORS as exc:
+                self._loaded[name] = exc
+                raise
+            log(self.args, f"loaded {codec.name} on {codec.device} in {time.perf_counter() - start:.2f} s")
+            self._loaded[name] = codec
+        loaded = self._loaded[name]
+        if isinstance(loaded, Exception):
+            raise loaded
+        return loaded
+
+
+# -- encode ----------------------------------------------------------------------------------------
+
+
 def cmd_encode(args: argparse.Namespace) -> int:
-    _check_output(args.output, args.force)
-    with _read_image(args.input, args.max_pixels) as image:  # multi-frame files stay open until closed
-        return _encode(args, image)
-
-
-def _encode(args: argparse.Namespace, image: Image.Image) -> int:
     start = time.perf_counter()
-    codec = load_codec(args, args.model)
-    log(args, f"loaded {codec.name} on {codec.device} in {time.perf_counter() - start:.2f} s")
+    codecs = _Codecs(args)
+    if args.out_dir is None:
+        source, target = _single_files(args)
+        _check_output(target, args.force)
+        with _read_image(source, args.max_pixels) as image:  # multi-frame files stay open until closed
+            data, line = _encoded(args, codecs(args.model), image, source, target)
+        _write(target, data, args.force)
+        log(args, line)
+        return EXIT_OK
+    jobs = _batch_jobs(args, ".evc")
+    codec = codecs(args.model)  # before any file: a model that cannot load stops the batch
+
+    def encode_file(job: _Job) -> None:
+        with _read_image(job.source, args.max_pixels) as image:
+            data, line = _encoded(args, codec, image, job.source, str(job.target))
+        _write_in(job, data, args.force)
+        log(args, line)
+
+    return _run_batch(args, jobs, encode_file, start)
+
+
+def _encoded(
+    args: argparse.Namespace, codec: evc.Codec, image: Image.Image, source: str, target: str
+) -> tuple[bytes, str]:
+    """The .evc file of ``image`` with the command's rate options, and its --verbose line."""
     rate = dict(
         q_index=args.q_index,
         target_bpp=args.target_bpp,
@@ -106,22 +253,17 @@ def _encode(args: argparse.Namespace, image: Image.Image) -> int:
     )
     if image.info.get("icc_profile"):
         described = profile_description(image.info["icc_profile"]) or "unnamed"
-        log(args, f"{args.input}: ICC colour profile ({described}) carried in the file and restored on decoding")
+        log(args, f"{source}: ICC colour profile ({described}) carried in the file and restored on decoding")
     start = time.perf_counter()
     if not args.verbose:  # the bytes only: no reconstruction unless the rate search needs one
-        data = codec.compress(image, args.quality, **rate)
-        _write(args.output, data, args.force)
-        return EXIT_OK
+        return codec.compress(image, args.quality, **rate), ""
     result = codec.encode(image, args.quality, **rate)
     elapsed = time.perf_counter() - start
-    _write(args.output, result.data, args.force)
     level = "" if result.encoder_level is None else f", encoder level {result.encoder_level}"
-    log(
-        args,
-        f"{args.input} ({result.width}x{result.height}) -> {args.output}: {len(result.data)} bytes, "
-        f"{result.bpp:.4f} bpp, {result.psnr:.2f} dB, q index {result.q_index}{level}, {elapsed:.2f} s",
+    return result.data, (
+        f"{source} ({result.width}x{result.height}) -> {target}: {len(result.data)} bytes, "
+        f"{result.bpp:.4f} bpp, {result.psnr:.2f} dB, q index {result.q_index}{level}, {elapsed:.2f} s"
     )
-    return EXIT_OK
 
 
 def _saved(image: Image.Image, fmt: str, options: dict[str, Any]) -> tuple[bytes, Image.Image | None]:
@@ -188,22 +330,54 @@ def encode_output_image(image: Image.Image, fmt: str, output_quality: int | None
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    fmt = _image_format(args.output)
+    start = time.perf_counter()
+    codecs = _Codecs(args)
+    if args.out_dir is None:
+        if args.format is not None:
+            raise CLIError("--format goes with --out-dir; without it OUTPUT's extension chooses the format")
+        source, target = _single_files(args)
+        fmt = _output_format(args, _image_format(target))
+        _check_output(target, args.force)
+        data, line = _decoded(args, codecs, fmt, _read_bytes(source), source, target)
+        _write(target, data, args.force)
+        log(args, line)
+        return EXIT_OK
+    suffix = "." + (args.format or "png").lstrip(".").lower()
+    fmt = _writable_format(suffix)
+    if fmt is None:
+        raise CLIError(f"--format {args.format}: unknown image extension (use png, ppm, tiff, bmp, ...)")
+    fmt = _output_format(args, fmt)
+    jobs = _batch_jobs(args, suffix)
+    arguments.device(args.device)  # an unusable device stops the batch before any file, not at each
+
+    def decode_file(job: _Job) -> None:
+        data, line = _decoded(args, codecs, fmt, _read_bytes(job.source), job.source, str(job.target))
+        _write_in(job, data, args.force)
+        log(args, line)
+
+    return _run_batch(args, jobs, decode_file, start)
+
+
+def _output_format(args: argparse.Namespace, fmt: str) -> str:
+    """``fmt``, once --output-quality is known to fit it."""
     if args.output_quality is not None and fmt not in LOSSY_FORMATS:
         raise _lossy_only_error(fmt)
-    _check_output(args.output, args.force)
-    data = _read_bytes(args.input)
+    return fmt
+
+
+def _decoded(
+    args: argparse.Namespace, codecs: _Codecs, fmt: str, data: bytes, source: str, target: str
+) -> tuple[bytes, str]:
+    """The image file (format ``fmt``) of the .evc file ``data``, and its --verbose line."""
     # Validate the container before any model is loaded (file_info would also load weights for the quality).
     header, _ = parse(data, known_model_ids=set(MODELS_BY_ID))
-    start = time.perf_counter()
-    codec = load_codec(args, MODELS_BY_ID[header.model_id].name)
-    log(args, f"loaded {codec.name} on {codec.device} in {time.perf_counter() - start:.2f} s")
+    codec = codecs(MODELS_BY_ID[header.model_id].name)
     start = time.perf_counter()
     image = codec.decompress(data)
     elapsed = time.perf_counter() - start
-    _write(args.output, encode_output_image(image, fmt, args.output_quality), args.force)
-    log(args, f"{args.input} -> {args.output} ({header.width}x{header.height} {header.colour}), {elapsed:.2f} s")
-    return EXIT_OK
+    return encode_output_image(image, fmt, args.output_quality), (
+        f"{source} -> {target} ({header.width}x{header.height} {header.colour}), {elapsed:.2f} s"
+    )
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -273,11 +447,19 @@ def _add_coding_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", "-v", action="store_true", help="progress and timings on stderr")
 
 
+def _usage(command: str) -> str:
+    """Both forms of encode / decode (argparse's own line would show one FILE list for both)."""
+    return f"%(prog)s INPUT OUTPUT [options]\n       evc {command} INPUT [INPUT ...] --out-dir DIR [options]"
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     """Add the codec commands to the `evc` parser's subcommands."""
-    enc = commands.add_parser("encode", help="compress an image into an .evc file")
-    enc.add_argument("input", help="image file, or - for standard input")
-    enc.add_argument("output", help=".evc file, or - for standard output")
+    enc = commands.add_parser("encode", help="compress an image into an .evc file", usage=_usage("encode"))
+    enc.add_argument("files", nargs="+", metavar="FILE",
+                     help="INPUT OUTPUT: an image file and the .evc file to write (- for standard input / output); "
+                          "with --out-dir: any number of image files")
+    add_option(enc, "--out-dir",
+               help="write DIR/<name>.evc for each INPUT, loading the model once (DIR is made if missing)")
     add_option(enc, "--model")
     rate = enc.add_mutually_exclusive_group()
     rate.add_argument("--quality", type=checked(arguments.quality), help="0 (smallest) .. 1 (best); default 0.5")
@@ -296,9 +478,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     _add_coding_options(enc)
     enc.set_defaults(run=cmd_encode)
 
-    dec = commands.add_parser("decode", help="decompress an .evc file into an image (format from the extension)")
-    dec.add_argument("input", help=".evc file, or - for standard input")
-    dec.add_argument("output", help="image file (format from the extension), or - for PNG on standard output")
+    dec = commands.add_parser("decode", help="decompress an .evc file into an image (format from the extension)",
+                              usage=_usage("decode"))
+    dec.add_argument("files", nargs="+", metavar="FILE",
+                     help="INPUT OUTPUT: an .evc file and the image file to write, its format from the extension "
+                          "(- for standard input / PNG on standard output); with --out-dir: any number of .evc files")
+    add_option(dec, "--out-dir",
+               help="write DIR/<name>.png (or --format's extension) for each INPUT, loading each model once "
+                    "(DIR is made if missing)")
+    dec.add_argument("--format", metavar="EXT",
+                     help="with --out-dir: the outputs' extension, which chooses their format (default png; "
+                          "ppm, tiff, bmp, jpg, webp, ...)")
     dec.add_argument("--output-quality", type=checked(arguments.output_quality), metavar="N",
                      help=f"quality 1..100 of a lossy output format (JPEG, WebP, AVIF; default {DEFAULT_OUTPUT_QUALITY})")
     add_option(dec, "--force")

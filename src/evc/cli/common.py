@@ -17,6 +17,8 @@ EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
+# What the user can cause (bad input, options, files): reported as one line "evc: error: ...", exit 2.
+USER_ERRORS = (EVCError, ValueError, OSError)
 
 
 class CLIError(EVCError):
@@ -50,6 +52,12 @@ class Parser(argparse.ArgumentParser):
         if self.own_extras and extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}")  # argparse's own wording
         return namespace, extras
+
+
+def one_line(exc: object) -> str:
+    """An error or warning message folded onto one line (every report of `evc` is one line)."""
+    text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
 
 
 def log(args: argparse.Namespace, message: str) -> None:
@@ -118,12 +126,13 @@ OPTIONS: dict[str, dict[str, Any]] = {
     ),
     "--substreams": dict(type=checked(arguments.substreams), default=1, metavar=_SUBSTREAMS,
                          help="independent streams per coding step of the latent (default 1)"),
-    "--force": dict(action="store_true", help="overwrite OUTPUT if it exists"),
+    "--force": dict(action="store_true", help="overwrite OUTPUT (with --out-dir: the outputs) if it exists"),
     "--threads": dict(
         type=checked(threads.parse, str), default=None, metavar="{auto,N}",
         help="CPU threads: auto (the cores free when each image starts) or a count; default: $EVC_THREADS, "
              "else $OMP_NUM_THREADS, else auto",
     ),
+    "--out-dir": dict(metavar="DIR"),
 }
 
 

@@ -20,8 +20,7 @@ import evc
 import evc.cli.codec
 import evc.cli.eval
 import evc.cli.train
-from evc.cli.common import EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, Parser
-from evc.errors import EVCError
+from evc.cli.common import EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, USER_ERRORS, Parser, one_line
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,21 +55,16 @@ def _main(argv: list[str]) -> int:
         return EXIT_BROKEN_PIPE
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0)
-    except (EVCError, ValueError, OSError) as exc:
-        print(f"evc: error: {_one_line(exc)}", file=sys.stderr)
+    except USER_ERRORS as exc:
+        print(f"evc: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # a bug, not bad input: still no traceback unless asked for
         if os.environ.get("EVC_DEBUG"):
             raise
-        print(f"evc: internal error (set EVC_DEBUG=1 for details): {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        print(f"evc: internal error (set EVC_DEBUG=1 for details): {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return EXIT_INTERNAL
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings (the library's and ours) as one line each on stderr, like errors."""
-    print(f"evc: warning: {_one_line(message)}", file=sys.stderr)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return " ".join(text.split())
+    print(f"evc: warning: {one_line(message)}", file=sys.stderr)
