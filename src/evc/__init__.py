@@ -1,5 +1,7 @@
 """evc: EVC neural image codec (Wang et al., ICLR 2023) — one model for every bitrate."""
 
+# First, before torch loads: the thread policy measures the machine's load from here (evc.threads).
+from evc import threads as _threads  # noqa: F401, I001
 from evc.codec import Codec, EncodeResult, FileInfo, decompress, file_info, load
 from evc.errors import EVCError, FormatError, ImageError, ModelError, UntrainedModelError
 from evc.models.registry import MODELS, create_model

@@ -26,8 +26,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import torch
-
 ENV_VAR = "EVC_THREADS"
 AUTO = "auto"
 # The window over which the load is measured when there is no earlier sample to measure from.
@@ -97,18 +95,24 @@ def parse(setting: str | int | None) -> str | int:
     return setting
 
 
+# Taken when evc is imported (evc/__init__.py imports this module first, before torch): a command's
+# first choice measures the load over its own start-up.
+IMPORT_SAMPLE = LoadSample()
+
+
 class ThreadPolicy:
     """Chooses the thread count for each piece of work (an image, a training window) under a setting.
 
     ``setting``: "auto", a count, or None (see :func:`parse`). With "auto" each :meth:`choose` measures
-    the free cores since the previous one (the first since the policy was made, or over a short
-    window), at most ``usable_cpus()`` and at most ``limit`` (default: no other limit).
+    the free cores since the previous one (the first: since ``since``, default when the policy was
+    made, or over a short window if that is too recent), at most ``usable_cpus()`` and at most
+    ``limit`` (default: no other limit). Raises ValueError for a bad setting.
     """
 
-    def __init__(self, setting: str | int | None = None, limit: int | None = None) -> None:
+    def __init__(self, setting: str | int | None = None, limit: int | None = None, since: LoadSample | None = None) -> None:
         self.setting = parse(setting)
         self.limit = limit
-        self._sample = LoadSample()
+        self._sample = since or LoadSample()
         self._last: int | None = None
 
     def choose(self) -> int:
@@ -129,6 +133,8 @@ class ThreadPolicy:
     @contextmanager
     def applied(self) -> Iterator[int]:
         """Run the block with :meth:`choose`'s count of torch threads, then restore the previous count."""
+        import torch  # here: this module is imported before torch, to time the start-up (IMPORT_SAMPLE)
+
         previous = torch.get_num_threads()
         count = self.choose()
         if count != previous:
@@ -138,3 +144,14 @@ class ThreadPolicy:
         finally:
             if torch.get_num_threads() != previous:
                 torch.set_num_threads(previous)
+
+
+
+@contextmanager
+def process_threads(setting: str | int | None = None, since: LoadSample | None = IMPORT_SAMPLE) -> Iterator[int]:
+    """Run the block with the policy's torch thread count for the whole process, measured since
+    ``since`` (default: since evc was imported, i.e. over the process's start-up), then restore the
+    previous count. A command runs in this, so that loading the model follows the policy too. Raises
+    ValueError for a bad setting."""
+    with ThreadPolicy(setting, since=since).applied() as count:
+        yield count

@@ -21,6 +21,7 @@ import evc.cli.codec
 import evc.cli.eval
 import evc.cli.train
 from evc.cli.common import EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, USER_ERRORS, Parser, one_line
+from evc.threads import process_threads
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +46,12 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return args.run(args)
+        if not hasattr(args, "threads"):  # a command that computes nothing
+            return args.run(args)
+        # The whole command (loading the model too) follows the thread policy; each image then
+        # measures again (Codec).
+        with process_threads(args.threads):
+            return args.run(args)
     except KeyboardInterrupt:
         print("evc: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
