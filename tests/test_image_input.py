@@ -71,6 +71,12 @@ def test_encode_result_and_decoded_image_are_upright(codec, rotated_jpeg):
     result = codec.encode(Image.open(rotated_jpeg), quality=0.5)
     assert result.reconstruction.size == (32, 64)
     assert codec.decompress(result.data).size == (32, 64)
+    # Upright, not only of upright size (a half turn, or the other quarter turn, keeps the size): the same
+    # pixels as the image turned upright by hand gives.
+    upright = np.asarray(Image.open(rotated_jpeg).transpose(Image.Transpose.ROTATE_270))
+    expected = np.asarray(codec.encode(upright, quality=0.5).reconstruction)
+    assert np.array_equal(np.asarray(result.reconstruction), expected)
+    assert np.array_equal(np.asarray(codec.decompress(result.data)), expected)
 
 
 def test_first_frame_with_a_warning_in_api_and_cli(capsys, tmp_path, weights, codec):

@@ -8,6 +8,7 @@ import dataclasses
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -105,7 +106,8 @@ def test_rate_parameters_get_their_own_learning_rate(image_folder, tmp_path) -> 
 
 
 def test_log_rows_are_window_means_per_anchor(image_folder, tmp_path, capsys) -> None:
-    Trainer(tiny_config(image_folder, tmp_path / "every", log_every=1)).run()
+    trainer = Trainer(tiny_config(image_folder, tmp_path / "every", log_every=1))
+    trainer.run()
     Trainer(tiny_config(image_folder, tmp_path / "pairs", log_every=2)).run()
     every = read_csv(tmp_path / "every" / "train.csv")
     pairs = read_csv(tmp_path / "pairs" / "train.csv")
@@ -114,8 +116,16 @@ def test_log_rows_are_window_means_per_anchor(image_folder, tmp_path, capsys) ->
         singles = every[2 * k : 2 * k + 2]
         assert float(row["loss"]) == pytest.approx(sum(float(r["loss"]) for r in singles) / 2, rel=1e-9)
     # Per anchor: a row's per-anchor bpp values average back to its overall bpp (weighted by crops).
-    anchors = [a for a in range(4) if every[0][f"bpp_a{a}"] != "nan"]
-    assert anchors and all(float(every[0][f"psnr_a{a}"]) > 0 for a in anchors)
+    # Step k (one process) trains on samples k*B .. k*B+B-1; the anchors they drew are the weights.
+    batch = trainer.config.batch_size
+    for k, row in enumerate(every):
+        counts = np.bincount([trainer.data[k * batch + i][1] for i in range(batch)], minlength=4)
+        assert [row[f"bpp_a{a}"] == "nan" for a in range(4)] == [n == 0 for n in counts], (k, counts)
+        weighted = sum(n * float(row[f"bpp_a{a}"]) for a, n in enumerate(counts) if n) / batch
+        assert float(row["bpp"]) == pytest.approx(weighted, rel=1e-6), (k, counts)
+        assert all(float(row[f"psnr_a{a}"]) > 0 for a in range(4) if counts[a])
+    assert any((np.bincount([trainer.data[k * batch + i][1] for i in range(batch)]) > 0).sum() > 1
+               for k in range(len(every)))  # some row mixes anchors: the weighting is tested
     # No terminal under pytest: progress comes as plain lines.
     assert "step 4: loss" in capsys.readouterr().err
 
