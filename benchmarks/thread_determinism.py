@@ -37,7 +37,8 @@ CODEC = """
 import sys, numpy as np, torch, evc
 from PIL import Image
 torch.set_num_threads(int(sys.argv[1]))
-codec = evc.Codec(evc.create_model(sys.argv[2], seed=0), sys.argv[2], device="cpu")
+# A fixed count: the codec's own thread policy (evc.threads) would otherwise choose it.
+codec = evc.Codec(evc.create_model(sys.argv[2], seed=0), sys.argv[2], device="cpu", threads=int(sys.argv[1]))
 if sys.argv[3] == "encode":
     result = codec.encode(Image.open(sys.argv[4]).convert("RGB"), 0.5)
     open(sys.argv[5], "wb").write(result.data)
