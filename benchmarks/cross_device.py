@@ -27,9 +27,9 @@ def decode_with_latent(codec: evc.Codec, data: bytes) -> tuple[np.ndarray, torch
     seen: list[torch.Tensor] = []
     original = codec.model.synthesise
 
-    def recording(y_hat, q_step, divisor):
+    def recording(y_hat, q_step, divisor, run):
         seen.append(((y_hat * q_step).float() * divisor).cpu())
-        return original(y_hat, q_step, divisor)
+        return original(y_hat, q_step, divisor, run)
 
     codec.model.synthesise = recording
     try:
