@@ -146,7 +146,6 @@ class ThreadPolicy:
                 torch.set_num_threads(previous)
 
 
-
 @contextmanager
 def process_threads(setting: str | int | None = None, since: LoadSample | None = IMPORT_SAMPLE) -> Iterator[int]:
     """Run the block with the policy's torch thread count for the whole process, measured since

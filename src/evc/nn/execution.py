@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from weakref import WeakKeyDictionary
 
 import torch
 from torch import nn
@@ -47,8 +46,6 @@ class Execution:
     tile_policy: TilePolicy = field(default_factory=TilePolicy)
     timing: Timing = untimed
     deterministic_float_parameters: bool = True
-    # Each network's tiling plan (scale, halo) is computed once per run settings and network.
-    _tiled: WeakKeyDictionary = field(default_factory=WeakKeyDictionary, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.transform_dtype not in TRANSFORM_DTYPES:
@@ -60,13 +57,6 @@ class Execution:
         for module in transforms:
             module.to(memory_format=layout)
 
-    def tiled(self, network: nn.Module, input_pixel: int) -> TiledNetwork:
-        """``network`` as tiles run it (``input_pixel``: image pixels per input pixel along an axis)."""
-        tiled = self._tiled.get(network)
-        if tiled is None or tiled.input_pixel != input_pixel:
-            tiled = self._tiled[network] = TiledNetwork(network, input_pixel)
-        return tiled
-
     def run_transform(self, module: nn.Module, x: torch.Tensor, input_pixel: int) -> torch.Tensor:
         """Apply g_a or g_s in this run's precision and layout, tile by tile for large images.
 
@@ -74,7 +64,9 @@ class Execution:
         up to float rounding: no seams. Whether to tile depends only on the image size, so encoder and
         decoder make the same choice. Returns float32.
         """
-        tiled = self.tiled(module, input_pixel)
+        # Made per call: its plan (scale, halo) is computed only when the image is large enough to tile,
+        # and a cache here would keep every network it ever ran alive.
+        tiled = TiledNetwork(module, input_pixel)
         plain = self.transform_dtype == torch.float32 and not self.channels_last
         with self.timing("transforms"):
             if plain and not tiled.is_tiled(x, self.tile_policy):
