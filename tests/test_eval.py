@@ -164,3 +164,33 @@ def test_report_formatters_line_up() -> None:
     curve = RDCurve("c", [0.25, 0.5], [30.0, 32.5], None, [0.1, 0.1], [0.05, 0.05])
     assert format_points(curve)[1] == "   0.5000 bpp   32.50 dB  MS-SSIM n/a     encode    100.0 ms  decode     50.0 ms"
     assert format_points(RDCurve("no times", [0.25], [30.0])) == []  # nothing to report without times
+
+
+def test_eval_at_one_encoder_level(tmp_path, capsys) -> None:
+    """A scalable model measured per encoder level: each level's curve is the sizes of the files that
+    level alone writes, named by the level; a level the model lacks is refused before any coding."""
+    from evc.models.weights import save_weights
+
+    save_weights(evc.create_model("Scale-SS", seed=0), tmp_path / "w", "Scale-SS")
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    image = smooth_image(64, 96, seed=3)
+    Image.fromarray(image).save(folder / "tiny.png")
+    out = tmp_path / "res"
+    base = ["eval", str(folder), "--weights", str(tmp_path / "w"), "--qualities", "2", "--out", str(out), "--quiet"]
+    codec = evc.load("Scale-SS", weights=str(tmp_path / "w"))
+    sizes = {}
+    for level in (0, 3):
+        assert evc_main(base + ["--encoder-level", str(level)]) == 0
+        curve = load_curve(out / f"Scale-SS-level{level}.json")
+        assert curve.name == f"Scale-SS level {level}" and curve.meta["versions"]["encoder_level"] == str(level)
+        expected = [len(codec.compress(image, q_index=q, encoder_level=level)) * 8 / (64 * 96) for q in curve.meta["settings"]]
+        assert curve.bpp == pytest.approx(expected)
+        sizes[level] = curve.bpp
+    assert sizes[0] != sizes[3]  # the levels code differently
+    capsys.readouterr()
+    assert evc_main(base + ["--encoder-level", "4"]) == 2
+    assert "encoder_level must be an integer in 0..3" in capsys.readouterr().err
+    assert not (out / "Scale-SS-level4.json").exists()
+    assert evc_main(["eval", str(folder), "--model", "EVC-SS", "--encoder-level", "0", "--out", str(out)]) == 2
+    assert "scalable" in capsys.readouterr().err

@@ -27,7 +27,7 @@ import evc.codec
 from evc import arguments
 from evc.bitstream.container import parse
 from evc.cli.common import (
-    EXIT_OK, EXIT_USAGE, USER_ERRORS, CLIError, add_option, checked, integer, load_codec, log, one_line
+    EXIT_OK, EXIT_USAGE, USER_ERRORS, CLIError, add_option, checked, load_codec, log, one_line
 )
 from evc.cli.files import OutputExistsError, check_output, write_output
 from evc.image import DEFAULT_MAX_PIXELS, open_image, profile_description, to_srgb
@@ -470,8 +470,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     rate.add_argument("--q-index", type=checked(arguments.q_index), metavar="N",
                       help="exact q index (100 x q_scale, %d..%d); one below quality 1's is warned: "
                            "more bits than the model was trained for buy little quality" % arguments.Q_INDEX_RANGE)
-    enc.add_argument("--encoder-level", type=integer("encoder_level"), metavar="K",
-                     help="scalable models: run encoders 0..K only")
+    add_option(enc, "--encoder-level")
     add_option(enc, "--arithmetic")
     add_option(enc, "--substreams")
     add_option(enc, "--force")

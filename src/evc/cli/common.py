@@ -133,6 +133,8 @@ OPTIONS: dict[str, dict[str, Any]] = {
              "else $OMP_NUM_THREADS, else auto",
     ),
     "--out-dir": dict(metavar="DIR"),
+    "--encoder-level": dict(type=integer("encoder_level"), default=None, metavar="K",
+                            help="scalable models: run encoders 0..K only"),
 }
 
 

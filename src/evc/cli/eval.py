@@ -43,11 +43,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.model or args.weights or not args.baseline:
         codec = load_codec(args, args.model)
         weights = str(args.weights) if args.weights else "shipped"
-        under_test = (
-            EVCUnderTest.at_anchors(codec, weights) if args.anchors
-            else EVCUnderTest.at_qualities(codec, args.qualities, weights)
-        )
-        jobs.append((codec.name, under_test, "ours"))
+        try:
+            under_test = (
+                EVCUnderTest.at_anchors(codec, weights, encoder_level=args.encoder_level) if args.anchors
+                else EVCUnderTest.at_qualities(codec, args.qualities, weights, encoder_level=args.encoder_level)
+            )
+        except ValueError as exc:  # an encoder level the model does not have
+            raise CLIError(str(exc)) from None
+        key = codec.name if args.encoder_level is None else f"{codec.name}-level{args.encoder_level}"
+        jobs.append((key, under_test, "ours"))
     if args.baseline:
         from evc.eval.baselines import baseline_codecs, unavailable_baselines
 
@@ -240,6 +244,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_option(ev, "--weights",
                help="weights file or folder instead of the shipped ones (they name their model: --model optional)")
     add_option(ev, "--device", help="cpu, cuda, cuda:N")
+    add_option(ev, "--encoder-level", help="scalable models: code with encoders 0..K only; the results are named "
+                                           "MODEL-levelK.json (default: every level tried, the best file kept)")
     ev.set_defaults(run=cmd_eval)
 
     compare = commands.add_parser("compare", help="BD-rates of RD results against anchors, and RD plots")

@@ -165,6 +165,7 @@ class MaskDecayTask(TrainingTask):
             "removed_max": float(removed.max()),
             "removed_zero_fraction": float((removed == 0).float().mean()),
             "kept_mean": float(kept_values.mean()),
+            "kept_min": float(kept_values.min()),  # L1 shrinks every mask: its kept ones fall too
         }
 
 

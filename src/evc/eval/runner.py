@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from evc import arguments
 from evc.codec import Codec
 from evc.errors import EVCError
 from evc.eval.metrics import ms_ssim, psnr
@@ -42,18 +43,25 @@ class CodecUnderTest(Protocol):
 
 
 class EVCUnderTest:
-    """One of our codecs, at given q indices (the anchors, or qualities evenly spread in [0, 1])."""
+    """One of our codecs, at given q indices (the anchors, or qualities evenly spread in [0, 1]).
+
+    ``encoder_level`` (scalable models) codes every image with encoders 0..level only; the curve is then
+    named "<model> level <K>". Without it a scalable model tries its levels and keeps the best file.
+    """
 
     setting_name = "q index"
 
-    def __init__(self, codec: Codec, q_indices: Sequence[int], weights: str) -> None:
+    def __init__(self, codec: Codec, q_indices: Sequence[int], weights: str, encoder_level: int | None = None) -> None:
         self.codec = codec
-        self.name = codec.name
+        levels = codec.model.num_levels
+        # ValueError for a level the model does not have, before any image is coded.
+        self.encoder_level = arguments.encoder_level(encoder_level, levels if levels > 1 else None, codec.name)
+        self.name = codec.name if encoder_level is None else f"{codec.name} level {encoder_level}"
         self.settings = list(q_indices)
         self.weights = weights
 
     @classmethod
-    def at_anchors(cls, codec: Codec, weights: str, between: int = 0) -> EVCUnderTest:
+    def at_anchors(cls, codec: Codec, weights: str, between: int = 0, encoder_level: int | None = None) -> EVCUnderTest:
         """The trained anchors, plus ``between`` interpolated rates between each neighbouring pair
         (log-uniform in q_scale, as every rate between anchors is coded)."""
         anchors = sorted(codec.anchor_q_indices)
@@ -61,21 +69,21 @@ class EVCUnderTest:
         for low, high in zip(anchors, anchors[1:]):
             for k in range(1, between + 1):
                 points.add(round(math.exp(math.log(low) + k * (math.log(high) - math.log(low)) / (between + 1))))
-        return cls(codec, sorted(points, reverse=True), weights)
+        return cls(codec, sorted(points, reverse=True), weights, encoder_level)
 
     @classmethod
-    def at_qualities(cls, codec: Codec, count: int, weights: str) -> EVCUnderTest:
+    def at_qualities(cls, codec: Codec, count: int, weights: str, encoder_level: int | None = None) -> EVCUnderTest:
         if count < 2:
             raise EVCError("--qualities needs at least 2 points")
         qualities = np.linspace(0.0, 1.0, count)
-        return cls(codec, sorted({codec.q_index(float(q)) for q in qualities}, reverse=True), weights)
+        return cls(codec, sorted({codec.q_index(float(q)) for q in qualities}, reverse=True), weights, encoder_level)
 
     def _sync(self) -> None:
         if self.codec.device.type == "cuda":
             torch.cuda.synchronize(self.codec.device)
 
     def encode(self, rgb: np.ndarray, setting: int) -> bytes:
-        data = self.codec.compress(rgb, q_index=setting)
+        data = self.codec.compress(rgb, q_index=setting, encoder_level=self.encoder_level)
         self._sync()
         return data
 
@@ -87,7 +95,10 @@ class EVCUnderTest:
     def versions(self) -> dict[str, str]:
         import evc
 
-        return {"evc": evc.__version__, "torch": torch.__version__, "weights": self.weights, "device": str(self.codec.device)}
+        versions = {"evc": evc.__version__, "torch": torch.__version__, "weights": self.weights, "device": str(self.codec.device)}
+        if self.encoder_level is not None:
+            versions["encoder_level"] = str(self.encoder_level)
+        return versions
 
 
 def list_images(folder: str | Path) -> list[Path]:
