@@ -174,11 +174,12 @@ def test_inputs_with_one_output_name_refused(capsys, tmp_path, weights, images):
 
 
 @pytest.mark.parametrize("command", ["encode", "decode"])
-def test_standard_streams_refused_with_out_dir(capsys, tmp_path, weights, images, command):
+def test_standard_streams_refused_with_out_dir(capsys, monkeypatch, tmp_path, weights, images, command):
+    monkeypatch.chdir(tmp_path)  # --out-dir - is relative: a folder "-" would appear in the working folder
     for inputs, out_dir in (([images[0], "-"], tmp_path / "out"), ([images[0]], "-")):
         code, out, err = run_main(capsys, *batch(command, inputs, out_dir, weights))
         assert_usage_error(code, out, err, match="'-'")
-    assert not (tmp_path / "out").exists() and not (tmp_path / "-").exists()
+        assert list(tmp_path.iterdir()) == [], out_dir  # neither "out" nor "-" made
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,15 @@ def code(codec: evc.Codec, image) -> bytes:
     return codec.compress(image, quality=0.5)
 
 
+def assert_coded_pixels(image, pixels8: np.ndarray) -> None:
+    """The codec codes exactly the 8-bit ``pixels8`` ((H, W) gray or (H, W, 3) RGB) for ``image``, as
+    evc.image.to_input gives them to it. Equal files alone do not show this: the codec's quantisation
+    absorbs pixels off by one, so a rounding rule turned into truncation still codes to the same bytes."""
+    coded = evc.image.to_input(image).rgb
+    expected = np.repeat(pixels8[:, :, None], 3, axis=2) if pixels8.ndim == 2 else pixels8
+    assert np.array_equal(coded, expected), np.argwhere(coded != expected)[:3]
+
+
 H, W = 20, 24  # small and not a multiple of the padding
 
 
@@ -117,9 +126,10 @@ def _gray_variants() -> dict[str, tuple[Image.Image, np.ndarray]]:
     """Gray-coded inputs and the 8-bit gray image each must code exactly like."""
     gray = gray_array(H, W)
     wide = gray.astype(np.uint16) * 257
-    # offsets below half a step (128.5 of 257) must round back to the same 8-bit value
-    offsets = np.where(gray < 255, np.where(gray % 2 == 0, 100, 0), 0).astype(np.uint16)
-    wide_offset = wide + offsets
+    # offsets below half a step (128.5 of 257) must round back to the same 8-bit value, from above and
+    # from below (truncating, v // 257, would give one less there)
+    offsets = np.where(gray % 2 == 0, np.where(gray < 255, 100, 0), np.where(gray > 0, -100, 0))
+    wide_offset = (wide.astype(np.int32) + offsets).astype(np.uint16)
     bits = (gray > 127).astype(np.uint8) * 255
     return {
         "L": (Image.fromarray(gray, "L"), gray),
@@ -137,6 +147,7 @@ def test_gray_modes_code_as_8bit_gray_and_decode_to_L(codec_ss, variant):
     assert image.mode == variant.split()[0]
     result = assert_round_trip(codec_ss, image, "L", (W, H))
     assert result.data == code(codec_ss, Image.fromarray(gray8, "L"))
+    assert_coded_pixels(image, gray8)
 
 
 def test_16bit_white_codes_like_8bit_white(codec_ss):
@@ -156,6 +167,8 @@ def test_16bit_scaling_rounds_to_nearest(codec_ss):
     img8 = np.tile(expected8, (H, W // len(values16)))
     assert code(codec_ss, Image.fromarray(img16)) == code(codec_ss, Image.fromarray(img8, "L"))
     assert code(codec_ss, img16) == code(codec_ss, img8)  # numpy uint16 follows the same rule
+    assert_coded_pixels(Image.fromarray(img16), img8)
+    assert_coded_pixels(img16, img8)
 
 
 def test_32bit_gray_out_of_16bit_range_is_clipped(codec_ss):
@@ -328,6 +341,11 @@ def test_numpy_float_in_unit_range_codes_like_uint8(codec_ss, dtype):
     assert code(codec_ss, (rgb / 255.0).astype(dtype)) == code(codec_ss, rgb)
     result = assert_round_trip(codec_ss, (gray / 255.0).astype(dtype), "L", (W, H))
     assert result.data == code(codec_ss, gray)
+    assert_coded_pixels((rgb / 255.0).astype(dtype), rgb)
+    assert_coded_pixels((gray / 255.0).astype(dtype), gray)
+    # values between the levels round to the nearest (0 and 255, even and odd, stay in [0, 1])
+    between = (rgb + np.where(rgb % 2 == 0, 0.4, -0.4)) / 255.0
+    assert_coded_pixels(between.astype(dtype), rgb)
 
 
 def test_numpy_uint16_rgb_is_scaled(codec_ss):
@@ -374,13 +392,15 @@ def test_tensor_requiring_grad_and_half_precision(codec_ss):
     gray = (np.arange(H * W).reshape(H, W) % 256).astype(np.uint8)
     exact = torch.from_numpy(gray.astype(np.float32) / 255.0)
     assert code(codec_ss, exact.clone().requires_grad_(True)) == code(codec_ss, gray)
+    assert_coded_pixels(exact.clone().requires_grad_(True), gray)
     # half precision loses exactness: compare with what the half values are in float64
     half = exact.half()
     expected = np.rint(half.double().numpy() * 255.0).astype(np.uint8)
     assert code(codec_ss, half) == code(codec_ss, expected)
-    assert code(codec_ss, exact.bfloat16()) == code(
-        codec_ss, np.rint(exact.bfloat16().double().numpy() * 255.0).astype(np.uint8)
-    )
+    assert_coded_pixels(half, expected)
+    expected_bf16 = np.rint(exact.bfloat16().double().numpy() * 255.0).astype(np.uint8)
+    assert code(codec_ss, exact.bfloat16()) == code(codec_ss, expected_bf16)
+    assert_coded_pixels(exact.bfloat16(), expected_bf16)
 
 
 # -- refused inputs --------------------------------------------------------------------------------
@@ -534,8 +554,10 @@ def _png(pixels: np.ndarray, colour_type: int, depth: int, trns: bytes | None = 
     return b"\x89PNG\r\n\x1a\n" + body + chunk(b"IDAT", zlib.compress(b"".join(b"\0" + r for r in rows))) + chunk(b"IEND", b"")
 
 
-def _png_files() -> dict[str, tuple[bytes, str | None]]:
-    """PNG files of every bit depth and kind: (file, decoded mode) or (file, None) when refused as transparent."""
+def _png_files() -> dict[str, tuple[bytes, str | None, np.ndarray | None]]:
+    """PNG files of every bit depth and kind: (file, decoded mode, the 8-bit pixels it must code like), or
+    (file, None, None) when refused as transparent. 16-bit gray is rounded (v / 257); Pillow keeps the
+    high bytes of 16-bit colour and gray+alpha, and scales 2-bit gray by 85."""
     rng = np.random.default_rng(7)
     gray16 = rng.integers(1, 65535, (H, W)) | 1  # odd: no pixel is 2
     rgb16 = rng.integers(1, 65535, (H, W, 3)) | 1
@@ -543,20 +565,22 @@ def _png_files() -> dict[str, tuple[bytes, str | None]]:
     clear[4, 5] = 0
     levels = rng.integers(0, 4, (H, W))  # 2-bit gray
     levels[0, 0] = 3
+    gray8 = np.rint(gray16 / 257).astype(np.uint8)
+    high_gray, high_rgb = (gray16 >> 8).astype(np.uint8), (rgb16 >> 8).astype(np.uint8)
     return {
-        "gray 16-bit": (_png(gray16, 0, 16), "L"),
-        "gray 16-bit, colour key unused": (_png(gray16, 0, 16, struct.pack(">H", 2)), "L"),
-        "gray 16-bit, colour key used": (_png(gray16, 0, 16, struct.pack(">H", int(gray16[1, 1]))), None),
-        "gray 2-bit": (_png(levels, 0, 2), "L"),
-        "gray 2-bit, colour key used": (_png(levels, 0, 2, struct.pack(">H", 3)), None),
-        "gray 1-bit, colour key used": (_png(levels > 1, 0, 1, struct.pack(">H", 1)), None),
-        "gray+alpha 16-bit opaque": (_png(np.dstack([gray16[:, :, None], opaque]), 4, 16), "L"),
-        "gray+alpha 16-bit transparent": (_png(np.dstack([gray16[:, :, None], clear]), 4, 16), None),
-        "RGB 16-bit": (_png(rgb16, 2, 16), "RGB"),
-        "RGB 16-bit, colour key unused": (_png(rgb16, 2, 16, struct.pack(">HHH", 2, 2, 2)), "RGB"),
-        "RGB 16-bit, colour key used": (_png(rgb16, 2, 16, struct.pack(">HHH", *map(int, rgb16[3, 3]))), None),
-        "RGBA 16-bit opaque": (_png(np.dstack([rgb16, opaque]), 6, 16), "RGB"),
-        "RGBA 16-bit transparent": (_png(np.dstack([rgb16, clear]), 6, 16), None),
+        "gray 16-bit": (_png(gray16, 0, 16), "L", gray8),
+        "gray 16-bit, colour key unused": (_png(gray16, 0, 16, struct.pack(">H", 2)), "L", gray8),
+        "gray 16-bit, colour key used": (_png(gray16, 0, 16, struct.pack(">H", int(gray16[1, 1]))), None, None),
+        "gray 2-bit": (_png(levels, 0, 2), "L", (levels * 85).astype(np.uint8)),
+        "gray 2-bit, colour key used": (_png(levels, 0, 2, struct.pack(">H", 3)), None, None),
+        "gray 1-bit, colour key used": (_png(levels > 1, 0, 1, struct.pack(">H", 1)), None, None),
+        "gray+alpha 16-bit opaque": (_png(np.dstack([gray16[:, :, None], opaque]), 4, 16), "L", high_gray),
+        "gray+alpha 16-bit transparent": (_png(np.dstack([gray16[:, :, None], clear]), 4, 16), None, None),
+        "RGB 16-bit": (_png(rgb16, 2, 16), "RGB", high_rgb),
+        "RGB 16-bit, colour key unused": (_png(rgb16, 2, 16, struct.pack(">HHH", 2, 2, 2)), "RGB", high_rgb),
+        "RGB 16-bit, colour key used": (_png(rgb16, 2, 16, struct.pack(">HHH", *map(int, rgb16[3, 3]))), None, None),
+        "RGBA 16-bit opaque": (_png(np.dstack([rgb16, opaque]), 6, 16), "RGB", high_rgb),
+        "RGBA 16-bit transparent": (_png(np.dstack([rgb16, clear]), 6, 16), None, None),
     }
 
 
@@ -565,7 +589,7 @@ def _png_files() -> dict[str, tuple[bytes, str | None]]:
 def test_png_of_every_bit_depth_decodes_to_its_kind(codec_ss, tmp_path, case, opened):
     """A path and an image from Image.open (not yet loaded) alike; Pillow reads 16-bit gray+alpha as
     RGBA and keeps a colour key in the file's units, which evc puts right."""
-    data, decoded_mode = _png_files()[case]
+    data, decoded_mode, pixels8 = _png_files()[case]
     path = tmp_path / "in.png"
     path.write_bytes(data)
     image = path if opened == "path" else Image.open(path)
@@ -576,10 +600,13 @@ def test_png_of_every_bit_depth_decodes_to_its_kind(codec_ss, tmp_path, case, op
     result = codec_ss.encode(image, 0.5)
     assert result.reconstruction.mode == decoded_mode
     assert codec_ss.decompress(result.data).mode == decoded_mode
+    # the right pixels too, not only the right mode (a wrong band or byte would still decode to it)
+    assert result.data == code(codec_ss, pixels8)
+    assert_coded_pixels(path if opened == "path" else Image.open(path), pixels8)  # unloaded again
 
 
 def test_16bit_gray_alpha_png_is_named_LA_when_refused(codec_ss, tmp_path):
-    data, _ = _png_files()["gray+alpha 16-bit transparent"]
+    data = _png_files()["gray+alpha 16-bit transparent"][0]
     (tmp_path / "in.png").write_bytes(data)
     with pytest.raises(ImageError, match="^image mode LA has transparent pixels"):
         codec_ss.compress(tmp_path / "in.png")
@@ -596,7 +623,7 @@ def test_colour_key_errors_name_the_mode_given(codec_ss, mode):
 
 
 def test_an_image_passed_unloaded_is_left_as_it_was(codec_ss, tmp_path):
-    data, _ = _png_files()["gray 2-bit, colour key used"]
+    data = _png_files()["gray 2-bit, colour key used"][0]
     (tmp_path / "in.png").write_bytes(data)
     image = Image.open(tmp_path / "in.png")
     with pytest.raises(ImageError):

@@ -36,12 +36,20 @@ def test_masks_at_one_leave_the_teacher_unchanged(teacher) -> None:
     with torch.no_grad():
         before_y = teacher.g_a(x)
         before_x = teacher.g_s(before_y)
-        masked = MaskedTeacher(teacher, "S", "S")
-        try:
+    masked = MaskedTeacher(teacher, "S", "S")
+    try:
+        with torch.no_grad():
             assert torch.equal(teacher.g_a(x), before_y) and torch.equal(teacher.g_s(before_y), before_x)
-        finally:
-            masked.remove_hooks()
-    assert torch.equal(teacher.g_a(x), before_y)  # hooks removed: the teacher is itself again
+        # ... and yet in the graph: mask decay trains them through the task loss, so a mask applied
+        # detached (a constant 1) would pass the check above and never learn. A 32-px crop keeps it fast.
+        teacher.g_s(teacher.g_a(x[:, :, :32, :32])).square().mean().backward()
+        for name, mask in masked.masks.items():
+            assert mask.grad is not None and bool((mask.grad != 0).any()), name
+    finally:
+        masked.remove_hooks()
+        teacher.zero_grad(set_to_none=True)  # the module's teacher is shared: leave no gradients behind
+    with torch.no_grad():
+        assert torch.equal(teacher.g_a(x), before_y)  # hooks removed: the teacher is itself again
 
 
 def test_groups_follow_the_channel_plans(teacher) -> None:
