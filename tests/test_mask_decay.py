@@ -148,7 +148,7 @@ def _zeroed_channels_reach_every_consumer(model: evc.models.evc.EVC) -> None:
                 model.g_s(y)
             for consumer in group.consumers:
                 assert (seen[id(consumer.conv)][:, channel] == 0).all(), (group.name, consumer.conv)
-            assert (seen[id(consumer.conv)] != 0).any(), group.name  # not vacuous
+                assert (seen[id(consumer.conv)] != 0).any(), (group.name, consumer.conv)  # not vacuous
     finally:
         for handle in handles:
             handle.remove()
