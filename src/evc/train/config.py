@@ -51,7 +51,7 @@ class TrainConfig:
     # CPU threads: "auto" (the free cores, measured again at every log step: see evc.threads) or a
     # count; "" = $EVC_THREADS, else $OMP_NUM_THREADS, else auto. One process on the CPU only.
     threads: str = ""
-    cache_images: bool = True  # decode each training image once and keep it in memory (~1 GB for the shards)
+    cache_images: bool = True  # decode each training image once and keep it in memory (0.6 GiB for the shards)
     device: str = ""  # "" = cuda if available, else cpu
     # bf16 autocast of the networks (the entropy model's arithmetic and rate terms stay float32), on
     # CUDA and on CPUs with native bf16; the run's config.toml records what was actually used.
