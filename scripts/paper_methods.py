@@ -215,7 +215,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         "echo -10 > /proc/self/autogroup 2> /dev/null || true\n"
         f"{shlex.join(argv)} >> {shlex.quote(str(log))} 2>&1 && touch {shlex.quote(str(phase.folder / 'FINISHED'))}"
     )
-    process = subprocess.Popen(["bash", "-c", script], cwd=ROOT, start_new_session=True, stdin=subprocess.DEVNULL)
+    # Its output goes to the log only: a caller reading this command's output through a pipe must not
+    # wait for the training to end.
+    process = subprocess.Popen(
+        ["bash", "-c", script], cwd=ROOT, start_new_session=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
     (phase.folder / "PID").write_text(str(process.pid))
     print(f"{phase.name}: PID {process.pid} (pause: kill -STOP -- -{process.pid}), log {log}")
     print(shlex.join(argv))
