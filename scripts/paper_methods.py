@@ -256,11 +256,10 @@ def evaluate_missing() -> None:
 
     images = {"validation": validation_photo_paths(), "kodak": list_images(KODAK_DIR)}
     for key, weights, level in evaluations():
-        for set_name in SETS:
+        missing = [name for name in SETS if not result_path(name, key).is_file()]
+        codec = evc.load(weights=weights, device="cpu") if missing else None  # once for both sets
+        for set_name in missing:
             target = result_path(set_name, key)
-            if target.is_file():
-                continue
-            codec = evc.load(weights=weights, device="cpu")
             curve = evaluate(EVCUnderTest.at_anchors(codec, str(weights), encoder_level=level), images[set_name], "ours")
             curve.name = key  # the phase, not the model: several phases train EVC-SS
             curve.meta["dataset"] = set_name
