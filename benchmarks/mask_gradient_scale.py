@@ -17,9 +17,8 @@ import argparse
 
 import torch
 
-from evc.distill.mask_decay import MaskedTeacher, removed_channels, select_channels
-from evc.models.registry import create_model, get_spec
-from evc.models.weights import MODEL_KEY, apply_state, load_state, read_metadata
+from evc.distill.distill import DistillConfig, MaskDecayTask
+from evc.distill.mask_decay import removed_channels
 from evc.shared_data import TRAIN_DIR, validation_photo_paths
 from evc.train.data import RandomCrops, find_images
 from evc.train.objective import RateDistortionLoss
@@ -38,19 +37,9 @@ def main() -> None:
     parser.add_argument("--weights", type=float, nargs="+", default=[1e-4, 1e-3, 1e-2, 1e-1])
     args = parser.parse_args()
 
-    teacher_name = get_spec(read_metadata(args.teacher).get(MODEL_KEY) or "EVC-LL").name
-    teacher = create_model(teacher_name, seed=0)
-    state, _ = load_state(args.teacher)
-    apply_state(teacher, state, args.teacher)
-    student = get_spec(args.student)
-    spec = get_spec(teacher_name)
-    masked = MaskedTeacher(
-        teacher,
-        student.encoder if student.encoder != spec.encoder else None,
-        student.decoder if student.decoder != spec.decoder else None,
-    )
-    kept = select_channels(masked)
-    loss_fn = RateDistortionLoss(teacher)
+    task = MaskDecayTask(DistillConfig(teacher=args.teacher, student=args.student))
+    masked = task.build()  # the teacher with every mask at 1, and the channels that ours keeps
+    loss_fn = RateDistortionLoss(masked.teacher)
     exclude = [p.name for p in validation_photo_paths()]
     records = find_images([str(TRAIN_DIR)], args.crop, lambda message: None, exclude=exclude)
     crops = RandomCrops(records, args.crop, seed=args.seed)
@@ -63,10 +52,10 @@ def main() -> None:
         masked.zero_grad()
         loss, _, _ = loss_fn(x, anchor)
         loss.backward()
-        grads.append(torch.cat([masked.masks[g.name.replace(".", "_")].grad.detach().clone() for g in masked.groups]))
+        grads.append(torch.cat([masked.masks[g.name.replace(".", "_")].grad.clone() for g in masked.groups]))
     g = torch.stack(grads).abs()  # (batches, masks)
-    removed = torch.cat([removed_channels(group, kept[group.name]) for group in masked.groups])
-    print(f"{teacher_name} -> {student.name}: {g.shape[1]} masks, {int(removed.sum())} to remove; "
+    removed = torch.cat([removed_channels(group, task.kept[group.name]) for group in masked.groups])
+    print(f"{task.teacher_name} -> {task.student.name}: {g.shape[1]} masks, {int(removed.sum())} to remove; "
           f"{args.batches} batches of {args.batch_size} crops of {args.crop} px")
     print("| masks | " + " | ".join(f"|g| {int(q * 100)} %" for q in QUANTILES) + " |")
     print("| --- |" + " --- |" * len(QUANTILES))
