@@ -205,7 +205,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"--until {args.until} leaves less than 5 minutes", file=sys.stderr)
             return 2
         # SIGINT: the trainer saves its checkpoint and export and exits; KILL only if it hangs.
-        argv = ["timeout", "--signal=INT", "--kill-after=300", str(left), *argv]
+        # --foreground: timeout would otherwise move the trainer into a process group of its own, which
+        # the pause command below (kill -STOP -- -PID, the session's group) would miss.
+        argv = ["timeout", "--foreground", "--signal=INT", "--kill-after=300", str(left), *argv]
     phase.folder.mkdir(parents=True, exist_ok=True)
     if phase.name == "scale-ss" and not phase.started:
         shutil.rmtree(phase.folder / SCALE_INIT, ignore_errors=True)
