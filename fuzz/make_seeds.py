@@ -32,23 +32,32 @@ from evc.models.variable_rate import q_index_to_scale
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from evcfuzz import HERE, Harness, RawFile, pixel_digest
 
-# (model, height, width, colour, quality or q index, exact, substreams)
-RECIPES: list[tuple[str, int, int, str, float | int, bool, int]] = [
-    ("EVC-SS", 1, 1, "RGB", 0.5, True, 1),
-    ("EVC-SS", 17, 3, "L", 0.0, True, 3),
-    ("EVC-SS", 64, 64, "RGB", 1.0, False, 1),
-    ("EVC-SS", 70, 90, "RGB", 0.5, True, 3),
-    ("EVC-SS", 24, 24, "RGB", 1, True, 1),  # the smallest q index
-    ("EVC-SS", 24, 24, "L", 65535, True, 1),  # the largest
-    ("EVC-MS", 1, 1, "L", 0.5, False, 1),
-    ("EVC-MS", 64, 64, "RGB", 0.3, True, 3),
-    ("EVC-MS", 70, 90, "L", 0.8, True, 1),
-    ("EVC-LL", 17, 3, "RGB", 0.5, True, 1),
-    ("EVC-LL", 64, 64, "L", 0.5, False, 3),
-    ("EVC-LL", 33, 65, "RGB", 1.0, True, 1),
-    ("Scale-SS", 1, 1, "RGB", 0.5, True, 1),
-    ("Scale-SS", 70, 90, "RGB", 0.2, False, 1),
-    ("Scale-SS", 17, 3, "L", 0.9, True, 3),
+# (model, height, width, colour, quality or q index, exact, substreams, arithmetic): "float64" writes
+# format version 2 (those seeds prove that version 2 files still decode), "int8" version 3.
+RECIPES: list[tuple[str, int, int, str, float | int, bool, int, str]] = [
+    ("EVC-SS", 1, 1, "RGB", 0.5, True, 1, "float64"),
+    ("EVC-SS", 17, 3, "L", 0.0, True, 3, "float64"),
+    ("EVC-SS", 64, 64, "RGB", 1.0, False, 1, "float64"),
+    ("EVC-SS", 70, 90, "RGB", 0.5, True, 3, "float64"),
+    ("EVC-SS", 24, 24, "RGB", 1, True, 1, "float64"),  # the smallest q index
+    ("EVC-SS", 24, 24, "L", 65535, True, 1, "float64"),  # the largest
+    ("EVC-MS", 1, 1, "L", 0.5, False, 1, "float64"),
+    ("EVC-MS", 64, 64, "RGB", 0.3, True, 3, "float64"),
+    ("EVC-MS", 70, 90, "L", 0.8, True, 1, "float64"),
+    ("EVC-LL", 17, 3, "RGB", 0.5, True, 1, "float64"),
+    ("EVC-LL", 64, 64, "L", 0.5, False, 3, "float64"),
+    ("EVC-LL", 33, 65, "RGB", 1.0, True, 1, "float64"),
+    ("Scale-SS", 1, 1, "RGB", 0.5, True, 1, "float64"),
+    ("Scale-SS", 70, 90, "RGB", 0.2, False, 1, "float64"),
+    ("Scale-SS", 17, 3, "L", 0.9, True, 3, "float64"),
+    ("EVC-SS", 1, 1, "RGB", 0.5, True, 1, "int8"),
+    ("EVC-SS", 17, 3, "L", 0.0, True, 3, "int8"),
+    ("EVC-SS", 70, 90, "RGB", 0.5, True, 3, "int8"),
+    ("EVC-SS", 24, 24, "RGB", 1, True, 1, "int8"),
+    ("EVC-MS", 64, 64, "RGB", 0.3, True, 3, "int8"),
+    ("EVC-LL", 33, 65, "RGB", 1.0, True, 1, "int8"),
+    ("Scale-SS", 17, 3, "L", 0.9, True, 3, "int8"),
+    ("EVC-SS", 64, 64, "RGB", 1.0, False, 1, "int8"),
 ]
 
 
@@ -131,23 +140,26 @@ def main() -> None:
     seeds.mkdir(parents=True, exist_ok=True)
     for old in seeds.glob("*.evc"):
         old.unlink()
-    codecs: dict[tuple[str, bool, int], evc.Codec] = {}
+    codecs: dict[tuple[str, bool, int, str], evc.Codec] = {}
     models: dict[str, evc.EVC] = {}
     manifest: dict[str, dict] = {}
-    for n, (name, height, width, colour, rate, exact, substreams) in enumerate(RECIPES):
+    for n, (name, height, width, colour, rate, exact, substreams, arithmetic) in enumerate(RECIPES):
         model = models.setdefault(name, evc.create_model(name, seed=0))
-        key = (name, exact, substreams)
-        codec = codecs.setdefault(key, evc.Codec(model, name, "cpu", exact=exact, substreams=substreams))
+        key = (name, exact, substreams, arithmetic)
+        if key not in codecs:
+            codecs[key] = evc.Codec(model, name, "cpu", exact=exact, substreams=substreams, arithmetic=arithmetic)
+        codec = codecs[key]
         pixels = image(height, width, colour, seed=n)
         if isinstance(rate, int):
             data = codec.compress(pixels, q_index=rate)
         else:
             data = codec.compress(pixels, quality=rate)
-        arithmetic = "exact" if exact else "float"
-        q_index = parse(data)[0].q_index
-        file = f"{name.lower()}-{width}x{height}-{colour.lower()}-{arithmetic}-s{substreams}-q{q_index}.evc"
+        header = parse(data)[0]
+        # Version 2 names as they always were; version 3 files say so.
+        kind = ("exact" if exact else "float") + ("-v3" if header.version == 3 else "")
+        file = f"{name.lower()}-{width}x{height}-{colour.lower()}-{kind}-s{substreams}-q{header.q_index}.evc"
         manifest[file] = {"model": name, "width": width, "height": height, "colour": colour, "rate": rate,
-                          "exact": exact, "substreams": substreams, "version": 2}
+                          "exact": exact, "substreams": substreams, "version": header.version}
         (seeds / file).write_bytes(data)
     codec = evc.Codec(models["EVC-SS"], "EVC-SS", "cpu")
     data = version_1_file(codec, image(40, 24, "RGB", seed=99), 120)

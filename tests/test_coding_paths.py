@@ -52,8 +52,27 @@ def test_round_trip_and_flags(exact: bool, substreams: int) -> None:
     header, streams = parse(result.data)
     assert header.exact == exact and header.skip_certain and len(streams) == 1 + 2 * substreams
     info = evc.file_info(result.data)
-    assert info.exact == exact and info.substreams == substreams and info.format_version == 2
+    assert info.exact == exact and info.substreams == substreams and info.format_version == 3
+    assert info.arithmetic == ("int8" if exact else None)
     assert np.array_equal(np.asarray(codec.decompress(result.data)), np.asarray(result.reconstruction))
+
+
+def test_float64_arithmetic_writes_version_2_and_both_versions_decode_anywhere() -> None:
+    """Format version 2 (float64 fixed point) is still written on request and read; the two exact
+    arithmetics make different files of nearly the same size, and any codec decodes both."""
+    model = _model()
+    image = smooth_image(70, 90, seed=3)
+    int8 = _codec(model).encode(image, 0.6)
+    float64 = _codec(model, arithmetic="float64").encode(image, 0.6)
+    assert parse(int8.data)[0].version == 3 and parse(float64.data)[0].version == 2
+    assert evc.file_info(float64.data).arithmetic == "float64"
+    assert int8.data != float64.data
+    assert abs(len(int8.data) - len(float64.data)) <= 0.05 * len(float64.data)
+    for decoder in (_codec(model), _codec(model, arithmetic="float64")):
+        for result in (int8, float64):
+            assert np.array_equal(np.asarray(decoder.decompress(result.data)), np.asarray(result.reconstruction))
+    with pytest.raises(ValueError, match="arithmetic"):
+        _codec(model, arithmetic="int4")
 
 
 def test_the_decoder_follows_the_file_not_its_own_settings() -> None:
@@ -72,7 +91,7 @@ def test_substream_counts_outside_the_format_are_refused() -> None:
         CodingOptions(substreams=9)
     for count in (2, 4, 19):
         with pytest.raises(FormatError, match="streams"):
-            decoding_options(count, exact=True, skip_certain=True)
+            decoding_options(count, exact=True, skip_certain=True, arithmetic="int8")
 
 
 def test_the_coding_thread_writes_the_same_bytes() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import struct
 import zlib
 
@@ -44,6 +46,21 @@ def test_pack_parse_round_trip() -> None:
     streams = [b"abc", b"", b"\x00" * 17]
     parsed, out = parse(pack(header, streams), KNOWN)
     assert parsed == header and out == streams
+
+
+def test_versions_2_and_3_are_written_on_request_and_others_refused() -> None:
+    """Version 3 has version 2's layout (only the exact arithmetic differs), so the same header packs to
+    the same bytes but for the version byte; evc never writes version 1 or an unknown version."""
+    header = Header(model_id=5, weights_fingerprint=1, colour="RGB", q_index=9, width=3, height=4, symbols_crc=2,
+                    flags=FLAG_EXACT)
+    streams = [b"z", b"y1", b"y2"]
+    v3 = pack(header, streams)
+    v2 = pack(dataclasses.replace(header, version=2), streams)
+    assert v3[4] == 3 and v2[4] == 2 and v2[5:-4] == v3[5:-4]
+    assert parse(v2, KNOWN)[0].exact_arithmetic == "float64" and parse(v3, KNOWN)[0].exact_arithmetic == "int8"
+    for version in (1, 4):
+        with pytest.raises(ValueError, match="writes format versions"):
+            pack(dataclasses.replace(header, version=version), streams)
 
 
 def test_layout_is_as_documented(valid_file: bytes) -> None:

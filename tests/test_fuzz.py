@@ -90,7 +90,7 @@ def test_seed_corpus_is_small_and_varied() -> None:
     entries = SEED_MANIFEST.values()
     assert {e["model"] for e in entries} >= {"EVC-SS", "EVC-MS", "EVC-LL", "Scale-SS"}
     assert {e["colour"] for e in entries} == {"RGB", "L"} and {e["exact"] for e in entries} == {True, False}
-    assert {e["substreams"] for e in entries} == {1, 3} and {e["version"] for e in entries} == {1, 2}
+    assert {e["substreams"] for e in entries} == {1, 3} and {e["version"] for e in entries} == {1, 2, 3}
     assert {(e["width"], e["height"]) for e in entries} >= {(1, 1), (3, 17), (64, 64), (90, 70)}
     assert set(SEED_MANIFEST) == set(evcfuzz.load_corpus(SEEDS))
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import evc
+from evc.entropy.latent_codec import CodingOptions
 from evc.errors import FormatError
 from evc.models.registry import MODELS
 from evc.models.variable_rate import q_index_to_scale
@@ -77,14 +78,20 @@ def test_file_of_another_model_or_weights_is_refused() -> None:
 
 
 def test_training_forward_matches_the_coding_path() -> None:
-    """In eval mode the training forward computes the same reconstruction as the codec."""
+    """In eval mode the training forward computes the same reconstruction as the codec: to 1e-4 with
+    the float64 fixed point, whose entropy parameters are within about 2e-4 of float32; the 8-bit
+    arithmetic rounds mu more coarsely (tests/test_exact_int8.py), so its reconstruction is close only."""
     codec = random_codec("EVC-SS")
     x = torch.from_numpy(smooth_image(64, 64, seed=3)).permute(2, 0, 1).unsqueeze(0).float() / 255
     q_index = codec.q_index(0.5)
     with torch.no_grad():
         out = codec.model.rd_forward(x, codec.model.analyse(x), torch.tensor(q_index_to_scale(q_index)))
-        _, x_hat = codec.model.compress_latent(codec.model.analyse(x), q_index_to_scale(q_index))
+        y = codec.model.analyse(x)
+        float64 = CodingOptions(arithmetic="float64")
+        _, x_hat = codec.model.compress_latent(y, q_index_to_scale(q_index), options=float64)
+        _, x_hat_int8 = codec.model.compress_latent(y, q_index_to_scale(q_index))
     assert torch.allclose(out.x_hat, x_hat, atol=1e-4)
+    assert torch.allclose(out.x_hat, x_hat_int8, atol=0.02) and not torch.equal(x_hat, x_hat_int8)
     assert out.bpp.shape == (1,) and out.bpp.item() > 0
 
 

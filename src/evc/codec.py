@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import math
@@ -25,7 +26,15 @@ import torch.nn.functional as F
 from PIL import Image
 
 from evc import arguments
-from evc.bitstream.container import FLAG_EXACT, FLAG_ICC, FLAG_SKIP_CERTAIN, Header, pack, parse
+from evc.bitstream.container import (
+    FLAG_EXACT,
+    FLAG_ICC,
+    FLAG_SKIP_CERTAIN,
+    VERSION_FOR_ARITHMETIC,
+    Header,
+    pack,
+    parse,
+)
 from evc.entropy.latent_codec import CodedLatent, CodingOptions, decoding_options
 from evc.errors import EVCError, FormatError, ModelError, UntrainedModelError
 from evc.image import (
@@ -100,8 +109,10 @@ class Codec:
     """One model with its weights, ready to code images.
 
     ``exact`` (default): entropy parameters in exact fixed-point arithmetic, so files decode on any
-    CPU or GPU; ``exact=False`` uses the faster float32 networks, and the files then decode only on
-    the kind of device that wrote them (the decoder detects a mismatch and refuses). ``precision``
+    CPU or GPU. ``arithmetic``: "int8" (default; 8-bit integer products, :mod:`evc.nn.exact_int8`,
+    format version 3) or "float64" (:mod:`evc.nn.exact`; slower, but writes format version 2 files,
+    which evc releases before version 3 also read). ``exact=False`` uses the faster float32 networks,
+    and the files then decode only on the kind of device that wrote them (the decoder detects a mismatch and refuses). ``precision``
     and ``channels_last`` set how the transforms run (the fast path on a GPU: "float16", True); they
     never change which files decode. ``substreams`` (1-8) splits each coding step of the latent into
     that many independent streams. Decoding follows whatever the file says, whatever these settings.
@@ -125,6 +136,7 @@ class Codec:
         device: str | torch.device | None = None,
         *,
         exact: bool = True,
+        arithmetic: str = "int8",
         substreams: int = 1,
         precision: str = "float32",
         channels_last: bool = False,
@@ -145,7 +157,14 @@ class Codec:
         self.model = model.to(self.device).eval()
         self.fingerprint = weights_fingerprint(self.model)
         self._max_pixels = DEFAULT_MAX_PIXELS
-        self.options = CodingOptions(exact=exact, substreams=substreams)
+        self.options = CodingOptions(exact=exact, substreams=substreams, arithmetic=arithmetic)
+        if self.options.exact and self.options.arithmetic == "int8":
+            try:  # converts the weights now, once, rather than at the first image
+                self.model.latent_codec.exact_parameters("int8")
+            except ValueError as exc:  # weights beyond 8 bits' reach (|w| > 63): version 2 still codes them
+                message = f"{exc}: {name} codes with float64 fixed point instead (format version 2)"
+                warnings.warn(message, UserWarning, stacklevel=2)
+                self.options = dataclasses.replace(self.options, arithmetic="float64")
         # How the networks run (precision, layout, tiles, timing): the codec's, not the model's.
         self.execution = Execution(transform_dtype=PRECISIONS[precision], channels_last=channels_last)
         self.execution.prepare(self.model.g_a, self.model.g_s)
@@ -295,7 +314,7 @@ class Codec:
         )
         return Header(
             self.spec.model_id, self.fingerprint, image.colour, q_index, width, height, symbols_crc, flags,
-            image.icc_profile or None,
+            image.icc_profile or None, VERSION_FOR_ARITHMETIC[self.options.arithmetic],
         )
 
     @torch.no_grad()
@@ -352,7 +371,7 @@ class Codec:
                 f"file declares {header.width}x{header.height} pixels ({padded_pixels} once padded to multiples "
                 f"of {PADDING_MULTIPLE}), over the limit of {self.max_pixels} (Codec.max_pixels)"
             )
-        options = decoding_options(len(streams), header.exact, header.skip_certain)
+        options = decoding_options(len(streams), header.exact, header.skip_certain, header.exact_arithmetic)
         x_hat = self.model.decompress_latent(
             CodedLatent(streams, header.symbols_crc),
             padded(header.height),
@@ -439,6 +458,9 @@ class FileInfo:
     # evc.models.variable_rate.qualities_for_q_index): the file stores the q index only, so the setting
     # that made it is one of these. None when the weights are unknown or no quality gives the q index.
     quality_range: tuple[float, float] | None = None
+    # The exact arithmetic the file's entropy parameters use ("int8", format version 3; "float64",
+    # versions 1-2); None for float parameters.
+    arithmetic: str | None = None
 
     @property
     def bpp(self) -> float:
@@ -454,7 +476,7 @@ def file_info(data: bytes, weights: str | Path | None = None) -> FileInfo:
     Raises FormatError for a malformed file, ModelError for unreadable weights or weights of another model.
     """
     header, streams = parse(data, known_model_ids=set(MODELS_BY_ID))
-    options = decoding_options(len(streams), header.exact, header.skip_certain)
+    options = decoding_options(len(streams), header.exact, header.skip_certain, header.exact_arithmetic)
     spec = MODELS_BY_ID[header.model_id]
     source: Path | None = None
     if weights is not None:
@@ -473,7 +495,7 @@ def file_info(data: bytes, weights: str | Path | None = None) -> FileInfo:
     return FileInfo(
         spec.name, header.width, header.height, header.colour, header.q_index, quality, len(data),
         header.version, header.weights_fingerprint, options.exact, options.substreams, header.icc_profile,
-        quality_range,
+        quality_range, options.arithmetic if options.exact else None,
     )
 
 

@@ -1,6 +1,8 @@
 """Pack and parse .evc files. The layout is specified in docs/format.md; keep the two in step.
 
-Version 2 (written):
+Version 3 (written by default) has version 2's layout; only the arithmetic of exact entropy parameters
+(flag 0x01) differs: 8-bit integer products (evc.nn.exact_int8) instead of float64 fixed point.
+Version 2 (written on request, for older readers):
     magic "\\x89EVC" | version u8 | model id u8 | weights fingerprint u32 | colour u8 | q index u16
     | width u32 | height u32 | flags u8 | symbols CRC-32 u32 | stream count u8 | stream lengths u32 x count
     | [ICC profile length u32 | ICC profile, when flag 0x04] | streams | CRC-32 u32
@@ -19,12 +21,17 @@ from dataclasses import dataclass
 from evc.errors import FormatError
 
 MAGIC = b"\x89EVC"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+WRITABLE_VERSIONS = (2, 3)
+# The arithmetic of exact entropy parameters (FLAG_EXACT), by format version: evc.nn.exact's float64
+# fixed point up to version 2, evc.nn.exact_int8's 8-bit integer products from version 3.
+INT8_ARITHMETIC_SINCE = 3
+VERSION_FOR_ARITHMETIC = {"int8": 3, "float64": 2}  # the version an encoder writes for each
 COLOUR_CODES = {"RGB": 0, "L": 1}
 _COLOURS = {code: name for name, code in COLOUR_CODES.items()}
 
 # Flag bits. A reader refuses a file with a bit it does not know: it could not decode it correctly.
-FLAG_EXACT = 0x01  # entropy parameters computed in exact fixed-point arithmetic (evc.nn.exact)
+FLAG_EXACT = 0x01  # entropy parameters in exact arithmetic (which one: the version, see exact_arithmetic)
 FLAG_SKIP_CERTAIN = 0x02  # nearly certain symbols skipped, exceptions coded apart (evc.entropy.coder)
 FLAG_ICC = 0x04  # the image's ICC colour profile follows the stream lengths (restored on decoding)
 KNOWN_FLAGS = FLAG_EXACT | FLAG_SKIP_CERTAIN | FLAG_ICC
@@ -55,7 +62,7 @@ class Header:
     symbols_crc: int  # CRC-32 of the coded symbols, checked by the decoder after entropy decoding
     flags: int = 0
     icc_profile: bytes | None = None  # present exactly when flags has FLAG_ICC
-    version: int = FORMAT_VERSION  # of the file this was parsed from; pack always writes FORMAT_VERSION
+    version: int = FORMAT_VERSION  # of the file this was parsed from, or to write (WRITABLE_VERSIONS)
 
     def __post_init__(self) -> None:
         if self.colour not in COLOUR_CODES:
@@ -76,6 +83,11 @@ class Header:
         return bool(self.flags & FLAG_EXACT)
 
     @property
+    def exact_arithmetic(self) -> str:
+        """The arithmetic of exact entropy parameters in this version: "int8" or "float64"."""
+        return "int8" if self.version >= INT8_ARITHMETIC_SINCE else "float64"
+
+    @property
     def skip_certain(self) -> bool:
         return bool(self.flags & FLAG_SKIP_CERTAIN)
 
@@ -83,7 +95,9 @@ class Header:
 def pack(header: Header, streams: list[bytes]) -> bytes:
     if not 1 <= len(streams) <= MAX_STREAMS:
         raise ValueError(f"between 1 and {MAX_STREAMS} streams, got {len(streams)}")
-    body = bytearray(_PREFIX.pack(MAGIC, FORMAT_VERSION))
+    if header.version not in WRITABLE_VERSIONS:
+        raise ValueError(f"evc writes format versions {WRITABLE_VERSIONS}, not {header.version}")
+    body = bytearray(_PREFIX.pack(MAGIC, header.version))
     body += _COMMON.pack(
         header.model_id,
         header.weights_fingerprint,

@@ -410,7 +410,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("bytes", str(info.size_bytes)),
         ("bpp", f"{info.bpp:.4f}"),
         ("format", f"version {info.format_version}, weights {info.weights_fingerprint:08x}"),
-        ("coding", ("exact arithmetic (decodes on any device)" if info.exact
+        ("coding", (f"exact {info.arithmetic} arithmetic (decodes on any device)" if info.exact
                     else "float arithmetic (decodes on the kind of device that wrote it)")
                    + f", {info.substreams} sub-stream{'s' if info.substreams > 1 else ''} per step"),
     ]

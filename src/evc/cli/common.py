@@ -120,9 +120,11 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "--weights": dict(metavar="PATH", help="weights file or folder instead of the shipped ones"),
     "--device": dict(default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)"),
     "--arithmetic": dict(
-        choices=["exact", "float"], default="exact",
-        help="entropy parameters in exact fixed-point arithmetic, so the file decodes on any device (default), "
-             "or in float32: faster, but decodes only on the kind of device that wrote it",
+        choices=["exact", "float64", "float"], default="exact",
+        help="entropy parameters in exact 8-bit integer arithmetic, so the file decodes on any device "
+             "(default; format version 3), in exact float64 fixed point (slower; format version 2, which "
+             "older evc releases read), or in float32: faster, but decodes only on the kind of device that "
+             "wrote it",
     ),
     "--substreams": dict(type=checked(arguments.substreams), default=1, metavar=_SUBSTREAMS,
                          help="independent streams per coding step of the latent (default 1)"),
@@ -162,7 +164,11 @@ def load_codec(args: argparse.Namespace, name: str | None) -> evc.Codec:
         threads=getattr(args, "threads", None),
     )
     if args.command == "encode":
-        options.update(exact=args.arithmetic == "exact", substreams=args.substreams)
+        options.update(
+            exact=args.arithmetic != "float",
+            arithmetic="float64" if args.arithmetic == "float64" else "int8",
+            substreams=args.substreams,
+        )
     try:
         codec = evc.load(name, device=args.device, weights=args.weights, **options)
     except UntrainedModelError as exc:

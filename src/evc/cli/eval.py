@@ -202,7 +202,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(SPEED_TABLE_HEADER)
     for device in devices:
         rows = compare_paths(
-            cases, device, weights=args.weights, exact=args.arithmetic == "exact", substreams=args.substreams,
+            cases, device, weights=args.weights, exact=args.arithmetic != "float",
+            arithmetic="float64" if args.arithmetic == "float64" else "int8", substreams=args.substreams,
             fast_precision=args.fast_precision, plain_only=args.plain_only, repeat=args.repeat,
         )
         for row in rows:

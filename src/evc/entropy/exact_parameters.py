@@ -15,6 +15,7 @@ import torch
 
 from evc.entropy.dual_prior import DualSpatialPrior
 from evc.entropy.networks import EntropyNetworks
+from evc.nn import exact_int8
 from evc.nn.exact import (
     ACTIVATION_FRAC_BITS,
     ACTIVATION_LIMIT,
@@ -87,6 +88,11 @@ def format_headroom(convs: Sequence[ConvExactness], worst: int = 3) -> str:
     return "exact arithmetic: " + "; ".join(parts)
 
 
+# The exact arithmetics by name: evc.nn.exact's float64 fixed point (format versions 1-2) and
+# evc.nn.exact_int8's 8-bit integer products (format version 3).
+ARITHMETICS = {"float64": compile_network, "int8": exact_int8.compile_network}
+
+
 class ExactEntropyParameters:
     """Bit-exact (q_step, sigma, mu) and step-2 (mu, sigma) of a model's entropy networks, on any device.
 
@@ -96,8 +102,11 @@ class ExactEntropyParameters:
     :func:`evc.nn.exact.compile_network` does.
     """
 
-    def __init__(self, networks: EntropyNetworks) -> None:
+    def __init__(self, networks: EntropyNetworks, arithmetic: str = "float64") -> None:
+        if arithmetic not in ARITHMETICS:
+            raise ValueError(f"arithmetic must be one of {', '.join(ARITHMETICS)}")
         self.networks = networks
+        self.arithmetic = arithmetic
         self._q_step_min = Q_STEP_MIN * 2.0**ACTIVATION_FRAC_BITS  # in activation integers
         self.key: tuple = ()
         self.refresh()
@@ -126,7 +135,8 @@ class ExactEntropyParameters:
             if type(module) is not kind:
                 raise TypeError(f"{name}: expected {kind.__name__}, got {type(module).__name__}")
         # All three first, so that a failed conversion leaves the previous one whole.
-        compiled = [compile_network(module, name, device) for name, module in networks.table_networks()]
+        compile_fn = ARITHMETICS[self.arithmetic]
+        compiled = [compile_fn(module, name, device) for name, module in networks.table_networks()]
         self.device = device
         self.h_s, self.prior_fusion, self.spatial_prior = compiled
         self.key = key

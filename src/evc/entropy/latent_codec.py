@@ -25,7 +25,7 @@ from torch import nn
 
 from evc.entropy.coder import SymbolTables, decode_substreams, encode_substreams
 from evc.entropy.dual_prior import NUM_STEPS, DualSpatialPrior
-from evc.entropy.exact_parameters import ExactEntropyParameters
+from evc.entropy.exact_parameters import ARITHMETICS, ExactEntropyParameters
 from evc.entropy.networks import EntropyNetworks
 from evc.entropy.gaussian import gaussian_bits, scale_index, scale_pmfs
 from evc.errors import EVCError, FormatError
@@ -64,8 +64,10 @@ class CodingOptions:
     """How a latent is coded. The file records all of it (header flags, stream count), so the decoder
     follows whatever the encoder chose.
 
-    ``exact``: entropy parameters from fixed-point networks (:mod:`evc.nn.exact`), identical on every
-    CPU, GPU and thread count, so the file decodes anywhere. Without it they come from the float32
+    ``exact``: entropy parameters from fixed-point networks, identical on every CPU, GPU and thread
+    count, so the file decodes anywhere; ``arithmetic`` says which: "int8" (:mod:`evc.nn.exact_int8`,
+    format version 3) or "float64" (:mod:`evc.nn.exact`, format versions 1-2, slower). Without it they
+    come from the float32
     networks, which is faster but decodes only on the kind of device (and CPU type) that encoded it.
     ``substreams``: each coding step of y is split into this many independent streams, which a decoder
     may decode concurrently. ``skip_certain``: symbols whose table is nearly certain are not coded one
@@ -75,8 +77,11 @@ class CodingOptions:
     exact: bool = True
     substreams: int = 1
     skip_certain: bool = True
+    arithmetic: str = "int8"
 
     def __post_init__(self) -> None:
+        if self.arithmetic not in ARITHMETICS:
+            raise ValueError(f"arithmetic must be one of {', '.join(ARITHMETICS)}, got {self.arithmetic!r}")
         if not 1 <= self.substreams <= MAX_SUBSTREAMS:
             raise ValueError(f"substreams must be in 1..{MAX_SUBSTREAMS}, got {self.substreams}")
 
@@ -85,15 +90,16 @@ class CodingOptions:
         return 1 + NUM_STEPS * self.substreams
 
 
-def decoding_options(num_streams: int, exact: bool, skip_certain: bool) -> CodingOptions:
-    """The options coded data was made with, from its stream count and flags (the stream layout's
-    inverse). Raises FormatError if no encoder writes ``num_streams`` streams."""
+def decoding_options(num_streams: int, exact: bool, skip_certain: bool, arithmetic: str) -> CodingOptions:
+    """The options coded data was made with, from its stream count, flags and (from the format version)
+    exact arithmetic; the stream layout's inverse. Raises FormatError if no encoder writes
+    ``num_streams`` streams."""
     substreams, remainder = divmod(num_streams - 1, NUM_STEPS)
     if remainder or not 1 <= substreams <= MAX_SUBSTREAMS:
         raise FormatError(
             f"corrupt file: {num_streams} streams; EVC models write 1 + {NUM_STEPS} x (1..{MAX_SUBSTREAMS})"
         )
-    return CodingOptions(exact=exact, substreams=substreams, skip_certain=skip_certain)
+    return CodingOptions(exact=exact, substreams=substreams, skip_certain=skip_certain, arithmetic=arithmetic)
 
 
 @contextmanager
@@ -268,7 +274,7 @@ class LatentCodec:
     def __init__(self, networks: EntropyNetworks) -> None:
         self.networks = networks
         self._z_tables: tuple[tuple, SymbolTables] | None = None
-        self._exact: ExactEntropyParameters | None = None
+        self._exact: dict[str, ExactEntropyParameters] = {}  # by arithmetic
         # The pieces the coding path runs in tiles, each with its tiling plan.
         self._tiled_h_a = TiledNetwork(networks.h_a, PIXELS_PER_LATENT)
         self._tiled_hyper = TiledNetwork(nn.Sequential(networks.h_s, networks.prior_fusion), PIXELS_PER_HYPER_LATENT)
@@ -280,12 +286,12 @@ class LatentCodec:
         q_step, sigma, mu = self.networks.prior_fusion(self.networks.h_s(z_hat))
         return lower_bound(q_step, Q_STEP_MIN), sigma, mu
 
-    def exact_parameters(self) -> ExactEntropyParameters:
-        """The fixed-point copy of the entropy networks (it converts them again whenever their weights
-        change or move)."""
-        if self._exact is None:
-            self._exact = ExactEntropyParameters(self.networks)
-        return self._exact
+    def exact_parameters(self, arithmetic: str = "int8") -> ExactEntropyParameters:
+        """The fixed-point copy of the entropy networks in ``arithmetic`` ("int8" or "float64"; it
+        converts them again whenever their weights change or move)."""
+        if arithmetic not in self._exact:
+            self._exact[arithmetic] = ExactEntropyParameters(self.networks, arithmetic)
+        return self._exact[arithmetic]
 
     def z_tables(self) -> SymbolTables:
         """Coding tables of the hyper-latent, rebuilt whenever the density's parameters change."""
@@ -351,11 +357,11 @@ class LatentCodec:
         return z
 
     def _latent_params(
-        self, z_hat: torch.Tensor, exact: bool, run: Execution
+        self, z_hat: torch.Tensor, options: CodingOptions, run: Execution
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Callable]:
         """(q_step, sigma, mu) from z_hat and the step-two parameter function, by the chosen arithmetic."""
-        if exact:
-            fixed = self.exact_parameters()
+        if options.exact:
+            fixed = self.exact_parameters(options.arithmetic)
             hyper: Callable = fixed.hyper
             z_hat = z_hat.double()
             step_two: Callable = fixed.step_two
@@ -390,7 +396,7 @@ class LatentCodec:
         # z goes to the coding thread first, so it is coded while the networks compute the parameters.
         quantize.submit(_symbols_to_numpy(z_hat), _z_table_index(z_hat.shape), self.z_tables(), 1)
         with entropy_parameter_threads(y.device, enabled=self._deterministic(options, run)):
-            q_step, sigma, mu, step_two = self._latent_params(z_hat, options.exact, run)
+            q_step, sigma, mu, step_two = self._latent_params(z_hat, options, run)
             quantize.y = (y.double() if options.exact else y) / q_step
             y_hat = self.networks.dual_prior(mu, sigma, q_step, quantize, step_two=step_two)
         return lambda: CodedLatent(quantize.streams(), quantize.crc), y_hat, q_step
@@ -418,7 +424,7 @@ class LatentCodec:
         z_values = _checked_decoded(z_values)
         z_hat = torch.from_numpy(z_values).to(device=device, dtype=torch.float32).view(z_shape)
         with entropy_parameter_threads(device, enabled=self._deterministic(options, run)):
-            q_step, sigma, mu, step_two = self._latent_params(z_hat, options.exact, run)
+            q_step, sigma, mu, step_two = self._latent_params(z_hat, options, run)
             dequantize = _DecodingQuantizer(coded.streams[1:], _crc_of(z_values, 0), options, run.timing)
             try:
                 y_hat = self.networks.dual_prior(mu, sigma, q_step, dequantize, step_two=step_two)

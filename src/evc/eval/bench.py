@@ -110,7 +110,7 @@ def benchmark_codec(
 ) -> tuple[Codec, str]:
     """The codec to time and how its weights were chosen: given or shipped ("trained"), else seeded
     random ("random"; network time is representative, entropy-coding time is not). ``options``:
-    Codec's keyword options (exact, precision, channels_last, substreams)."""
+    Codec's keyword options (exact, arithmetic, precision, channels_last, substreams)."""
     import evc
 
     if weights or evc.MODELS[name].has_weights():
@@ -202,6 +202,7 @@ def compare_paths(
     *,
     weights: str | None = None,
     exact: bool = True,
+    arithmetic: str = "int8",
     substreams: int = 1,
     fast_precision: str | None = None,
     plain_only: bool = False,
@@ -217,7 +218,9 @@ def compare_paths(
         image = synthetic_image(width, height)
         plain: BenchResult | None = None
         for label, options in paths:
-            codec, chosen = benchmark_codec(name, device, weights, exact=exact, substreams=substreams, **options)
+            codec, chosen = benchmark_codec(
+                name, device, weights, exact=exact, arithmetic=arithmetic, substreams=substreams, **options
+            )
             r = bench_codec(codec, image, repeat)
             plain = plain or r
             yield SpeedRow(label, chosen, r, plain.encode_s / r.encode_s, plain.decode_s / r.decode_s)

@@ -96,6 +96,7 @@ MIN_INPUT_LIMIT = 2.0**8
 
 _ONE = 2.0**ACTIVATION_FRAC_BITS
 _LIMIT = ACTIVATION_LIMIT * _ONE  # saturation bound of activation integers (2**28)
+SATURATION = _LIMIT  # the same, for evc.nn.exact_int8's outputs on this grid
 _WEIGHT_ONE = 2.0**WEIGHT_FRAC_BITS
 _RESCALE = 2.0**-WEIGHT_FRAC_BITS
 
@@ -225,26 +226,63 @@ def _convert(
     )
 
 
-def _check_plain(module: nn.Module, name: str) -> None:
+def check_plain(module: nn.Module, name: str) -> None:
+    """Raise TypeError for a module with forward hooks."""
     # Hooks (e.g. mask decay's channel masks) change what a module computes; we would silently skip them.
     if module._forward_hooks or module._forward_pre_hooks:
         raise TypeError(f"{name}: modules with forward hooks cannot be evaluated exactly")
 
 
+def check_conv(name: str, conv: nn.Module, fused: bool) -> None:
+    """Raise TypeError unless ``conv`` is a plain stride-1 1x1 conv, or (not ``fused`` with others into
+    one GEMM) a depthwise 3x3 conv with padding 1: the convs exact evaluation supports."""
+    check_plain(conv, name)
+    if type(conv) is not nn.Conv2d:
+        raise TypeError(f"{name}: expected nn.Conv2d, got {type(conv).__name__}")
+    depthwise = conv.groups > 1
+    shape_ok = conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.padding_mode == "zeros"
+    if depthwise:
+        shape_ok &= conv.kernel_size == (3, 3) and conv.padding == (1, 1)
+        shape_ok &= conv.groups == conv.in_channels == conv.out_channels and not fused
+    else:
+        shape_ok &= conv.kernel_size == (1, 1) and conv.padding == (0, 0) and conv.groups == 1
+    if not shape_ok:
+        raise TypeError(f"{name}: exact evaluation supports stride-1 1x1 and depthwise 3x3 (padding 1) convs only")
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """The operations of one fixed-point arithmetic, which :func:`compile_with` assembles into a network by
+    walking its modules; each is a factory of a function of the arithmetic's activation tensors.
+
+    ``conv(convs, build)``: a stride-1 conv (1x1, or depthwise 3x3 with padding 1; :func:`check_conv`), or
+    several 1x1 convs reading the same input, fused along the output channels. ``leaky_relu(module,
+    name, in_place)``: ``in_place`` when the input is a tensor the network owns and may overwrite.
+    ``pixel_shuffle(module, name)``. ``branches(entry, chains, accumulator)``: parallel chains on one
+    input, summed and saturated (see :class:`_Branches`).
+    """
+
+    conv: Callable[[Sequence[tuple[str, nn.Conv2d]], Build], _Op]
+    leaky_relu: Callable[[nn.LeakyReLU, str, bool], _Op]
+    pixel_shuffle: Callable[[nn.PixelShuffle, str], _Op]
+    branches: Callable[[_Op | None, list[tuple[slice | None, _Op]], int | None], _Op]
+
+
 @dataclass
-class _Build:
-    """What compiling a network needs besides the modules: the device, and where to record each conv's
-    :class:`ConvExactness` (None: nowhere)."""
+class Build:
+    """What compiling a network needs besides the modules: the device, the arithmetic, and where to
+    record each conv's :class:`ConvExactness` (None: nowhere)."""
 
     device: torch.device
     report: list[ConvExactness] | None = None
+    arithmetic: Arithmetic | None = None  # None: this module's float64 fixed point
 
 
 class _Conv:
     """A stride-1 conv (1x1, or depthwise 3x3 with padding 1) in fixed point; several 1x1 convs reading
     the same input are fused along the output channels."""
 
-    def __init__(self, convs: Sequence[tuple[str, nn.Conv2d]], build: _Build) -> None:
+    def __init__(self, convs: Sequence[tuple[str, nn.Conv2d]], build: Build) -> None:
         device = build.device
         weights: list[torch.Tensor] = []
         biases: list[torch.Tensor] = []
@@ -252,20 +290,7 @@ class _Conv:
         bits: list[int] = []  # weight fractional bits of each conv
         found: list[tuple[str, float, bool]] = []  # name, largest row L1 norm, within the bound
         for name, conv in convs:
-            _check_plain(conv, name)
-            if type(conv) is not nn.Conv2d:
-                raise TypeError(f"{name}: expected nn.Conv2d, got {type(conv).__name__}")
-            depthwise = conv.groups > 1
-            shape_ok = conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.padding_mode == "zeros"
-            if depthwise:
-                shape_ok &= conv.kernel_size == (3, 3) and conv.padding == (1, 1)
-                shape_ok &= conv.groups == conv.in_channels == conv.out_channels and len(convs) == 1
-            else:
-                shape_ok &= conv.kernel_size == (1, 1) and conv.padding == (0, 0) and conv.groups == 1
-            if not shape_ok:
-                raise TypeError(
-                    f"{name}: exact evaluation supports stride-1 1x1 and depthwise 3x3 (padding 1) convs only"
-                )
+            check_conv(name, conv, fused=len(convs) > 1)
             w_int, b_int, conv_bits, limit, row_l1, within = _convert(name, conv, device)
             weights.append(w_int)
             biases.append(b_int)
@@ -304,7 +329,7 @@ class _LeakyReLU:
     """Fixed-point LeakyReLU; overwrites its input when that is a tensor the compiled network owns."""
 
     def __init__(self, module: nn.LeakyReLU, name: str, in_place: bool) -> None:
-        _check_plain(module, name)
+        check_plain(module, name)
         slope = round(module.negative_slope * _WEIGHT_ONE)  # the integer slope numerator
         # x + round(min(x, 0) * (slope - 2**FW) / 2**FW) is round(x * slope / 2**FW) for x < 0 and x for
         # x >= 0 (floor(0.5) = 0), in five passes. The product is an integer below 2**53 times a power
@@ -336,11 +361,13 @@ class _Sequence:
 
 class _PixelShuffle:
     def __init__(self, module: nn.PixelShuffle, name: str) -> None:
-        _check_plain(module, name)
+        check_plain(module, name)
         self.factor = module.upscale_factor
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return F.pixel_shuffle(x, self.factor)
+
+
 
 
 class _Branches:
@@ -352,7 +379,7 @@ class _Branches:
     """
 
     def __init__(
-        self, entry: _Conv | None, chains: list[tuple[slice | None, _Op]], accumulator: int | None
+        self, entry: _Op | None, chains: list[tuple[slice | None, _Op]], accumulator: int | None
     ) -> None:
         self.entry, self.chains, self.accumulator = entry, chains, accumulator
 
@@ -370,11 +397,19 @@ class _Branches:
         return total.clamp_(-_LIMIT, _LIMIT)
 
 
+# Activation integers in float64 tensors (N, C, H, W): the arithmetic of the module docstring.
+FLOAT64 = Arithmetic(_Conv, _LeakyReLU, _PixelShuffle, _Branches)
+
+
+def _arithmetic(build: Build) -> Arithmetic:
+    return FLOAT64 if build.arithmetic is None else build.arithmetic
+
+
 def _is_gemm_conv(module: nn.Module) -> bool:
     return type(module) is nn.Conv2d and module.kernel_size == (1, 1) and module.groups == 1
 
 
-def _compile_chain(chain: ResolvedChain, name: str, build: _Build, owned: bool) -> tuple[_Op, bool]:
+def _compile_chain(chain: ResolvedChain, name: str, build: Build, owned: bool) -> tuple[_Op, bool]:
     ops = []
     for attr, child in chain:
         op, owned = _compile(child, f"{name}.{attr}", build, owned)
@@ -385,7 +420,7 @@ def _compile_chain(chain: ResolvedChain, name: str, build: _Build, owned: bool) 
 
 
 def _compile_branches(
-    branches: list[ResolvedChain], name: str, build: _Build, owned: bool
+    branches: list[ResolvedChain], name: str, build: Build, owned: bool
 ) -> tuple[_Op, bool]:
     if len(branches) == 1:
         return _compile_chain(branches[0], name, build, owned)
@@ -393,7 +428,7 @@ def _compile_branches(
     heads = [i for i, chain in enumerate(branches) if chain and _is_gemm_conv(chain[0][1])]
     entry = None
     if len(heads) > 1:
-        entry = _Conv([(f"{name}.{branches[i][0][0]}", branches[i][0][1]) for i in heads], build)
+        entry = _arithmetic(build).conv([(f"{name}.{branches[i][0][0]}", branches[i][0][1]) for i in heads], build)
     chains: list[tuple[slice | None, _Op]] = []
     owned_outputs = []
     start = 0
@@ -408,26 +443,27 @@ def _compile_branches(
         chains.append((part, op))
         owned_outputs.append(out_owned)
     accumulator = owned_outputs.index(True) if True in owned_outputs else None
-    return _Branches(entry, chains, accumulator), True
+    return _arithmetic(build).branches(entry, chains, accumulator), True
 
 
-def _compile(module: nn.Module, name: str, build: _Build, owned: bool) -> tuple[_Op, bool]:
+def _compile(module: nn.Module, name: str, build: Build, owned: bool) -> tuple[_Op, bool]:
     """The fixed-point counterpart of ``module``, following its own description, and whether its result
     is a tensor the network owns (may overwrite). ``owned``: whether the input is one.
 
     Exact type checks: a subclass may override ``forward``, and we must not guess what it computes.
     """
-    _check_plain(module, name)
+    check_plain(module, name)
     branches = describe(module)
     if branches is not None:
         return _compile_branches(branches, name, build, owned)
     kind = type(module)
+    arithmetic = _arithmetic(build)
     if kind is nn.Conv2d:
-        return _Conv([(name, module)], build), True  # type: ignore[list-item]
+        return arithmetic.conv([(name, module)], build), True  # type: ignore[list-item]
     if kind is nn.LeakyReLU:
-        return _LeakyReLU(module, name, in_place=owned), True  # type: ignore[arg-type]
+        return arithmetic.leaky_relu(module, name, in_place=owned), True  # type: ignore[arg-type]
     if kind is nn.PixelShuffle:
-        return _PixelShuffle(module, name), owned  # type: ignore[arg-type]
+        return arithmetic.pixel_shuffle(module, name), owned  # type: ignore[arg-type]
     if kind is nn.Identity:
         return _identity, owned
     raise TypeError(f"{name}: exact evaluation does not support {kind.__name__}")
@@ -441,5 +477,11 @@ def compile_network(
     conv's :class:`ConvExactness` is appended, in the order of the network. Raises TypeError for a module
     it cannot follow (see the module docstring), ValueError for non-finite weights or weights too large
     for exact evaluation even with integer weights (see "The bound")."""
-    build = _Build(device, report)
+    return compile_with(module, name, Build(device, report))
+
+
+def compile_with(module: nn.Module, name: str, build: Build) -> _Op:
+    """``module`` compiled in ``build``'s arithmetic by walking its description (see "Structure" in the
+    module docstring); raises TypeError for a module it cannot follow, and what the arithmetic's
+    factories raise."""
     return _compile(module, name, build, owned=False)[0]  # never overwrite the caller's tensor
