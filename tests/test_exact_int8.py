@@ -225,9 +225,10 @@ def test_weights_beyond_8_bits_code_with_float64_instead() -> None:
     model = evc.create_model("EVC-SS", seed=0).eval()
     with torch.no_grad():
         model.entropy_networks.h_s.layers[0].depth.depth_conv.weight.mul_(400.0)
+    codec = evc.Codec(model, "EVC-SS", device="cpu")  # settled at the first encode, not here
     with pytest.warns(UserWarning, match="float64 fixed point instead"):
-        codec = evc.Codec(model, "EVC-SS", device="cpu")
-    data = codec.compress(np.full((16, 16, 3), 90, np.uint8), 0.5)
+        data = codec.compress(np.full((16, 16, 3), 90, np.uint8), 0.5)
+    assert codec.options.arithmetic == "float64"
     assert evc.file_info(data).format_version == 2 and evc.file_info(data).arithmetic == "float64"
     assert codec.decompress(data).size == (16, 16)
 
@@ -240,3 +241,14 @@ def test_cuda_matches_cpu(model: EVC) -> None:
     gpu = run_all(ExactEntropyParameters(gpu_model.entropy_networks, "int8"), z.cuda())
     for a, b in zip(cpu, gpu):
         assert torch.equal(a, b.cpu())
+
+
+def test_a_codec_that_only_decodes_never_converts_to_int8(model: EVC) -> None:
+    """The int8 conversion is paid at the first encode: decoding a version-2 file does not need it."""
+    image = np.random.default_rng(3).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    data = evc.Codec(model, "EVC-SS", device="cpu", arithmetic="float64").compress(image, 0.5)
+    decoder = evc.Codec(model, "EVC-SS", device="cpu")
+    assert decoder.decompress(data).size == (40, 24)
+    assert "int8" not in decoder.model.latent_codec._exact
+    decoder.compress(image, 0.5)
+    assert "int8" in decoder.model.latent_codec._exact

@@ -157,18 +157,29 @@ class Codec:
         self.model = model.to(self.device).eval()
         self.fingerprint = weights_fingerprint(self.model)
         self._max_pixels = DEFAULT_MAX_PIXELS
-        self.options = CodingOptions(exact=exact, substreams=substreams, arithmetic=arithmetic)
-        if self.options.exact and self.options.arithmetic == "int8":
-            try:  # converts the weights now, once, rather than at the first image
-                self.model.latent_codec.exact_parameters("int8")
-            except ValueError as exc:  # weights beyond 8 bits' reach (|w| > 63): version 2 still codes them
-                message = f"{exc}: {name} codes with float64 fixed point instead (format version 2)"
-                warnings.warn(message, UserWarning, stacklevel=2)
-                self.options = dataclasses.replace(self.options, arithmetic="float64")
+        self._options = CodingOptions(exact=exact, substreams=substreams, arithmetic=arithmetic)
+        # Whether the weights have an 8-bit grid is settled at the first encode, not here: a codec that
+        # only decodes (or only reads version-2 files) never pays for the int8 conversion.
+        self._arithmetic_settled = not (exact and arithmetic == "int8")
         # How the networks run (precision, layout, tiles, timing): the codec's, not the model's.
         self.execution = Execution(transform_dtype=PRECISIONS[precision], channels_last=channels_last)
         self.execution.prepare(self.model.g_a, self.model.g_s)
         self._coder: ThreadPoolExecutor | None = None
+
+    @property
+    def options(self) -> CodingOptions:
+        """How this codec encodes (decoding follows each file's header). The first access with the int8
+        arithmetic converts the entropy networks; weights beyond 8 bits' reach (|w| > 63 on every grid)
+        then warn (UserWarning) and the codec writes format version 2 with float64 fixed point instead."""
+        if not self._arithmetic_settled:
+            self._arithmetic_settled = True
+            try:
+                self.model.latent_codec.exact_parameters("int8")
+            except ValueError as exc:  # version 2 still codes them
+                message = f"{exc}: {self.name} codes with float64 fixed point instead (format version 2)"
+                warnings.warn(message, UserWarning, stacklevel=3)
+                self._options = dataclasses.replace(self._options, arithmetic="float64")
+        return self._options
 
     @property
     def max_pixels(self) -> int:
