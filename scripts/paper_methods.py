@@ -270,16 +270,20 @@ def evaluate_missing() -> None:
             print(f"{key} on {set_name}: {target}", flush=True)
 
 
-def _bd(anchor: str, test: str, set_name: str) -> float | None:
-    from evc.eval.bdrate import bd_rate
+def _bd(anchor: str, test: str, set_name: str, psnr: bool = False) -> float | None:
+    """BD-rate (%) of ``test`` against ``anchor``, or with ``psnr`` BD-PSNR (dB); None where a result is
+    missing or the curves' quality (BD-rate) or rate (BD-PSNR) ranges do not overlap."""
+    from evc.eval.bdrate import bd_quality, bd_rate
     from evc.eval.results import ResultsError, load_curve
 
     a, t = result_path(set_name, anchor), result_path(set_name, test)
     if not (a.is_file() and t.is_file()):
         return None
     try:
+        if psnr:
+            return bd_quality(load_curve(a), load_curve(t)).db
         return bd_rate(load_curve(a), load_curve(t)).percent
-    except ResultsError:  # the quality ranges do not overlap
+    except ResultsError:
         return None
 
 
@@ -287,13 +291,34 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.1f} %"
 
 
-def gap_closed(student: float | None, teacher: float | None) -> float | None:
-    """(student by mask decay - baseline) / (teacher - baseline) in BD-rate, both against the baseline:
-    1 = the student matches the teacher, 0 = no better than the baseline. None when the teacher is not
-    ahead of the baseline (no gap to close)."""
-    if student is None or teacher is None or teacher >= 0:
+def _db(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f} dB"
+
+
+def gap_closed(student: float | None, teacher: float | None, higher_is_better: bool = False) -> float | None:
+    """(student by mask decay - baseline) / (teacher - baseline), both measured against the baseline
+    (BD-rate: negative is better; BD-PSNR with ``higher_is_better``): 1 = the student matches the
+    teacher, 0 = no better than the baseline. None when the teacher is not ahead of the baseline (no
+    gap to close) or a value is missing."""
+    if student is None or teacher is None:
+        return None
+    if (teacher <= 0) if higher_is_better else (teacher >= 0):
         return None
     return student / teacher
+
+
+def _gap_cell(baseline: str, set_name: str) -> str:
+    """The share of the gap closed in BD-rate, or in BD-PSNR where the quality ranges do not overlap."""
+    by_rate = gap_closed(_bd(baseline, "student", set_name), _bd(baseline, "teacher", set_name))
+    if by_rate is not None:
+        return f"{by_rate * 100:.0f} % (BD-rate)"
+    student, teacher = _bd(baseline, "student", set_name, psnr=True), _bd(baseline, "teacher", set_name, psnr=True)
+    by_psnr = gap_closed(student, teacher, higher_is_better=True)
+    if by_psnr is not None:
+        return f"{by_psnr * 100:.0f} % (BD-PSNR; no BD-rate: the quality ranges do not overlap)"
+    if teacher is not None and teacher <= 0:
+        return "n/a (the teacher is not ahead)"
+    return "n/a"
 
 
 def report_lines() -> list[str]:
@@ -322,21 +347,22 @@ def report_lines() -> list[str]:
             curve = load_curve(result)
             points = ", ".join(f"{b:.3f} / {p:.2f}" for b, p in zip(curve.bpp, curve.psnr))
         lines.append(f"| {phase.name} | {phase.what} | {steps:,} | {crops:,} | {phase.trained_seconds() / 60:.1f} | {points} |")
-    lines += ["", "| BD-rate (PSNR) | validation split | Kodak |", "| --- | --- | --- |"]
+    lines += ["", "| test vs anchor | BD-rate, validation | BD-PSNR, validation | BD-rate, Kodak | BD-PSNR, Kodak |",
+              "| --- | --- | --- | --- | --- |"]
     for test, anchor in (("teacher", "alone"), ("student", "alone"), ("equal", "alone"),
                          ("teacher", "equal"), ("student", "equal")):
-        lines.append(f"| {test} vs {anchor} | {_pct(_bd(anchor, test, 'validation'))} | {_pct(_bd(anchor, test, 'kodak'))} |")
-    for baseline, label in (("alone", "equal steps"), ("equal", "equal compute")):
-        cells = []
-        for set_name in SETS:
-            closed = gap_closed(_bd(baseline, "student", set_name), _bd(baseline, "teacher", set_name))
-            cells.append("n/a (the teacher is not ahead)" if closed is None else f"{closed * 100:.0f} % gap closed")
-        lines.append(f"| share of the gap closed, {label} (paper, EVC-SS: 28 %) | {cells[0]} | {cells[1]} |")
-    lines += ["", "| ablation (decay only, merged, no fine-tune) | vs ablation-ours, validation | vs ablation-ours, Kodak |",
+        cells = [f(_bd(anchor, test, set_name, psnr)) for set_name in SETS for f, psnr in ((_pct, False), (_db, True))]
+        lines.append(f"| {test} vs {anchor} | " + " | ".join(cells) + " |")
+    lines += ["", "| share of the gap closed (paper, EVC-SS: 28 %, in BD-rate) | validation split | Kodak |",
               "| --- | --- | --- |"]
+    for baseline, label in (("alone", "equal steps"), ("equal", "equal compute")):
+        lines.append(f"| {label} (against {baseline}) | {_gap_cell(baseline, 'validation')} | {_gap_cell(baseline, 'kodak')} |")
+    lines += ["", "| ablation (decay only, merged, no fine-tune), vs ablation-ours | BD-rate, validation "
+              "| BD-PSNR, validation | BD-rate, Kodak | BD-PSNR, Kodak |", "| --- | --- | --- | --- | --- |"]
     for loss in ("l1", "l2"):
-        lines.append(f"| ablation-{loss} | {_pct(_bd('ablation-ours', f'ablation-{loss}', 'validation'))} "
-                     f"| {_pct(_bd('ablation-ours', f'ablation-{loss}', 'kodak'))} |")
+        cells = [f(_bd("ablation-ours", f"ablation-{loss}", set_name, psnr))
+                 for set_name in SETS for f, psnr in ((_pct, False), (_db, True))]
+        lines.append(f"| ablation-{loss} | " + " | ".join(cells) + " |")
     lines += ["", "| Scale-SS level | vs the EVC-SS it started from, validation | Kodak | encode time on Kodak (s, mean) |",
               "| --- | --- | --- | --- |"]
     for k in range(4):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evc.eval.bdrate import BDRate, bd_rate, bd_rate_table, format_bd_table, mean_log_rate
+from evc.eval.bdrate import BDRate, bd_quality, bd_rate, bd_rate_table, format_bd_table, mean_log_rate
 from evc.eval.results import RDCurve, ResultsError, load_curve
 
 # shared/ sits beside the checkout (/work/shared) or, in some copies, inside it.
@@ -343,3 +343,31 @@ def test_plot_styles_tell_roles_apart(tmp_path: Path) -> None:
         dashes[role] = set(re.findall(r"stroke-dasharray: ([0-9.,\s]+)", svg))
     assert dashes["ours"] == set()  # solid (grid lines are solid too)
     assert dashes["published"] and dashes["baseline"] and dashes["published"] != dashes["baseline"]
+
+
+def test_bd_quality_of_a_shifted_curve_is_the_shift() -> None:
+    """Every PSNR raised by 0.7 dB at the same rates: BD-PSNR is 0.7 dB over the whole rate range."""
+    anchor = curve("a", ANCHOR_BPP, ANCHOR_PSNR)
+    test = curve("t", ANCHOR_BPP, [p + 0.7 for p in ANCHOR_PSNR])
+    result = bd_quality(anchor, test)
+    assert result.db == pytest.approx(0.7, abs=1e-12)
+    assert result.overlap == pytest.approx((ANCHOR_BPP[0], ANCHOR_BPP[-1]))
+    assert bd_quality(test, anchor).db == pytest.approx(-0.7, abs=1e-12)
+
+
+def test_bd_quality_on_log_linear_curves_without_a_common_quality() -> None:
+    """PSNR = 30 + 10 log10(bpp) against 26 + 10 log10(bpp / 2) on interleaved rates: the lines differ
+    by 4 + 10 log10(2) dB, although their PSNR ranges do not overlap (no BD-rate there)."""
+    a_bpp, t_bpp = [0.2, 0.3, 0.45, 0.7], [0.25, 0.4, 0.6, 0.9]
+    anchor = curve("a", a_bpp, [30 + 10 * np.log10(b) for b in a_bpp])
+    test = curve("t", t_bpp, [26 + 10 * np.log10(b / 2) for b in t_bpp])
+    with pytest.raises(ResultsError, match="do not overlap"):
+        bd_rate(anchor, test)
+    result = bd_quality(anchor, test)
+    assert result.db == pytest.approx(-(4 + 10 * np.log10(2)), abs=1e-9)
+    assert result.overlap == pytest.approx((0.25, 0.7))
+
+
+def test_bd_quality_needs_overlapping_rates() -> None:
+    with pytest.raises(ResultsError, match="rate ranges do not overlap"):
+        bd_quality(curve("a", [0.1, 0.2], [28.0, 30.0]), curve("t", [0.3, 0.5], [31.0, 32.0]))

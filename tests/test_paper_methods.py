@@ -67,3 +67,6 @@ def test_gap_closed() -> None:
     assert gap_closed(5.0, -40.0) == pytest.approx(-0.125)  # worse than the student alone
     assert gap_closed(-10.0, 3.0) is None  # the teacher is not ahead: no gap to close
     assert gap_closed(None, -40.0) is None
+    # BD-PSNR: higher is better
+    assert gap_closed(0.5, 2.0, higher_is_better=True) == pytest.approx(0.25)
+    assert gap_closed(0.5, -1.0, higher_is_better=True) is None

@@ -110,6 +110,48 @@ def bd_rate(anchor: RDCurve, test: RDCurve, metric: str = "psnr") -> BDRate:
     )
 
 
+@dataclass(frozen=True)
+class BDQuality:
+    db: float  # positive = the test curve has higher quality than the anchor at equal rate
+    metric: str  # "psnr" or "ms-ssim"
+    overlap: tuple[float, float]  # the bpp range averaged over
+    anchor: str
+    test: str
+    different_images: bool = False
+
+
+def bd_quality(anchor: RDCurve, test: RDCurve, metric: str = "psnr") -> BDQuality:
+    """Bjontegaard delta quality (BD-PSNR for "psnr") of ``test`` against ``anchor``: the mean quality
+    difference in dB at equal rate, PCHIP of quality against log10(bpp), integrated exactly over the
+    overlapping log-rate range. BD-rate's counterpart (Bjontegaard, VCEG-M33), and the comparison left
+    when two curves' quality ranges do not overlap (a young model's curve, e.g.) but their rates do.
+    Raises ResultsError when the rate ranges do not overlap or a curve has fewer than 2 distinct rates."""
+    _check_metric(metric)
+    curves = []
+    for curve in (anchor, test):
+        bpp = np.asarray(curve.bpp, dtype=np.float64)
+        if np.any(bpp <= 0):
+            raise ResultsError(f"curve {curve.name!r}: bpp values must be positive (log of rate)")
+        log_rate, inverse = np.unique(np.log10(bpp), return_inverse=True)
+        quality = np.bincount(inverse, weights=curve_quality(curve, metric)) / np.bincount(inverse)
+        if log_rate.size < 2:
+            raise ResultsError(f"curve {curve.name!r} has {log_rate.size} distinct rate(s); a BD-quality needs at least 2")
+        curves.append((log_rate, quality))
+    (ra, qa), (rt, qt) = curves
+    lo, hi = max(ra[0], rt[0]), min(ra[-1], rt[-1])
+    if not hi > lo:
+        raise ResultsError(
+            f"rate ranges do not overlap: anchor {anchor.name!r} covers {10 ** ra[0]:.4f}-{10 ** ra[-1]:.4f} bpp, "
+            f"test {test.name!r} covers {10 ** rt[0]:.4f}-{10 ** rt[-1]:.4f} bpp"
+        )
+    # mean_log_rate integrates any PCHIP y(x); here x is log-rate and y quality.
+    diff = mean_log_rate(rt, qt, lo, hi) - mean_log_rate(ra, qa, lo, hi)
+    return BDQuality(
+        db=float(diff), metric=metric, overlap=(float(10**lo), float(10**hi)), anchor=anchor.name,
+        test=test.name, different_images=different_images(anchor, test),
+    )
+
+
 def bd_rate_table(
     curves: list[RDCurve], anchors: list[RDCurve], metric: str = "psnr"
 ) -> list[list[BDRate | None]]:
