@@ -87,6 +87,9 @@ def test_installed_wheel_evaluates_compares_and_reads_files(tmp_path):
     for result in report["results"]:
         assert result["code"] == 0, result
     assert "EVC-SS: 2 images -> res/EVC-SS.json" in evaluate["out"]
+    for name in ("jpeg420", "webp"):
+        assert f"2 images -> res/{name}.json" in baselines["out"], baselines
+    assert (work / "kodim01.evc").stat().st_size > 0
     assert json.loads((work / "res" / "EVC-SS.json").read_text())["meta"]["versions"]["weights"] == "shipped"
     assert sorted(p.name for p in (work / "res").glob("*.json")) == ["EVC-SS.json", "jpeg420.json", "webp.json"]
     assert "| EVC_LL (paper) | -1.0 % (32.5-37.9 dB) |" in compare["out"]  # the shipped published curves
