@@ -20,6 +20,7 @@ Needs scipy (the ``eval`` extra).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,17 +89,25 @@ def _log_rate_vs_quality(curve: RDCurve, metric: str) -> tuple[np.ndarray, np.nd
     return q, log_rate
 
 
+def _overlap(
+    a: np.ndarray, t: np.ndarray, anchor: RDCurve, test: RDCurve, what: str, show: Callable[[float], str], unit: str
+) -> tuple[float, float]:
+    """The common range [lo, hi] of two sorted axes; ResultsError naming both ranges if it is empty."""
+    lo, hi = max(a[0], t[0]), min(a[-1], t[-1])
+    if not hi > lo:
+        raise ResultsError(
+            f"{what} ranges do not overlap: anchor {anchor.name!r} covers {show(a[0])}-{show(a[-1])}{unit}, "
+            f"test {test.name!r} covers {show(t[0])}-{show(t[-1])}{unit}"
+        )
+    return lo, hi
+
+
 def bd_rate(anchor: RDCurve, test: RDCurve, metric: str = "psnr") -> BDRate:
     """BD-rate of `test` against `anchor` (PCHIP in quality, see the module docstring)."""
     _check_metric(metric)
     qa, ra = _log_rate_vs_quality(anchor, metric)
     qt, rt = _log_rate_vs_quality(test, metric)
-    lo, hi = max(qa[0], qt[0]), min(qa[-1], qt[-1])
-    if not hi > lo:
-        raise ResultsError(
-            f"{_METRIC_LABEL[metric]} ranges do not overlap: anchor {anchor.name!r} covers "
-            f"{qa[0]:.3f}-{qa[-1]:.3f} dB, test {test.name!r} covers {qt[0]:.3f}-{qt[-1]:.3f} dB"
-        )
+    lo, hi = _overlap(qa, qt, anchor, test, _METRIC_LABEL[metric], lambda q: f"{q:.3f}", " dB")
     mean_diff = mean_log_rate(qt, rt, lo, hi) - mean_log_rate(qa, ra, lo, hi)
     return BDRate(
         percent=float((10**mean_diff - 1) * 100),
@@ -138,12 +147,7 @@ def bd_quality(anchor: RDCurve, test: RDCurve, metric: str = "psnr") -> BDQualit
             raise ResultsError(f"curve {curve.name!r} has {log_rate.size} distinct rate(s); a BD-quality needs at least 2")
         curves.append((log_rate, quality))
     (ra, qa), (rt, qt) = curves
-    lo, hi = max(ra[0], rt[0]), min(ra[-1], rt[-1])
-    if not hi > lo:
-        raise ResultsError(
-            f"rate ranges do not overlap: anchor {anchor.name!r} covers {10 ** ra[0]:.4f}-{10 ** ra[-1]:.4f} bpp, "
-            f"test {test.name!r} covers {10 ** rt[0]:.4f}-{10 ** rt[-1]:.4f} bpp"
-        )
+    lo, hi = _overlap(ra, rt, anchor, test, "rate", lambda r: f"{10**r:.4f}", " bpp")
     # mean_log_rate integrates any PCHIP y(x); here x is log-rate and y quality.
     diff = mean_log_rate(rt, qt, lo, hi) - mean_log_rate(ra, qa, lo, hi)
     return BDQuality(
