@@ -406,6 +406,28 @@ def plot_masks(target: Path) -> Path | None:
     return target
 
 
+def plot_rd_curves(folder: Path) -> list[Path]:
+    """RD plots (PSNR against bpp) of the mask-decay experiment's models and of Scale-SS's levels beside
+    the EVC-SS it started from, on each set, from the results measured so far."""
+    from evc.eval.plots import plot_rd
+    from evc.eval.results import load_curve
+
+    groups = {
+        "mask-decay-rd": ["teacher", "student", "alone", "equal"],
+        "scale-ss-rd": ["shipped-ss"] + [f"scale-ss-level{k}" for k in range(4)],
+    }
+    written = []
+    for stem, keys in groups.items():
+        for set_name in SETS:
+            curves = [load_curve(result_path(set_name, key)) for key in keys if result_path(set_name, key).is_file()]
+            if len(curves) < 2:
+                continue
+            title = f"{'validation split (16 photos)' if set_name == 'validation' else 'Kodak (24 images)'}, 4 anchors, real files"
+            written += plot_rd(curves, folder / f"{stem}-{set_name}", title=title, bpp_max=None,
+                               styles={c.name: "ours" for c in curves})[:1]
+    return written
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     if not args.no_eval:
         evaluate_missing()
@@ -415,6 +437,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     plot = plot_masks(Path(args.plots) / "mask-decay-ablation.png")
     if plot:
         print(f"masks over the decay phase: {plot}")
+    for path in plot_rd_curves(Path(args.plots)):
+        print(f"RD plot: {path}")
     return 0
 
 
@@ -428,7 +452,7 @@ def main() -> int:
     run.set_defaults(run=cmd_run)
     report = commands.add_parser("report", help="evaluate the finished phases, BD-rates, gap closed, mask plot")
     report.add_argument("--no-eval", action="store_true", help="only the results already measured")
-    report.add_argument("--plots", default=str(ROOT / "docs" / "results"), help="folder of the plot (default docs/results)")
+    report.add_argument("--plots", default=str(ROOT / "docs" / "results"), help="folder of the plots (default docs/results)")
     report.set_defaults(run=cmd_report)
     args = parser.parse_args()
     return args.run(args)

@@ -70,3 +70,18 @@ def test_gap_closed() -> None:
     # BD-PSNR: higher is better
     assert gap_closed(0.5, 2.0, higher_is_better=True) == pytest.approx(0.25)
     assert gap_closed(0.5, -1.0, higher_is_better=True) is None
+
+
+def test_rd_plots_from_the_results_measured(methods, tmp_path) -> None:
+    """A plot per set that has at least two of the experiment's curves; none where fewer exist."""
+    from evc.eval.results import RDCurve, save_curve
+
+    for key, shift in (("teacher", 1.0), ("alone", 0.0)):
+        curve = RDCurve(name=key, bpp=[0.2, 0.3, 0.45, 0.6], psnr=[25 + shift, 26 + shift, 27 + shift, 27.5 + shift])
+        target = methods["result_path"]("validation", key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        save_curve(curve, target)
+    written = methods["plot_rd_curves"](tmp_path / "plots")
+    assert [p.name for p in written] == ["mask-decay-rd-validation.png"]
+    assert written[0].stat().st_size > 10_000
+    assert not (tmp_path / "plots" / "mask-decay-rd-kodak.png").exists()
