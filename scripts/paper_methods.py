@@ -24,7 +24,8 @@ teacher is the issue's leg of 150 minutes cut to 130 to stay near it.
 at that time with SIGINT: the trainer writes its checkpoint and export, and the next `run` resumes it.
 Step budgets keep their schedule across sessions; time budgets count only the minutes trained. A phase
 that ended writes FINISHED in its folder. Runs live in $EVC_EXPERIMENT (default
-~/evc-runs/paper-methods)/<phase>/.
+~/evc-runs/paper-methods)/<phase>/; the measured curves and report.md in $EVC_PAPER_RESULTS (default
+docs/results/paper-methods), to be committed.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = Path(os.environ.get("EVC_EXPERIMENT", Path.home() / "evc-runs" / "paper-methods"))
+# The measured curves and report.md are small and are the experiment's record: they live in the repo, so
+# that they outlive the machine that trained (the runs' folders do not).
+RESULTS = Path(os.environ.get("EVC_PAPER_RESULTS", ROOT / "docs" / "results" / "paper-methods"))
 DATA = os.environ.get("EVC_DATA", str(ROOT.parent / "shared" / "data" / "train"))
 PYTHON = os.environ.get("PYTHON", str(ROOT / ".venv" / "bin" / "python"))
 
@@ -235,7 +239,7 @@ SETS = ("validation", "kodak")
 
 
 def result_path(set_name: str, key: str) -> Path:
-    return EXPERIMENT / "results" / set_name / f"{key}.json"
+    return RESULTS / set_name / f"{key}.json"
 
 
 def evaluations() -> list[tuple[str, Path, int | None]]:
@@ -244,8 +248,10 @@ def evaluations() -> list[tuple[str, Path, int | None]]:
     table = {p.name: p for p in phases()}
     out = [(p.name, p.folder / p.export, None) for p in table.values() if p.finished and p.name != "scale-ss"]
     if table["scale-ss"].finished:
-        out += [(f"scale-ss-level{k}", table["scale-ss"].folder / "export", k) for k in range(4)]
+        # The EVC-SS it started from first (every level is compared with it), then the levels that decide
+        # shipping (every level at least as good, level 3 better): 0 and 3 before 1 and 2.
         out.append(("shipped-ss", table["scale-ss"].folder / SCALE_INIT, None))
+        out += [(f"scale-ss-level{k}", table["scale-ss"].folder / "export", k) for k in (0, 3, 1, 2)]
     return out
 
 
@@ -332,7 +338,8 @@ def report_lines() -> list[str]:
              "| --- | --- | --- | --- | --- | --- |"]
     for phase in phases():
         if not phase.finished:
-            lines.append(f"| {phase.name} | (not finished) | | | | |")
+            # A phase with no folder here may have run on another machine: its curves may still be in RESULTS.
+            lines.append(f"| {phase.name} | ({'not finished' if phase.started else 'no run folder here'}) | | | | |")
             continue
         steps = crops = 0
         for name in phase.checkpoints:  # the student's two phases add up
@@ -433,7 +440,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         evaluate_missing()
     lines = report_lines()
     print("\n".join(lines))
-    (EXPERIMENT / "report.md").write_text("\n".join(lines) + "\n")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "report.md").write_text("\n".join(lines) + "\n")
     plot = plot_masks(Path(args.plots) / "mask-decay-ablation.png")
     if plot:
         print(f"masks over the decay phase: {plot}")

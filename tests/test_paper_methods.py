@@ -19,6 +19,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "paper_methods.py"
 @pytest.fixture
 def methods(tmp_path, monkeypatch) -> dict:
     monkeypatch.setenv("EVC_EXPERIMENT", str(tmp_path))
+    monkeypatch.setenv("EVC_PAPER_RESULTS", str(tmp_path / "results"))
     return runpy.run_path(str(SCRIPT), run_name="paper_methods")
 
 
