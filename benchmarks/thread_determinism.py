@@ -19,11 +19,18 @@ from pathlib import Path
 
 KODIM05 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak" / "kodim05.png"
 
-NETWORKS = """
+# Both child scripts: the model named by argv[2], with seeded random weights or the weights file in the
+# script's last argument.
+MODEL = """
 import sys, torch, evc
 torch.set_num_threads(int(sys.argv[1]))
-weights = sys.argv[4]
-m = (evc.create_model(sys.argv[2], seed=0) if weights == "-" else evc.load(weights=weights, device="cpu").model).eval()
+def model():
+    weights = sys.argv[-1]
+    return evc.create_model(sys.argv[2], seed=0) if weights == "-" else evc.load(weights=weights, device="cpu").model
+"""
+
+NETWORKS = MODEL + """
+m = model().eval()
 x = torch.rand(1, 3, 512, 768, generator=torch.Generator().manual_seed(1))
 with torch.no_grad():
     y = m.g_a(x) / m.rate.divisor(torch.tensor(0.9))
@@ -35,14 +42,11 @@ with torch.no_grad():
 torch.save(out, sys.argv[3])
 """
 
-CODEC = """
-import sys, numpy as np, torch, evc
+CODEC = MODEL + """
+import numpy as np
 from PIL import Image
-torch.set_num_threads(int(sys.argv[1]))
 # A fixed count: the codec's own thread policy (evc.threads) would otherwise choose it.
-weights, threads = sys.argv[7], int(sys.argv[1])
-codec = (evc.Codec(evc.create_model(sys.argv[2], seed=0), sys.argv[2], device="cpu", threads=threads) if weights == "-"
-         else evc.load(weights=weights, device="cpu", threads=threads))
+codec = evc.Codec(model(), sys.argv[2], device="cpu", threads=int(sys.argv[1]))
 if sys.argv[3] == "encode":
     result = codec.encode(Image.open(sys.argv[4]).convert("RGB"), 0.5)
     open(sys.argv[5], "wb").write(result.data)

@@ -248,8 +248,8 @@ def evaluations() -> list[tuple[str, Path, int | None]]:
     table = {p.name: p for p in phases()}
     out = [(p.name, p.folder / p.export, None) for p in table.values() if p.finished and p.name != "scale-ss"]
     if table["scale-ss"].finished:
-        # The EVC-SS it started from first (every level is compared with it), then the levels that decide
-        # shipping (every level at least as good, level 3 better): 0 and 3 before 1 and 2.
+        # The EVC-SS it started from first (every level is compared with it), then level 0 (the cheapest)
+        # and level 3 (which must beat it to ship) before 1 and 2, in case time runs out.
         out.append(("shipped-ss", table["scale-ss"].folder / SCALE_INIT, None))
         out += [(f"scale-ss-level{k}", table["scale-ss"].folder / "export", k) for k in (0, 3, 1, 2)]
     return out
