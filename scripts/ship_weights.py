@@ -1,12 +1,15 @@
 """Ship trained weights: measure them on Kodak, refuse them unless they beat what ships, write the card.
 
-    python scripts/ship_weights.py RUN/export --version v0 [--force] [--dry-run]
+    python scripts/ship_weights.py RUN/export --version v0 [--force] [--dry-run] [--curve NAME.json]
 
 1. Codes all 24 Kodak images (../shared/data/kodak) at the 4 trained anchors and one interpolated rate
    between each pair, with real files (exact entropy parameters, as `evc encode` writes them).
 2. BD-rate (PSNR) against the live JPEG 4:2:0 results in docs/results/kodak/jpeg420.json and the
    published VTM curve; against the shipped weights of the same model, if any (recorded in the card as
-   "NAME VERSION"; the replaced version's results are kept as docs/results/kodak/NAME-VERSION.json).
+   "NAME VERSION"; the replaced version's results are kept as docs/results/kodak/NAME-VERSION.json);
+   a scalable model (Scale-SS) also against the shipped single-encoder model of its sizes (EVC-SS).
+   Those comparisons use the other weights' recorded curve if it was made in the same entropy-parameter
+   arithmetic (the codec's default, int8), else measure them again.
 3. Unless --force, refuses weights that are not better than the shipped ones (BD-rate >= 0 against
    them): every commit of weights stays in the history that users clone.
 4. Writes src/evc/weights/NAME/ (fp16 safetensors parts, with the version and the Kodak RD in their
@@ -46,6 +49,23 @@ def measure(weights: Path, label: str) -> RDCurve:
     return evaluate(EVCUnderTest.at_anchors(codec, label, between=1), list_images(KODAK_DIR), "ours")
 
 
+def arithmetic_of(curve: RDCurve) -> str:
+    """The entropy-parameter arithmetic the curve's files were made in; curves recorded before
+    2026-12-04 do not name it, and version 2's float64 made them."""
+    return str(curve.meta.get("versions", {}).get("arithmetic", "float64"))
+
+
+def recorded_or_measured(recorded: Path, weights: Path, label: str, arithmetic: str) -> RDCurve:
+    """Shipped weights' recorded Kodak curve if it was made in ``arithmetic``, else measured now: the
+    int8 arithmetic costs about 0.4 % rate against float64, as much as the gains being compared."""
+    if recorded.is_file():
+        curve = load_curve(recorded)
+        if arithmetic_of(curve) == arithmetic:
+            return curve
+        print(f"{recorded.name} was made in {arithmetic_of(curve)}, not {arithmetic}: measuring {label} again")
+    return measure(weights, label)
+
+
 def run_record(weights: Path, meta: dict[str, str]) -> dict[str, object]:
     """What a trainer before 2026-12-03 did not record in the export (held-out photos, how the anchors
     were drawn), read from the run's resolved config.toml beside it (RUN/export); nothing if absent."""
@@ -71,6 +91,13 @@ def card_markdown(card: ModelCard, meta: dict[str, str], curve: RDCurve, files: 
         )
     )
     bd = "\n".join(f"- {v:+.1f} % against {k}" for k, v in card.bd_rates.items())
+    levels = ""
+    if get_spec(card.model).scalable:
+        levels = (
+            "\nEach image is coded with every encoder level, and the file with the lowest RD cost is kept (the\n"
+            "codec's default; `--encoder-level N` runs levels 0..N only). The RD and encode time of each level\n"
+            "are in docs/mask-decay.md.\n"
+        )
     hours = f"{card.training_hours:.2f}" if card.training_hours is not None else "?"
     lambdas = ", ".join(f"{v:g}" for v in json.loads(meta.get(LAMBDAS_KEY, "[]"))) or "?"
     lineage = ""
@@ -96,9 +123,9 @@ of that, so it is far from the paper's RD (see below and docs/results.md).
 
 ## Kodak ({card.kodak_set()}, RGB PSNR)
 
-Measured by `python scripts/ship_weights.py` (exact entropy parameters, CPU), q index = round(100 * q_scale);
+Measured by `python scripts/ship_weights.py` (exact entropy parameters in {arithmetic_of(curve)}, CPU), q index = round(100 * q_scale);
 the 4 trained anchors and one interpolated rate between each pair.
-
+{levels}
 | q index | bpp | PSNR (dB) | MS-SSIM |
 | --- | --- | --- | --- |
 {rows}
@@ -115,12 +142,21 @@ def main() -> int:
     parser.add_argument("--version", required=True, help="version label, e.g. v0")
     parser.add_argument("--force", action="store_true", help="ship even if not better than the shipped weights")
     parser.add_argument("--dry-run", action="store_true", help="measure and compare, write nothing")
+    parser.add_argument("--curve", type=Path, default=None,
+                        help="the Kodak curve an earlier run of this script measured of these weights "
+                             "(docs/results/kodak/NAME.json): compare and write without measuring again")
     args = parser.parse_args()
 
     meta = read_metadata(args.weights)
     name = get_spec(meta.get(MODEL_KEY, "")).name
     spec = get_spec(name)
-    curve = measure(args.weights, f"{name} {args.version}")
+    if args.curve is not None:  # measured earlier (an interrupted run): the same weights, it is trusted
+        curve = load_curve(args.curve)
+        if curve.meta.get("versions", {}).get("weights") != f"{name} {args.version}" or curve.meta["images"] != 24:
+            sys.exit(f"--curve {args.curve}: not a 24-image Kodak curve of {name} {args.version}")
+    else:
+        curve = measure(args.weights, f"{name} {args.version}")
+    arithmetic = arithmetic_of(curve)
     print("new:", ", ".join(f"{b:.3f} bpp / {p:.2f} dB" for b, p in zip(curve.bpp, curve.psnr or [])))
 
     anchors = {"JPEG 4:2:0 (live)": load_curve(RESULTS / "jpeg420.json"), "VTM (published)": load_curve(VTM_KODAK)}
@@ -133,10 +169,19 @@ def main() -> int:
         except evc.EVCError as exc:
             print(f"BD-rate vs {label}: n/a ({exc})")
 
+    if spec.scalable:  # a scalable model starts from the single-encoder model of its sizes: compare with it
+        base = get_spec(f"EVC-{spec.encoder}{spec.decoder}")
+        if base.has_weights():
+            label = f"{base.name} {ModelCard.read(base.weights_dir).version}"
+            base_curve = recorded_or_measured(RESULTS / f"{base.name}.json", base.weights_dir, label, arithmetic)
+            against_base = bd_rate(base_curve, curve).percent
+            print(f"BD-rate vs {label}: {against_base:+.2f} %")
+            bd_rates[label] = round(against_base, 2)
+
     replaced: Path | None = None  # the shipped version's results, kept under its version once replaced
     if spec.has_weights():
         shipped_json = RESULTS / f"{name}.json"
-        shipped = load_curve(shipped_json) if shipped_json.is_file() else measure(spec.weights_dir, "shipped")
+        shipped = recorded_or_measured(shipped_json, spec.weights_dir, "shipped", arithmetic)
         try:
             against = bd_rate(shipped, curve).percent
         except evc.EVCError as exc:  # no overlap: compare by the mean RD cost at the anchors instead

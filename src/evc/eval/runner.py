@@ -96,6 +96,9 @@ class EVCUnderTest:
         import evc
 
         versions = {"evc": evc.__version__, "torch": torch.__version__, "weights": self.weights, "device": str(self.codec.device)}
+        # The files' entropy parameters: their sizes are reproducible only in the same arithmetic.
+        options = self.codec.options
+        versions["arithmetic"] = options.arithmetic if options.exact else "float"
         if self.encoder_level is not None:
             versions["encoder_level"] = str(self.encoder_level)
         return versions
