@@ -18,7 +18,9 @@ Policies (the thread count is the CPU's core count, 2 here, unless the policy sa
 - after: the next batch made in a thread while the step runs (evc.train.data.Prefetcher), what
   `evc train --workers 0` does now;
 - passive: after, with OMP_WAIT_POLICY=PASSIVE (waiting threads sleep at once): tried, measured slower;
-- one-thread: after, with one compute thread.
+- one-thread: after, with one compute thread;
+- follow: after, with the thread count chosen by evc.threads every few seconds: what `evc train` does
+  since 2026-12-04 (threads is the count at the window's end).
 Each runs with the session's scheduling weight that scripts/train_cpu.sh gives a leg (autogroup nice -10,
 where the kernel lets us set it), and again at the default weight (``...@0``): the fair share a plain
 process gets. This machine is shared and noisy: read the ratios to the alone column of the same policy.
@@ -44,16 +46,21 @@ POLICIES: dict[str, dict[str, object]] = {
     "after": {"env": {}, "prefetch": True, "threads": None},
     "passive": {"env": {"OMP_WAIT_POLICY": "PASSIVE"}, "prefetch": True, "threads": None},
     "one-thread": {"env": {}, "prefetch": True, "threads": 1},
+    "follow": {"env": {}, "prefetch": True, "threads": None, "follow": True},
 }
 LOADS = ("alone", "busy", "tests")
 
 
-def measure(model: str, batch: int, crop: int, seconds: float, prefetch: bool, data: str) -> dict[str, float]:
-    """crops/s of training steps over ``seconds`` after 3 warm-up steps (in this process)."""
+def measure(
+    model: str, batch: int, crop: int, seconds: float, prefetch: bool, data: str, follow: bool = False
+) -> dict[str, float]:
+    """crops/s of training steps over ``seconds`` after 3 warm-up steps (in this process); with ``follow``
+    the thread count follows the free cores after every step, as `evc train` does, with a settling time of
+    2 choices before the window."""
     import torch
 
     from evc.train.config import TrainConfig
-    from evc.train.trainer import Trainer
+    from evc.train.trainer import FOLLOW_FREE_CORES_EVERY_S, Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
         config = TrainConfig(
@@ -66,10 +73,16 @@ def measure(model: str, batch: int, crop: int, seconds: float, prefetch: bool, d
         batches = trainer._batches()
         for _ in range(3):
             trainer.train_step(*next(batches))
+        settle = time.perf_counter() + (2 * FOLLOW_FREE_CORES_EVERY_S if follow else 0)
+        while time.perf_counter() < settle:
+            trainer.follow_free_cores()
+            trainer.train_step(*next(batches))
         steps, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds:
             trainer.train_step(*next(batches))
             steps += 1
+            if follow:
+                trainer.follow_free_cores()
         elapsed = time.perf_counter() - start
         if hasattr(batches, "close"):
             batches.close()
@@ -132,7 +145,7 @@ def run_policy(name: str, group: int | None, load: str, args: argparse.Namespace
     if policy["threads"]:
         env["OMP_NUM_THREADS"] = str(policy["threads"])
     spec = dict(model=args.model, batch=args.batch, crop=args.crop, seconds=args.seconds,
-                prefetch=policy["prefetch"], data=data)
+                prefetch=policy["prefetch"], data=data, follow=policy.get("follow", False))
     with Load(load):
         child = _start_session([sys.executable, __file__, "--one", json.dumps(spec)], env, group)
         out, _ = child.communicate()
@@ -147,7 +160,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--seconds", type=float, default=30.0, help="timed window of each measurement")
-    parser.add_argument("--policies", nargs="+", default=["before", "after", "passive", "before@0", "after@0"],
+    parser.add_argument("--policies", nargs="+", default=["before", "after", "passive", "follow", "before@0", "after@0", "follow@0"],
                         help="policy[@autogroup nice] (default nice -10, as scripts/train_cpu.sh)")
     parser.add_argument("--loads", nargs="+", default=list(LOADS), choices=LOADS)
     parser.add_argument("--images", type=int, default=12, help="training photos to crop from (cached)")
@@ -167,14 +180,18 @@ def main() -> None:
 
         print(f"training crops/s on a shared CPU: {cpu_model_name()}, {os.cpu_count()} cores, {args.model} "
               f"{args.batch}x{args.crop}, {args.seconds:g} s windows")
-        print(f"{'policy':<16} " + " ".join(f"{load:>14}" for load in args.loads))
+        print(f"{'policy':<16} " + " ".join(f"{load:>17}" for load in args.loads))
         for spec in args.policies:
             name, _, group_text = spec.partition("@")
             if name not in POLICIES:
                 sys.exit(f"unknown policy {name}; known: {', '.join(POLICIES)}")
             group = int(group_text) if group_text else -10
-            rates = [run_policy(name, group, load, args, str(data))["crops_per_s"] for load in args.loads]
-            cells = [f"{rates[0]:>14.2f}"] + [f"{r:>6.2f} ({r / rates[0]:>4.0%})" for r in rates[1:]]
+            results = [run_policy(name, group, load, args, str(data)) for load in args.loads]
+            rates = [r["crops_per_s"] for r in results]
+            threads = [f"{r['threads']}t" for r in results]  # torch's thread count at the window's end
+            cells = [f"{rates[0]:>10.2f} {threads[0]}"] + [
+                f"{r:>6.2f} ({r / rates[0]:>4.0%}) {t}" for r, t in zip(rates[1:], threads[1:])
+            ]
             print(f"{name + ' @' + str(group):<16} " + " ".join(cells), flush=True)
 
 

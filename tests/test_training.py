@@ -306,3 +306,37 @@ def test_scalable_model_starts_from_a_single_encoder_model(image_folder, tmp_pat
     assert meta["evc.model"] == "Scale-SS"
     with pytest.raises(ConfigError, match="holds EVC-SS, not Scale-SL"):
         Trainer(dataclasses.replace(config, model="Scale-SL", out=str(tmp_path / "bad")))
+
+
+def test_the_thread_count_follows_the_free_cores_by_time_not_by_log_step(image_folder, tmp_path, monkeypatch) -> None:
+    """Next to an equal-weight busy process, 2 spinning threads trained at 4 % of their alone speed
+    (docs/training.md), so a choice made only at each 50-step log window came 17 minutes late. The
+    trainer chooses again whenever FOLLOW_FREE_CORES_EVERY_S has passed, whatever log_every says."""
+    import evc.train.trainer as trainer_module
+
+    class CountingPolicy:
+        def __init__(self, counts: list[int]) -> None:
+            self.counts = counts  # what each choice returns, in order (then the last again)
+            self.calls = 0
+
+        def choose(self) -> int:
+            self.calls += 1
+            return self.counts[min(self.calls, len(self.counts)) - 1]
+
+    threads = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(trainer_module, "FOLLOW_FREE_CORES_EVERY_S", 0.0)  # every step
+        trainer = Trainer(tiny_config(image_folder, tmp_path / "every", steps=4, log_every=1000))
+        policy = trainer.thread_policy = CountingPolicy([1, 2])
+        trainer.run()
+        assert policy.calls == 5  # before the first step, and after each of the 4
+        assert torch.get_num_threads() == 2  # the latest choice is applied
+
+        monkeypatch.setattr(trainer_module, "FOLLOW_FREE_CORES_EVERY_S", 3600.0)
+        trainer = Trainer(tiny_config(image_folder, tmp_path / "hourly", steps=4, log_every=1))
+        policy = trainer.thread_policy = CountingPolicy([1])
+        trainer.run()
+        assert policy.calls == 1  # log steps no longer choose
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)

@@ -31,7 +31,7 @@ HELP = {
     "grad_clip": "clip the gradient norm at this value (0: off)",
     "seed": "seed of the initialisation, the data order and the noise",
     "prefetch": "with --workers 0: load the next batch in a thread while the step runs",
-    "threads": "CPU threads: auto (the free cores, measured again at every log step) or a count "
+    "threads": "CPU threads: auto (the free cores, measured again every 5 seconds) or a count "
                "(default: $EVC_THREADS, else $OMP_NUM_THREADS, else auto)",
     "workers": "data-loading processes (0: a thread of the training process, a step ahead)",
     "device": "cpu, cuda, cuda:N (default: cuda if available); under torchrun each process takes its own GPU",

@@ -48,7 +48,7 @@ class TrainConfig:
     workers: int = 2
     # With workers=0: make the next batch in a thread of the training process while the step runs.
     prefetch: bool = True
-    # CPU threads: "auto" (the free cores, measured again at every log step: see evc.threads) or a
+    # CPU threads: "auto" (the free cores, measured again every 5 seconds: see evc.threads) or a
     # count; "" = $EVC_THREADS, else $OMP_NUM_THREADS, else auto. One process on the CPU only.
     threads: str = ""
     cache_images: bool = True  # decode each training image once and keep it in memory (0.6 GiB for the shards)

@@ -73,6 +73,10 @@ from evc.train.speed import StepSettings, cpu_model_name, keep_allocations_mappe
 from evc.train.validation import kodak_images, validate
 
 EXPORT_DIR = "export"
+# How often a CPU run re-measures the free cores (evc.threads). By time, not by step: next to a process
+# of equal weight, 2 spinning OpenMP threads on 2 cores fell to 0.77 crops/s (4 % of alone;
+# benchmarks/train_share.py, 2026-12-04), so a 50-step log window then lasted about 17 minutes.
+FOLLOW_FREE_CORES_EVERY_S = 5.0
 
 
 def learning_rate_factor(step: int, config: TrainConfig, elapsed_s: float = 0.0) -> float:
@@ -195,6 +199,7 @@ class Trainer:
         # keep torch's setting.
         single_cpu = self.procs.device.type == "cpu" and self.procs.world_size == 1
         self.thread_policy = ThreadPolicy(self.config.threads or None) if single_cpu else None
+        self._followed_at = -math.inf  # time.monotonic() of the last thread-count choice
         self.data = self._training_data()
         self.model, self.objective = self._model_and_objective()
         self.optimizer = self._optimizer()
@@ -221,7 +226,7 @@ class Trainer:
         batches = None
         try:
             batches = self._batches()
-            self._follow_free_cores()
+            self.follow_free_cores()
             while self.step < last:
                 images, anchors = next(batches)
                 lr = self._set_learning_rate()
@@ -231,8 +236,7 @@ class Trainer:
                 out_of_time = self._out_of_time()
                 if self.procs.is_main:  # the one process that writes files
                     self._report(lr, finished=self.step == last or out_of_time)
-                if self.step % self.config.log_every == 0:
-                    self._follow_free_cores()
+                self.follow_free_cores()
                 self.procs.barrier()  # the others wait for it, e.g. while it validates
                 if out_of_time:
                     _say(f"time limit reached at step {self.step}; resume with --resume (and a larger --time-limit-minutes)")
@@ -353,10 +357,15 @@ class Trainer:
             group["lr"] = group["base_lr"] * factor
         return self.config.lr * factor
 
-    def _follow_free_cores(self) -> None:
-        """Set the CPU thread count for the next log window by the thread policy, saying when it changes."""
+    def follow_free_cores(self) -> None:
+        """Set the CPU thread count by the thread policy, saying when it changes; at most once every
+        FOLLOW_FREE_CORES_EVERY_S seconds (the check is cheap: two clock reads; a choice reads /proc/stat)."""
         if self.thread_policy is None:
             return
+        now = time.monotonic()
+        if now - self._followed_at < FOLLOW_FREE_CORES_EVERY_S:
+            return
+        self._followed_at = now
         count = self.thread_policy.choose()
         if count != torch.get_num_threads():
             _say(f"step {self.step}: {count} CPU thread{'s' if count > 1 else ''} (free cores: evc.threads)")
