@@ -95,8 +95,8 @@ def card_markdown(card: ModelCard, meta: dict[str, str], curve: RDCurve, files: 
     if get_spec(card.model).scalable:
         levels = (
             "\nEach image is coded with every encoder level, and the file with the lowest RD cost is kept (the\n"
-            "codec's default; `--encoder-level N` runs levels 0..N only). The RD and encode time of each level\n"
-            "are in docs/mask-decay.md.\n"
+            "codec's default). `--encoder-level N` codes with level N alone, whose latent needs encoders 0..N\n"
+            "(a complexity budget). The RD and encode time of each level are in docs/mask-decay.md.\n"
         )
     hours = f"{card.training_hours:.2f}" if card.training_hours is not None else "?"
     lambdas = ", ".join(f"{v:g}" for v in json.loads(meta.get(LAMBDAS_KEY, "[]"))) or "?"

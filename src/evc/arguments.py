@@ -120,7 +120,9 @@ def encoder_level(value: Any, levels: int | None, model: str = "this model") -> 
     if value is None:
         return None
     if levels is None:
-        raise ValueError(f"{model} has one encoder; encoder_level applies to scalable models only")
+        raise ValueError(
+            f"{model} has one encoder; encoder_level applies to scalable models only (Scale-SS, Scale-SL)"
+        )
     accepts = f"an integer in 0..{levels - 1}"
     number = _integer("encoder_level", value, accepts)
     if not 0 <= number < levels:

@@ -401,7 +401,8 @@ def load(
     weights: str | Path | None = None,
     **options: Any,
 ) -> Codec:
-    """Load a codec. No name: the best model that ships trained weights. ``weights``: a .safetensors
+    """Load a codec. No name: the best single-encoder model that ships trained weights (a scalable one
+    is never the default: its encode runs several encoders). ``weights``: a .safetensors
     file or folder to use instead of the shipped weights (its metadata may supply the name).
     ``options``: :class:`Codec`'s keyword options (exact, substreams, precision, channels_last, threads).
 
