@@ -24,7 +24,7 @@ from evc.eval.bench import PAPER_CASES, compare_paths
 from evc.eval.complexity import PUBLISHED, model_complexity
 from evc.eval.plots import plot_rd
 from evc.eval.published import VTM_KODAK, paper_curves
-from evc.eval.results import RDCurve, load_curve, save_curve
+from evc.eval.results import RDCurve, curve_arithmetic, load_curve, save_curve
 from evc.eval.runner import EVCUnderTest, evaluate, list_images
 from evc.shared_data import KODAK_DIR
 from evc.train.speed import cpu_model_name
@@ -67,8 +67,7 @@ def our_model_section(curve: RDCurve, published: list[RDCurve]) -> list[str]:
     ms = curve.ms_ssim or [float("nan")] * len(curve.bpp)
     for q, b, p, m in zip(curve.meta["settings"], curve.bpp, curve.psnr or [], ms):
         lines.append(f"| {q} | {b:.4f} | {p:.3f} | {m:.4f} |")
-    # Curves recorded before 2026-12-04 do not name their arithmetic: format version 2's float64.
-    arithmetic = curve.meta.get("versions", {}).get("arithmetic", "float64")
+    arithmetic = curve_arithmetic(curve)
     lines += ["", f"Measured {curve.meta.get('date', '?')} ({curve.meta.get('machine', '?')}) by "
               "`python scripts/ship_weights.py` when these weights shipped: real files, exact entropy parameters "
               f"in {arithmetic} (int8 costs about 0.4 % rate against float64: README, exact arithmetic)."]

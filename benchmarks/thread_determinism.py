@@ -65,10 +65,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2, 3, 4, 8, 16])
     args = parser.parse_args()
     weights = args.weights or "-"
-    if args.weights:
-        import evc
+    if args.weights:  # the name from the files' metadata: the children load the weights themselves
+        from evc.models.registry import get_spec
+        from evc.models.weights import MODEL_KEY, read_metadata
 
-        args.model = evc.load(weights=args.weights, device="cpu").spec.name
+        args.model = get_spec(read_metadata(Path(args.weights))[MODEL_KEY]).name
     what = f"weights {args.weights}" if args.weights else "random weights"
     import torch
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import evc
 from evc.eval.bdrate import bd_rate
 from evc.eval.published import VTM_KODAK
-from evc.eval.results import RDCurve, load_curve, save_curve
+from evc.eval.results import RDCurve, curve_arithmetic, load_curve, save_curve
 from evc.eval.runner import EVCUnderTest, evaluate, list_images
 from evc.models.card import KODAK_KEY, VERSION_KEY, ModelCard, training_totals
 from evc.models.registry import get_spec
@@ -49,20 +49,14 @@ def measure(weights: Path, label: str) -> RDCurve:
     return evaluate(EVCUnderTest.at_anchors(codec, label, between=1), list_images(KODAK_DIR), "ours")
 
 
-def arithmetic_of(curve: RDCurve) -> str:
-    """The entropy-parameter arithmetic the curve's files were made in; curves recorded before
-    2026-12-04 do not name it, and version 2's float64 made them."""
-    return str(curve.meta.get("versions", {}).get("arithmetic", "float64"))
-
-
 def recorded_or_measured(recorded: Path, weights: Path, label: str, arithmetic: str) -> RDCurve:
     """Shipped weights' recorded Kodak curve if it was made in ``arithmetic``, else measured now: the
     int8 arithmetic costs about 0.4 % rate against float64, as much as the gains being compared."""
     if recorded.is_file():
         curve = load_curve(recorded)
-        if arithmetic_of(curve) == arithmetic:
+        if curve_arithmetic(curve) == arithmetic:
             return curve
-        print(f"{recorded.name} was made in {arithmetic_of(curve)}, not {arithmetic}: measuring {label} again")
+        print(f"{recorded.name} was made in {curve_arithmetic(curve)}, not {arithmetic}: measuring {label} again")
     return measure(weights, label)
 
 
@@ -123,7 +117,7 @@ of that, so it is far from the paper's RD (see below and docs/results.md).
 
 ## Kodak ({card.kodak_set()}, RGB PSNR)
 
-Measured by `python scripts/ship_weights.py` (exact entropy parameters in {arithmetic_of(curve)}, CPU), q index = round(100 * q_scale);
+Measured by `python scripts/ship_weights.py` (exact entropy parameters in {curve_arithmetic(curve)}, CPU), q index = round(100 * q_scale);
 the 4 trained anchors and one interpolated rate between each pair.
 {levels}
 | q index | bpp | PSNR (dB) | MS-SSIM |
@@ -156,7 +150,7 @@ def main() -> int:
             sys.exit(f"--curve {args.curve}: not a 24-image Kodak curve of {name} {args.version}")
     else:
         curve = measure(args.weights, f"{name} {args.version}")
-    arithmetic = arithmetic_of(curve)
+    arithmetic = curve_arithmetic(curve)
     print("new:", ", ".join(f"{b:.3f} bpp / {p:.2f} dB" for b, p in zip(curve.bpp, curve.psnr or [])))
 
     anchors = {"JPEG 4:2:0 (live)": load_curve(RESULTS / "jpeg420.json"), "VTM (published)": load_curve(VTM_KODAK)}

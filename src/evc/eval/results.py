@@ -98,6 +98,13 @@ class ImageSet:
         return count if self.dataset is None else f"{count} ({self.dataset})"
 
 
+def curve_arithmetic(curve: RDCurve) -> str:
+    """The entropy-parameter arithmetic an EVC curve's files were made in ("int8", "float64", "float"),
+    from ``meta.versions.arithmetic`` (evc.eval.runner); curves recorded before 2026-12-04 do not name
+    it, and format version 2's float64 made them."""
+    return str(curve.meta.get("versions", {}).get("arithmetic", "float64"))
+
+
 def image_set(curve: RDCurve) -> ImageSet:
     """The images ``curve`` was measured on, as far as its per-image values and meta say."""
     names = list(curve.per_image) or curve.meta.get("image_names")
