@@ -22,6 +22,10 @@ DEADLINE=
 if [ "${1:-}" = --until ]; then
     [ -n "${2:-}" ] || { echo "--until needs a time, e.g. --until 10:15 or --until '+150 min'" >&2; exit 2; }
     DEADLINE=$(date -d "$2" +%s) || { echo "--until: not a time date understands: $2" >&2; exit 2; }
+    # A clock time already past today ("--until 00:10" at 21:40) means its next occurrence, tomorrow.
+    if [ "$DEADLINE" -le "$(date +%s)" ]; then
+        DEADLINE=$(date -d "tomorrow $2" +%s 2> /dev/null || echo "$DEADLINE")
+    fi
     # A minute goes to start-up (reading the weights, caching the images) before the clock of the leg runs.
     MINUTES=$(( (DEADLINE - $(date +%s)) / 60 - 1 ))
     [ "$MINUTES" -ge 5 ] || { echo "--until $2 leaves less than 5 minutes of training" >&2; exit 2; }
@@ -84,7 +88,8 @@ mkdir -p "$leg"
 # Processes of other sessions share these cores by session group ("autogroup"), whatever their nice
 # value: give this group more weight where the kernel allows it (root only).
 setsid bash -c 'echo -10 > /proc/self/autogroup 2> /dev/null || true
-"$0" -m evc train "${@:2}" >> "$1/train.log" 2>&1 && touch "$1/FINISHED"' "$PY" "$leg" "${args[@]}" < /dev/null &
+"$0" -m evc train "${@:2}" >> "$1/train.log" 2>&1 && touch "$1/FINISHED"' "$PY" "$leg" "${args[@]}" \
+    < /dev/null >> "$leg/train.log" 2>&1 &  # its own output too: a pipe (| tail, | tee) would wait for the leg
 pid=$!
 echo "$pid" > "$leg/PID"
 echo "leg $leg, PID $pid (pause: kill -STOP -- -$pid; go on: kill -CONT -- -$pid); log: $leg/train.log"

@@ -302,6 +302,12 @@ def test_plot_writes_png_and_svg(tmp_path: Path) -> None:
     assert all(p.stat().st_size > 10_000 for p in ms_paths)
     assert "ms-only" in ms_paths[1].read_text()
 
+    # the same curves give the same SVG, byte for byte (no date, no random ids): docs diff cleanly
+    again = plot_rd(
+        [anchor(), ours, ms_only], tmp_path / "again", title="synthetic", styles={"ours": "ours", "anchor": "published"}
+    )
+    assert again[1].read_bytes() == svg.read_bytes()
+
 
 def test_plot_errors(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")

@@ -3,6 +3,8 @@ independent int64 reference, independent of thread count, batch and position, cl
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -231,6 +233,32 @@ def test_weights_beyond_8_bits_code_with_float64_instead() -> None:
     assert codec.options.arithmetic == "float64"
     assert evc.file_info(data).format_version == 2 and evc.file_info(data).arithmetic == "float64"
     assert codec.decompress(data).size == (16, 16)
+
+
+def test_threads_sharing_a_codec_all_see_the_float64_fallback() -> None:
+    """The first encodes of threads sharing one codec wait for the arithmetic to settle: none writes
+    (or fails to write) an int8 file while another finds the weights beyond int8's reach."""
+    model = evc.create_model("EVC-SS", seed=0).eval()
+    with torch.no_grad():
+        model.entropy_networks.h_s.layers[0].depth.depth_conv.weight.mul_(400.0)
+    codec = evc.Codec(model, "EVC-SS", device="cpu", threads=1)
+    start = threading.Barrier(4)
+    results: list[object] = []
+
+    def encode() -> None:
+        start.wait()
+        try:
+            results.append(evc.file_info(codec.compress(np.full((16, 16, 3), 90, np.uint8), 0.5)).format_version)
+        except Exception as exc:  # noqa: BLE001 - collected, so the assertion shows it
+            results.append(exc)
+
+    with pytest.warns(UserWarning, match="float64 fixed point instead"):
+        workers = [threading.Thread(target=encode) for _ in range(4)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    assert results == [2, 2, 2, 2]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -7,6 +7,7 @@ import csv
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -66,7 +67,7 @@ def test_the_kit_reads_weights_metadata_without_torch(tmp_path) -> None:
     assert result.stdout.split() == ["7", "EVC-LL", "[]"]
 
 
-def test_staging_hides_shipped_weights_and_restores_them(tmp_path) -> None:
+def test_staging_hides_shipped_weights_and_restores_them(tmp_path, monkeypatch) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
     _git(repo, "init", "-q")
@@ -83,8 +84,15 @@ def test_staging_hides_shipped_weights_and_restores_them(tmp_path) -> None:
     assert pack.stage(repo) == ["EVC-LL", "EVC-SS"]
     assert pack.tree_bytes(repo)[0] == hidden  # the stash is ignored: it does not travel
     # ... unless the check call carries it (to benchmark the shipped models), which it does when it fits.
-    assert pack.check_call_carry(repo) == (".gpu-stash",)
-    assert pack.travel_report(repo, (".gpu-stash",))[0] == before
+    ll, ss = ".gpu-stash/src/evc/weights/EVC-LL", ".gpu-stash/src/evc/weights/EVC-SS"
+    assert pack.check_call_carry(repo) == (ll, ss)
+    assert pack.travel_report(repo, (ll, ss))[0] == before
+    # only the benchmarked models travel, and only those that fit: one over the limit stays home
+    _fake_weights(repo / ".gpu-stash/src/evc/weights/Scale-SS", "Scale-SS", 100_000)
+    assert pack.check_call_carry(repo) == (ll, ss)
+    monkeypatch.setattr(pack, "LIMIT", before - 250_000)
+    assert pack.check_call_carry(repo) == (ll,)  # EVC-SS (300 kB) no longer fits beside it
+    shutil.rmtree(repo / ".gpu-stash/src/evc/weights/Scale-SS")
     assert pack.shipped(repo, "EVC-LL") == repo / ".gpu-stash/src/evc/weights/EVC-LL"
     with pytest.raises(pack.PackError):
         _fake_weights(repo / "src/evc/weights/EVC-SS", "EVC-SS", 10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -194,3 +195,33 @@ def test_pixel_limit_is_enforced_on_both_sides() -> None:
 def test_training_forward_refuses_unpadded_input() -> None:
     with pytest.raises(ValueError, match="multiples of 64"):
         random_codec("EVC-SS").model(torch.rand(1, 3, 60, 64), torch.tensor([0]))
+
+
+def test_threads_sharing_a_codec_get_what_sequential_calls_get() -> None:
+    """A server shares one codec between its workers: concurrent compress and decompress calls give
+    the same bytes and pixels as the same calls one at a time."""
+    image = smooth_image(48, 80, seed=3)
+    qualities = (0.2, 0.5, 0.8, 0.2, 0.5, 0.8)
+    sequential = random_codec("EVC-SS")
+    expected = [(data, np.asarray(sequential.decompress(data)))
+                for data in (sequential.compress(image, q) for q in qualities)]
+    shared = random_codec("EVC-SS")
+    start = threading.Barrier(len(qualities))
+    got: dict[int, object] = {}
+
+    def work(i: int) -> None:
+        start.wait()
+        try:
+            data = shared.compress(image, qualities[i])
+            got[i] = (data, np.asarray(shared.decompress(data)))
+        except Exception as exc:  # noqa: BLE001 - collected, so the assertion shows it
+            got[i] = exc
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(len(qualities))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    for i, (data, pixels) in enumerate(expected):
+        assert isinstance(got[i], tuple), got[i]
+        assert got[i][0] == data and np.array_equal(got[i][1], pixels), f"call {i} differs"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The second GPU call (same warm machine, at most 3 minutes): CUDA coding speed, cross-device files, CUDA tests.
-#   run(command="bash scripts/gpu/check.sh $OUT", carry=[".whl", ".gpu-stash"], timeout_s=180)  (as pack.py prints)
+#   run(command="bash scripts/gpu/check.sh $OUT", carry=[".whl", ".gpu-stash/src/evc/weights/EVC-SS"], timeout_s=180)
+#   (the carry list pack.py prints)
 # Writes OUT/check.log, OUT/summary.md and OUT/crossdev-gpu.json (files made on the GPU, to decode at home).
 set -euo pipefail
 OUT=${1:?usage: scripts/gpu/check.sh OUT}

@@ -5,8 +5,8 @@
     python scripts/gpu/pack.py size       # the travel size now (tree + carried folders)
 
 `prepare` prints the carry list of each call: [".whl", ".gpu-pack"] for train.sh, and for check.sh
-[".whl", ".gpu-stash"] (the staged shipped weights, to benchmark trained models) or [".whl"] when the
-stash does not fit.
+".whl" plus the staged shipped weights of the benchmarked models that fit (".gpu-stash/src/evc/weights/
+EVC-SS", to benchmark trained weights when no run of this machine made newer ones).
 
 The device tool sends the checkout's tracked and untracked-not-ignored files plus the carried folders,
 64 MiB at most. Shipped weights are tracked (EVC-LL is 33 MiB in fp16), so `prepare` moves every
@@ -339,17 +339,20 @@ def prepare(args: argparse.Namespace) -> int:
     return 0 if total < LIMIT else 1
 
 
-def check_carry_folders(repo: Path) -> tuple[str, ...]:
-    return tuple(c for c in (WHEELS, STASH) if (repo / c).exists())
+# The models check.sh benchmarks by default (kit.py's BENCH); crossdev.py codes with seeded random models.
+BENCHED = ("EVC-LL", "EVC-SS")
 
 
-def check_call_carry(repo: Path) -> tuple[str, ...]:
-    """What the check call carries: the wheels, and the staged shipped weights (so it benchmarks
-    trained models) when they fit; the warm machine still holds the pack from the first call."""
-    with_stash = check_carry_folders(repo)
-    if travel_report(repo, with_stash)[0] < LIMIT:
-        return with_stash
-    return tuple(c for c in with_stash if c != STASH)
+def check_call_carry(repo: Path, models: tuple[str, ...] = BENCHED) -> tuple[str, ...]:
+    """What the check call carries: the wheels, and of the staged shipped weights only the benchmarked
+    models' folders (.gpu-stash/src/evc/weights/<MODEL>), each while the total still fits; the warm
+    machine still holds the pack from the first call. Others (Scale-SS: 29 MiB) stay home."""
+    carry = tuple(c for c in (WHEELS,) if (repo / c).exists())
+    for model in models:
+        folder = f"{STASH}/{WEIGHTS / model}"
+        if (repo / folder).is_dir() and travel_report(repo, (*carry, folder))[0] < LIMIT:
+            carry += (folder,)
+    return carry
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ import functools
 import json
 import math
 import os
+import threading
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -125,6 +126,10 @@ class Codec:
     which weights files store them (:func:`evc.models.weights.save_weights`): a file coded here decodes
     with the weights saved from the same model. ``model`` itself is left as it was.
 
+    One codec may be shared by threads (a server's workers): concurrent ``compress`` and
+    ``decompress`` calls give the bytes and pixels that the same calls give one at a time
+    (tests/test_roundtrip.py). Their entropy coding takes turns on the codec's one coder thread.
+
     Raises TypeError or ValueError for a bad option, ModelError for an unknown name, EVCError for an
     unusable device.
     """
@@ -165,6 +170,8 @@ class Codec:
         self.execution = Execution(transform_dtype=PRECISIONS[precision], channels_last=channels_last)
         self.execution.prepare(self.model.g_a, self.model.g_s)
         self._coder: ThreadPoolExecutor | None = None
+        # Guards the two lazy set-ups below, so that threads sharing this codec see them whole.
+        self._setup_lock = threading.Lock()
 
     @property
     def options(self) -> CodingOptions:
@@ -172,13 +179,17 @@ class Codec:
         arithmetic converts the entropy networks; weights beyond 8 bits' reach (|w| > 63 on every grid)
         then warn (UserWarning) and the codec writes format version 2 with float64 fixed point instead."""
         if not self._arithmetic_settled:
-            self._arithmetic_settled = True
-            try:
-                self.model.latent_codec.exact_parameters("int8")
-            except ValueError as exc:  # version 2 still codes them
-                message = f"{exc}: {self.name} codes with float64 fixed point instead (format version 2)"
-                warnings.warn(message, UserWarning, stacklevel=3)
-                self._options = dataclasses.replace(self._options, arithmetic="float64")
+            # A second thread waits here until the first has settled the arithmetic, rather than
+            # encoding in int8 while the first finds the weights beyond its reach.
+            with self._setup_lock:
+                if not self._arithmetic_settled:
+                    try:
+                        self.model.latent_codec.exact_parameters("int8")
+                    except ValueError as exc:  # version 2 still codes them
+                        message = f"{exc}: {self.name} codes with float64 fixed point instead (format version 2)"
+                        warnings.warn(message, UserWarning, stacklevel=3)
+                        self._options = dataclasses.replace(self._options, arithmetic="float64")
+                    self._arithmetic_settled = True
         return self._options
 
     @property
@@ -195,7 +206,9 @@ class Codec:
     def coder(self) -> ThreadPoolExecutor:
         """One background thread for entropy coding, so it overlaps with the networks."""
         if self._coder is None:
-            self._coder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evc-coder")
+            with self._setup_lock:
+                if self._coder is None:
+                    self._coder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evc-coder")
         return self._coder
 
     @property

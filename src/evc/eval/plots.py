@@ -135,7 +135,12 @@ def plot_rd(
     out_stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [out_stem.parent / f"{out_stem.name}.png", out_stem.parent / f"{out_stem.name}.svg"]
     fig.savefig(paths[0], dpi=150)
-    fig.savefig(paths[1], metadata={"Date": None})  # no timestamp: the same data gives the same file
+    import matplotlib
+
+    # No timestamp and a fixed salt for the ids matplotlib gives clip paths and glyphs (random by
+    # default): the same data gives the same file, so regenerated docs only change where data did.
+    with matplotlib.rc_context({"svg.hashsalt": "evc"}):
+        fig.savefig(paths[1], metadata={"Date": None})
     return paths
 
 
