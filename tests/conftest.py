@@ -14,6 +14,8 @@ os.environ["EVC_THREADS"] = os.environ.get("EVC_TEST_THREADS", "1")
 os.environ["OMP_NUM_THREADS"] = "1" if os.environ["EVC_THREADS"] == "auto" else os.environ["EVC_THREADS"]
 os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
 
+import threading  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from functools import lru_cache  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -50,6 +52,26 @@ def smooth_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     ) * 80 + 128
     return np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
 
+
+def run_in_threads(work: Callable[[int], object], count: int) -> list[object]:
+    """Call ``work(i)`` for i in 0..count-1, each in its own thread, all released together; returns each
+    call's result, or the exception it raised (so that an assertion shows it)."""
+    start = threading.Barrier(count)
+    results: list[object] = [None] * count
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            results[i] = work(i)
+        except Exception as exc:  # noqa: BLE001 - returned to the test
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
 
 @pytest.fixture
 def codec_ss() -> evc.Codec:

@@ -3,8 +3,6 @@ independent int64 reference, independent of thread count, batch and position, cl
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 import torch
@@ -17,6 +15,7 @@ from evc.models.evc import EVC
 from evc.nn import exact_int8
 from evc.nn.blocks import ConvFFN, DepthConv, DepthConvBlock, SubpelConv1x1
 from test_exact import ints, random_z, run_all, run_on_one_and_two_threads, step_one_input
+from conftest import run_in_threads
 
 FA = exact_int8.FRAC_BITS  # activation grid of the 8-bit arithmetic
 FINE = 16  # the float64 path's grid, on which the networks' outputs come out
@@ -242,23 +241,13 @@ def test_threads_sharing_a_codec_all_see_the_float64_fallback() -> None:
     with torch.no_grad():
         model.entropy_networks.h_s.layers[0].depth.depth_conv.weight.mul_(400.0)
     codec = evc.Codec(model, "EVC-SS", device="cpu", threads=1)
-    start = threading.Barrier(4)
-    results: list[object] = []
 
-    def encode() -> None:
-        start.wait()
-        try:
-            results.append(evc.file_info(codec.compress(np.full((16, 16, 3), 90, np.uint8), 0.5)).format_version)
-        except Exception as exc:  # noqa: BLE001 - collected, so the assertion shows it
-            results.append(exc)
+    def encode(_: int) -> int:
+        return evc.file_info(codec.compress(np.full((16, 16, 3), 90, np.uint8), 0.5)).format_version
 
     with pytest.warns(UserWarning, match="float64 fixed point instead"):
-        workers = [threading.Thread(target=encode) for _ in range(4)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-    assert results == [2, 2, 2, 2]
+        results = run_in_threads(encode, 8)
+    assert results == [2] * 8
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from evc.errors import FormatError
 from evc.models.registry import MODELS
 from evc.models.variable_rate import q_index_to_scale
 
-from conftest import random_codec, smooth_image
+from conftest import random_codec, run_in_threads, smooth_image
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -206,22 +205,12 @@ def test_threads_sharing_a_codec_get_what_sequential_calls_get() -> None:
     expected = [(data, np.asarray(sequential.decompress(data)))
                 for data in (sequential.compress(image, q) for q in qualities)]
     shared = random_codec("EVC-SS")
-    start = threading.Barrier(len(qualities))
-    got: dict[int, object] = {}
 
-    def work(i: int) -> None:
-        start.wait()
-        try:
-            data = shared.compress(image, qualities[i])
-            got[i] = (data, np.asarray(shared.decompress(data)))
-        except Exception as exc:  # noqa: BLE001 - collected, so the assertion shows it
-            got[i] = exc
+    def work(i: int) -> tuple[bytes, np.ndarray]:
+        data = shared.compress(image, qualities[i])
+        return data, np.asarray(shared.decompress(data))
 
-    workers = [threading.Thread(target=work, args=(i,)) for i in range(len(qualities))]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    got = run_in_threads(work, len(qualities))
     for i, (data, pixels) in enumerate(expected):
         assert isinstance(got[i], tuple), got[i]
         assert got[i][0] == data and np.array_equal(got[i][1], pixels), f"call {i} differs"
