@@ -11,8 +11,9 @@
 #
 # - A leg whose checkpoint exists but which did not finish (the session was stopped) is resumed: its
 #   time budget counts the minutes it already trained, so it ends where it would have.
-# - Otherwise a new leg starts from the newest finished leg's export, else from the shipped weights
-#   (src/evc/weights/EVC-SS), else from scratch, with a fresh warm-up and a cosine over MINUTES.
+# - Otherwise a new leg starts from the newest leg's export (a leg stopped before its first checkpoint
+#   has none and is passed over), else from the shipped weights (src/evc/weights/EVC-SS), else from
+#   scratch, with a fresh warm-up and a cosine over MINUTES.
 # - Checkpoint and export every 200 steps (a few minutes), validation on 4 Kodak images at the end.
 # - The recipe is docs/training.md's low-compute recipe (chosen by measured pilots: scripts/pilots.sh).
 # Output: LEG/train.log, LEG/train.csv, LEG/val.csv, LEG/export/. Prints the leg folder and the PID.
@@ -41,6 +42,9 @@ PY=${PYTHON:-.venv/bin/python}
 mkdir -p "$CAMPAIGN"
 
 last_leg=$(ls -td "$CAMPAIGN"/leg-* 2>/dev/null | head -n 1 || true)  # the most recently written
+# A new leg continues the newest export, which a leg stopped before its first checkpoint does not have.
+last_export=$(for d in $(ls -td "$CAMPAIGN"/leg-* 2>/dev/null); do
+    [ -d "$d/export" ] && { echo "$d/export"; break; }; done || true)
 if [ -n "$last_leg" ] && [ -f "$last_leg/checkpoint.pt" ] && [ ! -f "$last_leg/FINISHED" ]; then
     leg=$last_leg
     args=(--out "$leg" --resume)
@@ -64,8 +68,8 @@ else
     init=()
     if [ -n "${EVC_INIT_WEIGHTS:-}" ]; then
         init=(--init-weights "$EVC_INIT_WEIGHTS")
-    elif [ -n "$last_leg" ] && [ -d "$last_leg/export" ]; then
-        init=(--init-weights "$last_leg/export")
+    elif [ -n "$last_export" ]; then
+        init=(--init-weights "$last_export")
     elif ls "src/evc/weights/$MODEL"/*.safetensors > /dev/null 2>&1; then
         init=(--init-weights "src/evc/weights/$MODEL")
     fi

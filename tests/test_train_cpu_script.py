@@ -51,3 +51,19 @@ def test_past_date_and_nonsense_are_refused(tmp_path: Path) -> None:
     assert run.returncode == 2 and "not a time" in run.stderr
     run = _dry_run(tmp_path, "ten")
     assert run.returncode == 2 and "MINUTES must be a number" in run.stderr
+
+
+def test_a_leg_cut_before_its_first_checkpoint_does_not_hide_the_newest_export(tmp_path: Path) -> None:
+    # A session stopped a minute into a leg leaves a folder with a log and no checkpoint or export: the
+    # next leg must continue the leg before it, not fall back to the shipped weights.
+    campaign = tmp_path / "campaign"
+    done, cut = campaign / "leg-20261204-2142", campaign / "leg-20261205-0020"
+    (done / "export").mkdir(parents=True)
+    (done / "FINISHED").touch()
+    cut.mkdir()
+    (cut / "train.log").write_text("step 50: ...\n")
+    os.utime(done, (1_000_000, 1_000_000))  # the cut leg is the most recently written
+    run = _dry_run(tmp_path, "60")
+    assert run.returncode == 0, run.stderr
+    assert f"--init-weights {done / 'export'}" in run.stdout, run.stdout
+    assert "--resume" not in run.stdout
