@@ -52,17 +52,20 @@ PIP_DOWNLOAD = [
 WHEEL_SPECS = ("constriction==0.5.0",)
 
 
-def _weights_keys():
-    """The weights files' metadata keys, src/evc/weights_keys.py of this checkout loaded by its path:
-    `import evc.x` would import torch (evc/__init__.py does), and from a worktree it would find the evc
-    that the virtual environment has installed, another checkout's."""
-    spec = importlib.util.spec_from_file_location("evc_weights_keys", ROOT / "src/evc/weights_keys.py")
-    keys = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(keys)  # type: ignore[union-attr]
-    return keys
+def _load_kit():
+    """scripts/gpu/kit.py, the device side, loaded by its path (scripts/ is not a package) and registered
+    in sys.modules, which its dataclasses need. It imports nothing but the standard library and
+    src/evc/weights_keys.py (no torch), so the pack shares its weights keys and its default benchmark."""
+    name = "evc_gpu_kit"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("kit.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return sys.modules[name]
 
 
-KEYS = _weights_keys()
+KEYS = _load_kit().KEYS
 
 
 class PackError(Exception):
@@ -339,8 +342,8 @@ def prepare(args: argparse.Namespace) -> int:
     return 0 if total < LIMIT else 1
 
 
-# The models check.sh benchmarks by default (kit.py's BENCH); crossdev.py codes with seeded random models.
-BENCHED = ("EVC-LL", "EVC-SS")
+# The models check.sh benchmarks by default; crossdev.py codes with seeded random models.
+BENCHED = tuple(case.split(":")[0] for case in _load_kit().DEFAULT_BENCH.split(","))
 
 
 def check_call_carry(repo: Path, models: tuple[str, ...] = BENCHED) -> tuple[str, ...]:
