@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
 
 from evc.eval.bdrate import bd_rate  # noqa: E402
-from evc.eval.plots import CODEC_COLOURS  # noqa: E402
+from evc.eval.plots import CODEC_COLOURS, save_figure  # noqa: E402
 from evc.eval.published import VTM_KODAK  # noqa: E402
 from evc.eval.results import RDCurve, ResultsError, load_curve  # noqa: E402
 
@@ -114,7 +114,6 @@ def markdown(points: list[Point], table: dict[str, list[dict[str, float | None]]
 
 def plot(points: list[Point], table: dict[str, list[dict[str, float | None]]], stem: Path) -> list[Path]:
     """BD-rate against cumulative crops, a panel per image set; writes STEM.png and STEM.svg."""
-    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -152,12 +151,7 @@ def plot(points: list[Point], table: dict[str, list[dict[str, float | None]]], s
     axes[0].set_ylabel("BD-rate in PSNR (%)")
     fig.suptitle("EVC-SS along the CPU training campaign (hollow: float64 arithmetic; filled: int8)",
                  fontsize="medium")
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.svg"]
-    fig.savefig(paths[0], dpi=150)
-    with matplotlib.rc_context({"svg.hashsalt": "evc"}):  # same data, same bytes (as evc.eval.plots)
-        fig.savefig(paths[1], metadata={"Date": None})
-    return paths
+    return save_figure(fig, stem)
 
 
 def main(argv: list[str] | None = None) -> int:

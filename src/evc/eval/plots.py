@@ -130,13 +130,18 @@ def plot_rd(
 ) -> list[Path]:
     """Plot quality against bpp (:func:`rd_figure`); write `<out_stem>.png` and `<out_stem>.svg`.
     Returns the written paths (PNG, SVG). Raises as :func:`rd_figure`."""
-    fig = rd_figure(curves, metric, title, bpp_max, styles)
+    return save_figure(rd_figure(curves, metric, title, bpp_max, styles), out_stem)
+
+
+def save_figure(fig: Figure, out_stem: str | Path) -> list[Path]:
+    """Write `fig` as `<out_stem>.png` (150 dpi) and `<out_stem>.svg`, creating the folder; returns the
+    paths (PNG, SVG). The SVG is byte-stable: the same figure gives the same file."""
+    import matplotlib
+
     out_stem = Path(out_stem)
     out_stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [out_stem.parent / f"{out_stem.name}.png", out_stem.parent / f"{out_stem.name}.svg"]
     fig.savefig(paths[0], dpi=150)
-    import matplotlib
-
     # No timestamp and a fixed salt for the ids matplotlib gives clip paths and glyphs (random by
     # default): the same data gives the same file, so regenerated docs only change where data did.
     with matplotlib.rc_context({"svg.hashsalt": "evc"}):
@@ -228,4 +233,5 @@ def _y_range(values: np.ndarray) -> tuple[float, float]:
     return math.floor(lo - pad), math.ceil(hi + pad)
 
 
-__all__ = ["CODEC_COLOURS", "FALLBACK_COLOURS", "image_set_title", "plot_rd", "rd_figure", "short_label"]
+__all__ = ["CODEC_COLOURS", "FALLBACK_COLOURS", "image_set_title", "plot_rd", "rd_figure", "save_figure",
+           "short_label"]
