@@ -41,13 +41,18 @@ PY=${PYTHON:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3
 mkdir -p "$CAMPAIGN"
 
+# Beside each leg (new or resumed): a weight average, exported as LEG/export-ema/, and a copy of the exports
+# every 2,000 steps (about 30 minutes on the AMD EPYC) in LEG/exports/step-N/; the validation split
+# chooses among them (docs/training.md, "Free gains").
+keep=(--ema-decay 0.999 --keep-exports-every 2000)
+
 last_leg=$(ls -td "$CAMPAIGN"/leg-* 2>/dev/null | head -n 1 || true)  # the most recently written
 # A new leg continues the newest export, which a leg stopped before its first checkpoint does not have.
 last_export=$(for d in $(ls -td "$CAMPAIGN"/leg-* 2>/dev/null); do
     [ -d "$d/export" ] && { echo "$d/export"; break; }; done || true)
 if [ -n "$last_leg" ] && [ -f "$last_leg/checkpoint.pt" ] && [ ! -f "$last_leg/FINISHED" ]; then
     leg=$last_leg
-    args=(--out "$leg" --resume)
+    args=(--out "$leg" --resume "${keep[@]}")
     echo "resuming the unfinished leg $leg"
     if [ -n "$DEADLINE" ]; then
         # Its own budget counts the minutes it already trained; if that ends after the deadline, the
@@ -80,7 +85,7 @@ else
     args=(--model "$MODEL" --data "$DATA" --out "$leg" "${init[@]}" --device cpu --workers 0
           --batch-size 16 --crop 128 --lr "$lr" --rate-lr-factor 10 --warmup-steps 100
           --time-limit-minutes "$MINUTES" --checkpoint-every 200 --log-every 50
-          --val-every 1000000 --val-images 4)
+          --val-every 1000000 --val-images 4 "${keep[@]}")
     echo "new leg $leg (${init[*]:-from scratch}), $MINUTES minutes"
 fi
 if [ -n "${EVC_DRY_RUN:-}" ]; then  # print what would run, start nothing
@@ -96,4 +101,4 @@ setsid bash -c 'echo -10 > /proc/self/autogroup 2> /dev/null || true
     < /dev/null >> "$leg/train.log" 2>&1 &  # its own output too: a pipe (| tail, | tee) would wait for the leg
 pid=$!
 echo "$pid" > "$leg/PID"
-echo "leg $leg, PID $pid (pause: kill -STOP -- -$pid; go on: kill -CONT -- -$pid); log: $leg/train.log"
+echo "leg $leg, PID $pid (pause: kill -STOP -- -$pid; go on: kill -CONT -- -$pid; stop with a checkpoint: kill -TERM -- -$pid); log: $leg/train.log"

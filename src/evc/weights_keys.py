@@ -21,6 +21,7 @@ DATE_KEY = "evc.date"  # ISO 8601, UTC
 TRAINING_SECONDS_KEY = "evc.training_seconds"
 DEVICE_KEY = "evc.device"
 RECIPE_KEY = "evc.recipe"
+EMA_KEY = "evc.ema"  # in an export of the weight average only: "decay 0.999 from step 0"
 # Training over every run in the weights' lineage (this run plus the runs its init weights came from):
 TOTAL_SECONDS_KEY = "evc.total_training_seconds"
 TOTAL_STEPS_KEY = "evc.total_training_steps"

@@ -23,15 +23,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from evc.eval.results import format_points, save_curve
     from evc.eval.runner import EVCUnderTest, evaluate, list_images
 
-    if (args.folder is None) == (not args.validation_split):
-        raise CLIError("give a folder of images or --validation-split (not both)")
-    if args.validation_split:
-        from evc.shared_data import TRAIN_DIR, validation_photo_paths
+    import evc.shared_data
 
-        images = validation_photo_paths()
+    photo_sets = {  # flag -> (the dataset's name in the results, its photos)
+        "validation_split": ("validation split", evc.shared_data.validation_photo_paths),
+        "train_sample": ("training sample", evc.shared_data.train_sample_photo_paths),
+    }
+    chosen = [flag for flag in photo_sets if getattr(args, flag)]
+    if (args.folder is not None) + len(chosen) != 1:
+        raise CLIError("give one of: a folder of images, --validation-split, --train-sample (not both)")
+    dataset = None
+    if chosen:
+        dataset, photo_paths = photo_sets[chosen[0]]
+        images = photo_paths()
         missing = [p for p in images if not p.is_file()]
         if missing:
-            raise CLIError(f"the validation split needs the training photos in {TRAIN_DIR}; {missing[0]} is missing")
+            raise CLIError(f"the {dataset} needs the training photos in {evc.shared_data.TRAIN_DIR}; {missing[0]} is missing")
     else:
         images = list_images(args.folder)
     out = Path(args.out)
@@ -69,8 +76,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for (key, under_test, kind), target in zip(jobs, targets):
         curve = evaluate(under_test, images, kind, progress=not args.quiet)
-        if args.validation_split:  # not the folder of the first photo
-            curve.meta["dataset"] = "validation split"
+        if dataset is not None:  # not the folder of the first photo
+            curve.meta["dataset"] = dataset
         write_output(target, lambda tmp: save_curve(curve, tmp), args.force)
         print(f"{curve.name}: {len(images)} images -> {target}")
         if curve.ms_ssim is None:
@@ -232,6 +239,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("folder", nargs="?", help="folder of images, e.g. ../shared/data/kodak")
     ev.add_argument("--validation-split", action="store_true",
                     help="the 16 training photos held out of training (evc.shared_data.VALIDATION_PHOTOS) instead of a folder")
+    ev.add_argument("--train-sample", action="store_true",
+                    help="16 photos the campaign trains on (evc.shared_data.TRAIN_SAMPLE_PHOTOS), the split's mix of "
+                         "sources: the train-vs-split gap")
     add_option(ev, "--model", help="one of our models (see evc models); default: the one --weights name, else the "
                                    "best shipped model, unless only --baseline is given")
     ev.add_argument("--baseline", action="append", metavar="KEY",

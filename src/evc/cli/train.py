@@ -43,7 +43,14 @@ HELP = {
     "val_images": "how many Kodak images to validate on (0: off)",
     "kodak": "Kodak folder (default: ../shared/data/kodak)",
     "checkpoint_every": "checkpoint and export every N steps",
-    "time_limit_minutes": "stop cleanly after this many minutes (0: no limit); the lr schedule then follows time",
+    "time_limit_minutes": "stop cleanly after this many minutes of training (0: no limit; paused time does not "
+                          "count); the lr schedule then follows time",
+    "downscale_p": "random downscaling: the share of crops cut larger and scaled down to the crop (0: off)",
+    "downscale_min": "random downscaling: the smallest scale factor (drawn log-uniformly in [this, 1])",
+    "ema_decay": "keep an exponential moving average of the weights with this decay, e.g. 0.999 (0: none); "
+                 "exported beside the raw weights as export-ema/",
+    "keep_exports_every": "keep a copy of the exports every N steps in exports/step-N/ (a multiple of "
+                          "--checkpoint-every; 0: none)",
     # evc distill
     "teacher": "the teacher's weights (file or folder; its metadata names the teacher model)",
     "student": "the student model (registry name), smaller than the teacher",

@@ -66,6 +66,16 @@ class TrainConfig:
     # Stop cleanly (validation, checkpoint, export) after this long; 0 = no limit. With a limit, the
     # learning-rate schedule runs on the time budget: it ends its decay when the time is up.
     time_limit_minutes: float = 0.0
+    # Random downscaling: this share of the crops is cut larger and scaled down to the crop, by a
+    # factor drawn log-uniformly in [downscale_min, 1] (0: off).
+    downscale_p: float = 0.0
+    downscale_min: float = 0.5
+    # Keep an exponential moving average of the weights (0: none) and export it beside the raw
+    # weights, as export-ema/ (evc.train.ema); the validation split decides which of the two is used.
+    ema_decay: float = 0.0
+    # Also keep a copy of the exports every N steps (a multiple of checkpoint_every; 0: none), in
+    # exports/step-N/: candidates for the export at the best validation point, not only the last.
+    keep_exports_every: int = 0
 
     def validate(self) -> None:
         if not self.data:
@@ -81,6 +91,17 @@ class TrainConfig:
         if min(self.warmup_steps, self.workers, self.val_images, self.grad_clip, self.time_limit_minutes) < 0:
             raise ConfigError("warmup_steps, workers, val_images, grad_clip and time_limit_minutes must not be negative")
 
+        if not 0 <= self.downscale_p <= 1 or not 0 < self.downscale_min <= 1:
+            raise ConfigError(
+                f"downscale_p must be in [0, 1] and downscale_min in (0, 1], got {self.downscale_p} and {self.downscale_min}"
+            )
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1) (0: no weight average), got {self.ema_decay}")
+        if self.keep_exports_every < 0 or self.keep_exports_every % self.checkpoint_every:
+            raise ConfigError(
+                f"keep_exports_every must be a multiple of checkpoint_every ({self.checkpoint_every}) or 0, "
+                f"got {self.keep_exports_every}"
+            )
         self.anchor_probabilities()
         try:
             parse_threads(self.threads or None)

@@ -1,7 +1,7 @@
 """Training data: image files from folders or shard roots (manifest.json), as random crops.
 
-Sample number i (0, 1, 2, ...) is a pure function of (seed, i): which image, where the crop is, the
-flips and the rate anchor. Step s on rank r of w processes uses samples
+Sample number i (0, 1, 2, ...) is a pure function of (seed, i): which image, where the crop is, its
+scale (random downscaling, when on), the flips and the rate anchor. Step s on rank r of w processes uses samples
 [(s * w + r) * B, (s * w + r + 1) * B), so a resumed or multi-GPU run sees exactly the data it would
 have seen otherwise, with no sampler state to save.
 """
@@ -106,11 +106,16 @@ class RandomCrops(Dataset):
         seed: int,
         cache: bool = False,
         anchor_weights: tuple[float, ...] | None = None,
+        downscale: tuple[float, float] = (0.0, 1.0),
     ) -> None:
         self.records = records
         self.crop = crop
         self.seed = seed
         self.cache = cache
+        # (probability, smallest scale): how often a crop is cut larger and scaled down to the crop,
+        # by a factor drawn log-uniformly in [smallest scale, 1]. New content (finer detail per pixel)
+        # out of the photos we have; (0, 1): off, and the samples are those of a run without it.
+        self.downscale_p, self.downscale_min = downscale
         # None: uniform over the anchors (and the same samples as before weights existed).
         self.anchor_p = None if anchor_weights is None else np.asarray(anchor_weights) / sum(anchor_weights)
         self._decoded: dict[Path, np.ndarray] = {}
@@ -148,9 +153,15 @@ class RandomCrops(Dataset):
         else:
             raise RuntimeError(f"{_MAX_RETRIES} unreadable training images in a row; check the data")
         height, width = array.shape[:2]
-        top = int(rng.integers(height - self.crop + 1))
-        left = int(rng.integers(width - self.crop + 1))
-        patch = array[top : top + self.crop, left : left + self.crop]
+        side = self.crop
+        if self.downscale_p > 0 and rng.random() < self.downscale_p:
+            scale = float(np.exp(rng.uniform(np.log(self.downscale_min), 0.0)))
+            side = min(int(round(self.crop / scale)), height, width)
+        top = int(rng.integers(height - side + 1))
+        left = int(rng.integers(width - side + 1))
+        patch = array[top : top + side, left : left + side]
+        if side != self.crop:  # antialiased, as a camera or a photo editor would scale it
+            patch = np.array(Image.fromarray(patch).resize((self.crop, self.crop), Image.Resampling.LANCZOS))
         if rng.random() < 0.5:
             patch = patch[:, ::-1]
         if rng.random() < 0.5:

@@ -22,9 +22,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
+import signal
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,6 +53,7 @@ from evc.models.weights import (
     DATA_KEY,
     DATE_KEY,
     DEVICE_KEY,
+    EMA_KEY,
     HELD_OUT_KEY,
     IMAGES_SEEN_KEY,
     INIT_WEIGHTS_KEY,
@@ -65,14 +69,18 @@ from evc.models.weights import (
 )
 from evc.threads import ThreadPolicy
 from evc.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from evc.train.clock import TrainingClock
 from evc.train.config import ConfigError, TrainConfig
 from evc.train.data import Prefetcher, RandomCrops, StepBatches, find_images, step_batches
+from evc.train.ema import WeightAverage
 from evc.train.objective import RateDistortionLoss
 from evc.train.runlog import LogWindow, RunLog
 from evc.train.speed import StepSettings, cpu_model_name, keep_allocations_mapped, step_settings
 from evc.train.validation import kodak_images, validate
 
 EXPORT_DIR = "export"
+EMA_EXPORT_DIR = "export-ema"  # the weight average's export, beside the raw weights'
+KEPT_EXPORTS_DIR = "exports"  # exports kept along the run (keep_exports_every): exports/step-N/{export,export-ema}
 # How often a CPU run re-measures the free cores (evc.threads). By time, not by step: next to a process
 # of equal weight, 2 spinning OpenMP threads on 2 cores fell to 0.77 crops/s (4 % of alone;
 # benchmarks/train_share.py, 2026-12-04), so a 50-step log window then lasted about 17 minutes.
@@ -205,8 +213,10 @@ class Trainer:
         self.optimizer = self._optimizer()
         self.step = 0
         self.elapsed_before = 0.0  # training seconds of earlier sessions of this run
+        self.ema = WeightAverage(self.model, self.config.ema_decay) if self.config.ema_decay > 0 else None
         if resume:
             self._resume()
+        self._clock = TrainingClock(self.elapsed_before)
         self.validation_images = kodak_images(self.config.kodak, self.config.val_images)
         # The training already in the init weights' lineage, which the export's totals continue.
         self.earlier_training = (
@@ -224,6 +234,7 @@ class Trainer:
         last = self.config.steps if until_step is None else min(until_step, self.config.steps)
         self._open_run()
         batches = None
+        restore_signals = _stop_cleanly_on_signals()
         try:
             batches = self._batches()
             self.follow_free_cores()
@@ -246,6 +257,7 @@ class Trainer:
                 self._save()
             raise
         finally:
+            restore_signals()
             if isinstance(batches, Prefetcher):
                 batches.close()
             self._close_run()
@@ -267,7 +279,8 @@ class Trainer:
         exclude = config.held_out_photos()
         records = find_images(config.data, config.crop, _say if self.procs.is_main else (lambda _: None), exclude)
         return RandomCrops(
-            records, config.crop, config.seed, cache=config.cache_images, anchor_weights=config.anchor_probabilities()
+            records, config.crop, config.seed, cache=config.cache_images, anchor_weights=config.anchor_probabilities(),
+            downscale=(config.downscale_p, config.downscale_min),
         )
 
     def _model_and_objective(self) -> tuple[nn.Module, nn.Module]:
@@ -307,6 +320,11 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = state["step"]
         self.elapsed_before = float(state.get("elapsed_s", 0.0))
+        if self.ema is not None:
+            if state.get("ema") is not None:
+                self.ema.load_state_dict(state["ema"])
+            else:  # turned on by this resume: the average starts from the weights as they are now
+                self.ema = WeightAverage(self.model, self.config.ema_decay, start_step=self.step)
         for group, base_lr in zip(self.optimizer.param_groups, base_lrs):
             group["base_lr"] = base_lr
 
@@ -321,6 +339,7 @@ class Trainer:
             self._runlog = RunLog(self.out, self.step)
         self.model.train()
         self._started = time.perf_counter()
+        self._clock.start()
         self._window = LogWindow(self._started)
         self._bar = tqdm(
             total=self.config.steps, initial=self.step, disable=not self.procs.is_main or None, unit="step", file=sys.stderr
@@ -328,6 +347,7 @@ class Trainer:
 
     def _close_run(self) -> None:
         """Close the progress bar and log files, and leave the process group."""
+        self._clock.stop()
         if self._bar is not None:
             self._bar.close()
         if self._runlog is not None:
@@ -392,6 +412,8 @@ class Trainer:
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         self.task.after_step(self.step)
         stats = LogWindow.step_stats(loss.detach(), mse, bpp, anchors, self.procs.world_size)
         return self.procs.sum(stats).cpu()
@@ -437,10 +459,22 @@ class Trainer:
                 "step": self.step,
                 "elapsed_s": self._elapsed(),
                 "config": dataclasses.asdict(self.config),
+                "ema": self.ema.state_dict() if self.ema is not None else None,
             },
         )
         exported, name = self.task.codec_model(self.model)
         save_weights(exported, self.out / EXPORT_DIR, name, self._metadata(), overwrite=True)
+        exports = [EXPORT_DIR]
+        if self.ema is not None:
+            averaged, _ = self.task.codec_model(self.ema.averaged(self.model))
+            ema_note = {EMA_KEY: f"decay {self.ema.decay:g} from step {self.ema.start_step}"}
+            save_weights(averaged, self.out / EMA_EXPORT_DIR, name, {**self._metadata(), **ema_note}, overwrite=True)
+            exports.append(EMA_EXPORT_DIR)
+        keep = self.config.keep_exports_every
+        if keep > 0 and self.step % keep == 0:
+            kept = self.out / KEPT_EXPORTS_DIR / f"step-{self.step}"
+            for folder in exports:
+                shutil.copytree(self.out / folder, kept / folder, dirs_exist_ok=True)
         # Training raises the entropy networks' weight norms; the log shows how the exact arithmetic
         # takes them (issue 19 item 5). A failure here is the codec's to report, not the training's.
         try:
@@ -472,6 +506,8 @@ class Trainer:
                 + (f" over {config.time_limit_minutes:g} min" if config.time_limit_minutes > 0 else f" over {config.steps} steps")
                 + f", batch {config.batch_size} x {config.crop}px crops, {'bf16' if config.amp else 'float32'}, "
                 + anchor_sampling(config.anchor_probabilities())
+                + (f", {config.downscale_p:g} of the crops downscaled by [{config.downscale_min:g}, 1]" if config.downscale_p > 0 else "")
+                + (f", weight average (EMA {config.ema_decay:g}) exported beside" if config.ema_decay > 0 else "")
             ),
             **totals.metadata(),
             **self.task.metadata(),
@@ -491,9 +527,8 @@ class Trainer:
 
     # -- the clock and the stop on time ----------------------------------------------------------
     def _elapsed(self) -> float:
-        """Training seconds so far, earlier sessions of this run included."""
-        started = self._started
-        return self.elapsed_before + (time.perf_counter() - started if started is not None else 0.0)
+        """Training seconds so far, earlier sessions of this run included, paused time (kill -STOP) not."""
+        return self._clock.elapsed()
 
     def _out_of_time(self) -> bool:
         """Whether the run's time budget is spent, agreed by all processes (the main one decides)."""
@@ -559,6 +594,29 @@ def start_processes(device_name: str) -> Processes:
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Processes(dist.get_rank(), dist.get_world_size(), device)
+
+
+def _stop_cleanly_on_signals() -> Callable[[], None]:
+    """Make SIGTERM and SIGINT stop the run as Ctrl-C does (checkpoint and export, then exit), in the
+    main thread; returns what puts the earlier handlers back.
+
+    A leg started in the background by a script (scripts/train_cpu.sh) inherits SIGINT ignored, and
+    SIGTERM kills a process outright: on 2026-12-07 ``kill -INT`` left such a leg running, and a second
+    process resumed beside it in the same run folder.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    earlier = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for sig, handler in earlier.items():
+            signal.signal(sig, handler)
+
+    return restore
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
