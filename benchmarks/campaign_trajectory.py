@@ -9,6 +9,11 @@ The anchors are the committed live baselines (docs/results/{kodak,validation}/{w
 on Kodak only, the published VTM curve (no VTM encoder here). BD-rate in PSNR (`evc.eval.bdrate.bd_rate`):
 negative = fewer bits than the anchor at equal quality, so a line below 0 has crossed that codec.
 
+A point may also name its curve on the training sample (16 photos it trained on, the split's mix of
+sources: evc.shared_data.TRAIN_SAMPLE_PHOTOS, `evc eval --train-sample`): the table then gives the
+train-vs-split gap, its BD-rate against WebP there less that on the split. A large gap means the
+model fits its training photos more than photos in general (issue 37).
+
 `--plot STEM` writes STEM.png and STEM.svg: BD-rate against cumulative crops seen, one line per anchor,
 one panel per image set. Points measured in float64 arithmetic (the versions shipped before int8 was
 measured) are drawn hollow: int8 costs about 0.5 % BD-rate on the validation split (docs/training.md).
@@ -40,6 +45,7 @@ ANCHORS: dict[str, dict[str, Path]] = {
     "validation": {"WebP": RESULTS / "validation" / "webp.json", "JPEG XL": RESULTS / "validation" / "jxl.json",
                    "AVIF": RESULTS / "validation" / "avif.json"},
 }
+TRAIN_SAMPLE_WEBP = RESULTS / "train-sample" / "webp.json"
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class Point:
     total_hours: float
     arithmetic: str
     curves: dict[str, RDCurve | None]
+    train_sample: RDCurve | None = None
 
 
 def read_manifest(path: Path) -> list[Point]:
@@ -68,8 +75,10 @@ def read_manifest(path: Path) -> list[Point]:
     for row in rows:
         try:
             curves = {s: (load_curve(path.parent / row[s]) if row[s] else None) for s in SETS}
+            sample = row.get("train_sample")
             points.append(Point(str(row["label"]), str(row["date"]), int(row["total_crops"]),
-                                float(row["total_hours"]), str(row["arithmetic"]), curves))
+                                float(row["total_hours"]), str(row["arithmetic"]), curves,
+                                load_curve(path.parent / sample) if sample else None))
         except (KeyError, TypeError, ValueError) as exc:
             raise ResultsError(f"{path}: point {row!r} lacks or misstates a field ({exc})") from None
     return points
@@ -95,19 +104,41 @@ def bd_rates(points: list[Point]) -> dict[str, list[dict[str, float | None]]]:
     return table
 
 
+def train_split_gaps(points: list[Point], table: dict[str, list[dict[str, float | None]]]) -> list[float | None]:
+    """Per point, its BD-rate against WebP on the training sample less that on the validation split
+    (percentage points; None without both curves)."""
+    webp = load_curve(TRAIN_SAMPLE_WEBP) if any(p.train_sample is not None for p in points) else None
+    gaps: list[float | None] = []
+    for point, split in zip(points, table["validation"]):
+        if webp is None or point.train_sample is None or split["WebP"] is None:
+            gaps.append(None)
+            continue
+        try:
+            gaps.append(bd_rate(webp, point.train_sample).percent - split["WebP"])
+        except ResultsError:
+            gaps.append(None)
+    return gaps
+
+
 def _cell(value: float | None) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:+.1f} %"
 
 
 def markdown(points: list[Point], table: dict[str, list[dict[str, float | None]]]) -> str:
-    """The table: one row per point, Kodak then validation BD-rates against each anchor."""
+    """The table: one row per point, Kodak then validation BD-rates against each anchor, then the
+    train-vs-split gap where any point has a training-sample curve."""
     names = {s: list(ANCHORS[s]) for s in SETS}
+    gaps = train_split_gaps(points, table)
+    with_gap = any(g is not None for g in gaps)
     head = (["version / leg", "date", "training (h, cumulative)", "crops (cumulative)", "arithmetic"]
-            + [f"Kodak vs {n}" for n in names["kodak"]] + [f"validation vs {n}" for n in names["validation"]])
+            + [f"Kodak vs {n}" for n in names["kodak"]] + [f"validation vs {n}" for n in names["validation"]]
+            + (["train-vs-split gap (vs WebP)"] if with_gap else []))
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for i, p in enumerate(points):
         cells = [p.label, p.date, f"{p.total_hours:.2f}", f"{p.total_crops:,}", p.arithmetic]
         cells += [_cell(table[s][i][n]) for s in SETS for n in names[s]]
+        if with_gap:
+            cells.append("-" if gaps[i] is None else f"{gaps[i]:+.1f} points")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
