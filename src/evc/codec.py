@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import io
 import json
 import math
 import os
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import torch
@@ -243,8 +244,8 @@ class Codec:
     ) -> bytes:
         """Code an image into the bytes of an .evc file.
 
-        ``image``: a file path (opened like the command line does: first frame, EXIF orientation,
-        ``max_pixels``), a PIL image, a numpy array (H, W) / (H, W, 1|3) of uint8, uint16 or float in
+        ``image``: a file path, an image file's bytes or a binary file object holding one (opened like
+        the command line opens files: first frame, EXIF orientation, ``max_pixels``), a PIL image, a numpy array (H, W) / (H, W, 1|3) of uint8, uint16 or float in
         [0, 1], or a tensor (H, W) / (C, H, W) / (1, C, H, W); see :mod:`evc.image` for the colour rules.
         An ICC profile of the image is carried in the file and restored by :meth:`decompress`.
         The rate is set by at most one of ``quality`` (in [0, 1], default 0.5), ``q_index`` (1..65535),
@@ -371,13 +372,15 @@ class Codec:
 
     # -- decoding --------------------------------------------------------------------------------
     @_with_thread_policy
-    def decompress(self, data: bytes) -> Image.Image:
+    def decompress(self, data: bytes | BinaryIO) -> Image.Image:
         """Decode a file made by this model and these weights into a PIL image ("RGB" or "L"; the
         ICC profile the input had, if any, in ``image.info["icc_profile"]``).
 
-        Raises FormatError for any malformed, truncated, corrupt or hostile file, a file of another
+        ``data``: the file's bytes, or a binary file object (read from its position to its end).
+        Raises TypeError for anything else, FormatError for any malformed, truncated, corrupt or hostile file, a file of another
         model or other weights, or one declaring more than ``max_pixels`` (padded) pixels.
         """
+        data = file_bytes(data)
         header, streams = parse(data, known_model_ids=set(MODELS_BY_ID))
         if header.model_id != self.spec.model_id:
             other = MODELS_BY_ID[header.model_id].name
@@ -456,9 +459,32 @@ def _weights_path(weights: object) -> Path:
     return Path(weights)
 
 
-def decompress(data: bytes, device: str | torch.device | None = None, weights: str | Path | None = None) -> Image.Image:
+def file_bytes(data: object) -> Any:
+    """An evc file's data from what a caller passed: a binary file object is read from its position to
+    its end; anything else is returned as is, for :func:`evc.bitstream.container.parse` to check (it
+    takes bytes-like data). Raises TypeError, naming what was passed, for a text-mode file object."""
+    read = getattr(data, "read", None)
+    if callable(read) and not isinstance(data, (bytes, bytearray, memoryview)):
+        if isinstance(data, io.TextIOBase):
+            raise TypeError(f"the {type(data).__name__} passed is open in text mode; open the .evc file in binary mode ('rb')")
+        content = read()
+        if not isinstance(content, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"reading the {type(data).__name__} passed gave a {type(content).__name__}, not bytes; "
+                "open the .evc file in binary mode ('rb')"
+            )
+        return content
+    return data
+
+
+def decompress(
+    data: bytes | BinaryIO, device: str | torch.device | None = None, weights: str | Path | None = None
+) -> Image.Image:
     """Decode any evc file, loading the model its header names (shipped weights unless ``weights``).
-    Raises FormatError for a bad file, UntrainedModelError / ModelError when its model cannot be loaded."""
+    ``data``: the file's bytes, or a binary file object (read from its position to its end).
+    Raises TypeError for anything else, FormatError for a bad file, UntrainedModelError / ModelError
+    when its model cannot be loaded."""
+    data = file_bytes(data)
     header, _ = parse(data, known_model_ids=set(MODELS_BY_ID))
     return load(MODELS_BY_ID[header.model_id].name, device=device, weights=weights).decompress(data)
 
@@ -492,14 +518,15 @@ class FileInfo:
         return self.size_bytes * 8 / (self.width * self.height)
 
 
-def file_info(data: bytes, weights: str | Path | None = None) -> FileInfo:
-    """Describe a file without decoding it.
+def file_info(data: bytes | BinaryIO, weights: str | Path | None = None) -> FileInfo:
+    """Describe a file without decoding it (``data``: as :func:`decompress` takes it).
 
     ``quality`` and ``quality_range`` (the quality settings that give the file's q index) are given
     when the weights that made the file are known: ``weights`` (a .safetensors file or folder), else the
     model's shipped weights, and their fingerprint is the file's; otherwise they are None.
     Raises FormatError for a malformed file, ModelError for unreadable weights or weights of another model.
     """
+    data = file_bytes(data)
     header, streams = parse(data, known_model_ids=set(MODELS_BY_ID))
     options = decoding_options(len(streams), header.exact, header.skip_certain, header.exact_arithmetic)
     spec = MODELS_BY_ID[header.model_id]

@@ -46,7 +46,8 @@ from evc.errors import ImageError
 from evc.models.evc import PADDING_MULTIPLE
 
 ColourMode = Literal["RGB", "L"]
-ImageInput = Union[Image.Image, np.ndarray, torch.Tensor, str, os.PathLike]
+# An image file's bytes, or a binary file object holding one, is opened like a path.
+ImageInput = Union[Image.Image, np.ndarray, torch.Tensor, str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
 
 # Large images run through the networks in tiles, so memory grows only with the buffers that hold the
 # whole image and latent (measured: about 100 bytes per pixel, 4.9 GB to encode 8000 x 6000); beyond
@@ -163,7 +164,26 @@ def open_image(source: str | os.PathLike | BinaryIO, max_pixels: int = DEFAULT_M
 def _source_name(source: object) -> str:
     if isinstance(source, (str, os.PathLike)):
         return os.fsdecode(source)
-    return str(getattr(source, "name", "<stream>"))
+    name = getattr(source, "name", None)
+    if isinstance(name, (str, bytes, os.PathLike)):
+        return os.fsdecode(name)
+    return f"the {type(source).__name__} passed"
+
+
+def _file_source(image: object) -> BinaryIO | None:
+    """An image file given as bytes or as a binary file object, ready for :func:`open_image` (bytes are
+    wrapped in a file object named after them); None for anything else. Raises ImageError for a
+    text-mode file object, naming it."""
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        data = bytes(image)
+        source = io.BytesIO(data)
+        source.name = f"the {len(data)} bytes passed"  # type: ignore[attr-defined]
+        return source
+    if not callable(getattr(image, "read", None)):
+        return None
+    if isinstance(image, io.TextIOBase):
+        raise ImageError(f"{_source_name(image)} is open in text mode; open the image file in binary mode ('rb')")
+    return image  # type: ignore[return-value]
 
 
 def _close(image: Image.Image | None) -> None:
@@ -364,11 +384,16 @@ def _tensor_to_rgb(image: torch.Tensor) -> tuple[np.ndarray, ColourMode]:
 
 
 def to_input(image: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> InputImage:
-    """Any accepted input -> what the codec codes. Paths are opened with :func:`open_image` (limit
+    """Any accepted input -> what the codec codes. Paths, an image file's bytes and binary file objects
+    (read from their start, as Pillow reads them) are opened with :func:`open_image` (limit
     ``max_pixels``); PIL images, numpy arrays and tensors are converted (see the module rules). The
     size limit of in-memory images is the caller's to check (they are already allocated)."""
     if isinstance(image, (str, os.PathLike)):
         with open_image(image, max_pixels) as opened:
+            return pil_to_input(opened)
+    source = _file_source(image)
+    if source is not None:
+        with open_image(source, max_pixels) as opened:
             return pil_to_input(opened)
     if isinstance(image, Image.Image):
         return pil_to_input(image)
@@ -377,7 +402,8 @@ def to_input(image: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> InputIm
     if isinstance(image, np.ndarray):
         return InputImage(*array_to_rgb(image))
     raise ImageError(
-        f"cannot code an object of type {type(image).__name__}; pass a file path, PIL image, numpy array or tensor"
+        f"cannot code an object of type {type(image).__name__}; pass a file path, an image file's bytes or "
+        "binary file object, a PIL image, a numpy array or a tensor"
     )
 
 
