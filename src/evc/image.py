@@ -12,7 +12,8 @@ Rules (each deliberate, each tested):
   bit depth and whether it had an opaque alpha band: gray kinds to "L", colour kinds to "RGB".
 - RGB is coded as is. Grayscale ("L", "1", "LA", "La") is coded as RGB with equal channels.
 - 16-bit and 32-bit integer grayscale ("I;16*", "I") is scaled to 8 bits: round(v / 257), clipped to
-  0..255 (evc codes 8-bit images). Float images ("F") are refused: their range is unknown. Pillow
+  0..255 (evc codes 8-bit images). Every image of more than 8 bits per channel (these, uint16 arrays,
+  and the 16-bit files Pillow reads as 8 bits) warns once (UserWarning) that it is coded at 8 bits. Float images ("F") are refused: their range is unknown. Pillow
   reads 16-bit colour and gray-with-alpha PNGs as 8-bit (their high bytes), and a 16-bit gray PNG with
   alpha as RGBA: evc reads that one back as gray ("LA") when it opens the file (:func:`_as_stored`).
 - An alpha band ("RGBA", "RGBa", "LA", "La", "PA"), palette transparency or a colour key (PNG tRNS)
@@ -253,6 +254,8 @@ def _pil_to_input(image: Image.Image) -> InputImage:
     if mode not in GRAY_MODES and mode not in COLOUR_MODES:
         raise ImageError(f"unsupported image mode {mode!r}")
     _refuse_transparency(image, mode)
+    if mode in WIDE_GRAY_MODES:
+        _warn_wide(mode)
     if mode in GRAY_MODES:
         gray = _gray8(image, mode)
         return InputImage(np.repeat(gray[:, :, None], 3, axis=2), "L", profile)
@@ -284,6 +287,8 @@ def _as_stored(image: Image.Image) -> Image.Image:
     """
     tile = getattr(image, "tile", None) or []
     rawmode = tile[0].args if image.format == "PNG" and tile and isinstance(tile[0].args, str) else None
+    if image.mode not in WIDE_GRAY_MODES and _stored_wide(image):  # wide gray modes: warned by _pil_to_input
+        _warn_wide("LA" if rawmode == "LA;16B" else image.mode)  # the file's mode, as errors name it
     image.load()
     key = image.info.get("transparency")
     if rawmode == "LA;16B" and image.mode == "RGBA":
@@ -294,6 +299,27 @@ def _as_stored(image: Image.Image) -> Image.Image:
     if rawmode == "RGB;16B" and isinstance(key, tuple):
         return _with_key(image, tuple(int(v) >> 8 for v in key))
     return image
+
+
+def _stored_wide(image: Image.Image) -> bool:
+    """Whether the file an unloaded image comes from stores more than 8 bits per channel, which Pillow
+    reads as 8 (16-bit colour PNG, TIFF and PPM): its raw mode, or a PPM's maximum value, tells."""
+    tile = getattr(image, "tile", None) or []
+    if not tile:
+        return False
+    args = tile[0].args
+    rawmode = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else None
+    if isinstance(rawmode, str) and (";16" in rawmode or ";32" in rawmode):
+        return True
+    return tile[0].codec_name == "ppm" and isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], int) and args[1] > 255
+
+
+def _warn_wide(mode: str) -> None:
+    """The one warning an image of more than 8 bits per channel gets: evc codes 8 bits."""
+    warnings.warn(
+        f"the {mode} image has more than 8 bits per channel; evc codes it at 8 bits per channel",
+        UserWarning, stacklevel=5,
+    )
 
 
 def _with_key(image: Image.Image, key: int | tuple[int, ...]) -> Image.Image:
@@ -352,6 +378,7 @@ def array_to_rgb(array: np.ndarray) -> tuple[np.ndarray, ColourMode]:
     if array.dtype == np.uint8:
         data = array
     elif array.dtype == np.uint16:
+        _warn_wide(f"uint16 {'gray' if array.ndim == 2 else 'RGB'}")
         data = np.clip(np.rint(array / 257.0), 0, 255).astype(np.uint8)
     elif np.issubdtype(array.dtype, np.floating):
         if not np.isfinite(array).all():
