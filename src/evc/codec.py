@@ -69,6 +69,11 @@ from evc.ratecontrol import meet_target_bpp, meet_target_psnr
 from evc.threads import ThreadPolicy
 
 DEFAULT_QUALITY = 0.5
+# How the encoder fills an image out to multiples of 64 before the networks see it: "replicate" repeats
+# the edge pixels (torch.nn.functional.pad's mode); the decoder crops whatever was there. Zeros (mode
+# "constant", evc before issue 38) show the networks black borders, which cost small images most
+# (benchmarks/padding.py measures both).
+PADDING_MODE = "replicate"
 PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -346,7 +351,7 @@ class Codec:
     def _latents(self, rgb: np.ndarray, encoder_level: int | None) -> list[tuple[int | None, torch.Tensor]]:
         height, width = rgb.shape[:2]
         x = rgb_to_tensor(rgb, self.device)
-        x = F.pad(x, (0, padded(width) - width, 0, padded(height) - height))
+        x = F.pad(x, (0, padded(width) - width, 0, padded(height) - height), mode=PADDING_MODE)
         if encoder_level is not None:
             return [(encoder_level, self.model.analyse(x, encoder_level, self.execution))]
         latents = self.model.level_latents(x, run=self.execution)
