@@ -17,6 +17,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from evc.errors import FormatError
 
@@ -139,12 +140,7 @@ def parse(data: bytes, known_model_ids: frozenset[int] | set[int] | None = None)
     if len(data) < _PREFIX.size:
         raise FormatError(f"truncated file: {len(data)} bytes, shorter than the header")
     _, version = _PREFIX.unpack_from(data)
-    if version > FORMAT_VERSION:
-        raise FormatError(
-            f"file uses format version {version}, newer than this evc supports ({FORMAT_VERSION}); upgrade evc"
-        )
-    if version < 1:
-        raise FormatError(f"invalid format version {version}")
+    _check_version(version)
     header_bytes = HEADER_BYTES if version >= 2 else _HEADER_BYTES_V1
     if len(data) < header_bytes:
         raise FormatError(f"truncated file: {len(data)} bytes, shorter than the {header_bytes}-byte header")
@@ -183,16 +179,7 @@ def parse(data: bytes, known_model_ids: frozenset[int] | set[int] | None = None)
     (stored_crc,) = _CRC.unpack_from(data, expected - _CRC.size)
     if zlib.crc32(data[: expected - _CRC.size]) != stored_crc:
         raise FormatError("corrupt file: checksum (CRC-32) mismatch")
-    if known_model_ids is not None and model_id not in known_model_ids:
-        raise FormatError(f"file was made by an unknown model (id {model_id}); a newer evc may know it")
-    if flags & ~KNOWN_FLAGS:
-        raise FormatError(_unknown_flags_message(flags))
-    if colour_code not in _COLOURS:
-        raise FormatError(f"corrupt header: unknown colour mode {colour_code}")
-    if q_index == 0:
-        raise FormatError("corrupt header: q index 0")
-    if width == 0 or height == 0 or width > MAX_DIMENSION or height > MAX_DIMENSION:
-        raise FormatError(f"corrupt header: image size {width}x{height}")
+    _check_fields(model_id, flags, colour_code, q_index, width, height, known_model_ids)
     icc_profile = data[lengths_end + 4 : streams_start] if flags & FLAG_ICC else None
     streams = []
     offset = streams_start
@@ -203,3 +190,65 @@ def parse(data: bytes, known_model_ids: frozenset[int] | set[int] | None = None)
         model_id, fingerprint, _COLOURS[colour_code], q_index, width, height, symbols_crc, flags, icc_profile, version
     )
     return header, streams
+
+
+def _check_version(version: int) -> None:
+    if version > FORMAT_VERSION:
+        raise FormatError(
+            f"file uses format version {version}, newer than this evc supports ({FORMAT_VERSION}); upgrade evc"
+        )
+    if version < 1:
+        raise FormatError(f"invalid format version {version}")
+
+
+def _check_fields(
+    model_id: int, flags: int, colour_code: int, q_index: int, width: int, height: int,
+    known_model_ids: frozenset[int] | set[int] | None,
+) -> None:
+    """Raise FormatError for a header field no valid file has (parse and read_header alike)."""
+    if known_model_ids is not None and model_id not in known_model_ids:
+        raise FormatError(f"file was made by an unknown model (id {model_id}); a newer evc may know it")
+    if flags & ~KNOWN_FLAGS:
+        raise FormatError(_unknown_flags_message(flags))
+    if colour_code not in _COLOURS:
+        raise FormatError(f"corrupt header: unknown colour mode {colour_code}")
+    if q_index == 0:
+        raise FormatError("corrupt header: q index 0")
+    if width == 0 or height == 0 or width > MAX_DIMENSION or height > MAX_DIMENSION:
+        raise FormatError(f"corrupt header: image size {width}x{height}")
+
+
+def read_header(fp: BinaryIO, known_model_ids: frozenset[int] | set[int] | None = None) -> Header:
+    """The header of the evc file at ``fp``'s position, read without its streams (for readers that
+    give the size, colour mode and ICC profile before decoding, such as the Pillow plugin). The fields
+    read are checked as :func:`parse` checks them; the checksum is not (it covers the streams), so
+    :func:`parse` still checks the whole file before it is decoded. Leaves ``fp`` after the header.
+    Raises FormatError for a file that is not evc, truncated inside its header, or has an invalid field.
+    """
+
+    def read(count: int) -> bytes:
+        data = fp.read(count)
+        if len(data) < count:
+            raise FormatError("truncated file: it ends inside its header")
+        return data
+
+    magic, version = _PREFIX.unpack(read(_PREFIX.size))
+    if magic != MAGIC:
+        raise FormatError("not an evc file (wrong magic bytes)")
+    _check_version(version)
+    model_id, fingerprint, colour_code, q_index, width, height = _COMMON.unpack(read(_COMMON.size))
+    (flags,) = _FLAGS.unpack(read(_FLAGS.size)) if version >= 2 else (0,)
+    symbols_crc, count = _TAIL.unpack(read(_TAIL.size))
+    _check_fields(model_id, flags, colour_code, q_index, width, height, known_model_ids)
+    if not 1 <= count <= MAX_STREAMS:
+        raise FormatError(f"corrupt header: {count} streams (expected 1..{MAX_STREAMS})")
+    read(4 * count)  # the stream lengths
+    icc_profile = None
+    if flags & FLAG_ICC:
+        (icc_length,) = struct.unpack(">I", read(4))
+        if icc_length == 0:
+            raise FormatError("corrupt header: empty ICC profile")
+        icc_profile = read(icc_length)
+    return Header(
+        model_id, fingerprint, _COLOURS[colour_code], q_index, width, height, symbols_crc, flags, icc_profile, version
+    )
