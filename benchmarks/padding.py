@@ -63,7 +63,8 @@ def main() -> None:
         summary.append((quality, totals))
     print("quality: mean PSNR (dB) / total bytes of the cases, per mode")
     for quality, totals in summary:
-        print(f"{quality:<6}" + "".join(f"  {name} {t[0] / len(cases):6.2f} dB {t[1]:6d} B" for name, t in totals.items()))
+        means = "".join(f"  {name} {t[0] / len(cases):6.2f} dB {t[1]:6d} B" for name, t in totals.items())
+        print(f"{quality:<6}{means}")
 
 if __name__ == "__main__":
     main()
