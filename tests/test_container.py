@@ -60,13 +60,15 @@ def test_versions_2_and_3_are_written_on_request_and_others_refused() -> None:
     v2 = pack(dataclasses.replace(header, version=2), streams)
     assert v3[4] == 3 and v2[4] == 2 and v2[5:-4] == v3[5:-4]
     assert parse(v2, KNOWN)[0].exact_arithmetic == "float64" and parse(v3, KNOWN)[0].exact_arithmetic == "int8"
-    for version in (1, 4):
+    v4 = pack(dataclasses.replace(header, version=4), streams)  # version 4 without metadata: 3's bytes
+    assert v4[4] == 4 and v4[5:-4] == v3[5:-4] and parse(v4, KNOWN)[0].exact_arithmetic == "int8"
+    for version in (1, FORMAT_VERSION + 1):
         with pytest.raises(ValueError, match="writes format versions"):
             pack(dataclasses.replace(header, version=version), streams)
 
 
 def test_layout_is_as_documented(valid_file: bytes) -> None:
-    assert valid_file[:4] == MAGIC and valid_file[4] == FORMAT_VERSION
+    assert valid_file[:4] == MAGIC and valid_file[4] == 3  # no metadata: the version older readers read
     model_id, _, colour, q_index, width, height, flags, _, count = struct.unpack_from(">BIBHIIBIB", valid_file, 5)
     assert (model_id, colour, width, height) == (8, 0, 72, 40)
     assert HEADER_BYTES == 27 and flags & ~(FLAG_EXACT | FLAG_SKIP_CERTAIN) == 0

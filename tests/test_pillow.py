@@ -70,6 +70,20 @@ def test_gray_images_and_colour_profiles_come_from_the_header(tmp_path):
         assert image.tile
 
 
+def test_exif_and_xmp_come_from_the_header(tmp_path):
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"
+    exif[0x8825] = {1: "N", 2: (52.0, 31.0, 12.5)}
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"></x:xmpmeta>'
+    photo = Image.fromarray(rgb_array(6, 6, seed=4))
+    photo.info["exif"], photo.info["xmp"] = exif.tobytes(), xmp
+    photo.save(tmp_path / "meta.evc")
+    with Image.open(tmp_path / "meta.evc") as image:
+        assert image.tile  # not decoded yet
+        assert image.info["exif"] == exif.tobytes() and image.info["xmp"] == xmp
+        assert image.getexif().get_ifd(0x8825)[2] == (52.0, 31.0, 12.5)
+
+
 def test_the_codec_is_loaded_once(tmp_path, monkeypatch):
     import evc.pillow
 

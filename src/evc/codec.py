@@ -30,12 +30,14 @@ from PIL import Image
 from evc import arguments
 from evc.bitstream.container import (
     FLAG_EXACT,
+    FLAG_EXIF,
     FLAG_ICC,
     FLAG_SKIP_CERTAIN,
-    VERSION_FOR_ARITHMETIC,
+    FLAG_XMP,
     Header,
     pack,
     parse,
+    version_for,
 )
 from evc.entropy.latent_codec import CodedLatent, CodingOptions, decoding_options
 from evc.errors import EVCError, FormatError, ModelError, UntrainedModelError
@@ -246,13 +248,17 @@ class Codec:
         target_bpp: float | None = None,
         target_psnr: float | None = None,
         encoder_level: int | None = None,
+        strip: bool = False,
     ) -> bytes:
         """Code an image into the bytes of an .evc file.
 
         ``image``: a file path, an image file's bytes or a binary file object holding one (opened like
-        the command line opens files: first frame, EXIF orientation, ``max_pixels``), a PIL image, a numpy array (H, W) / (H, W, 1|3) of uint8, uint16 or float in
-        [0, 1], or a tensor (H, W) / (C, H, W) / (1, C, H, W); see :mod:`evc.image` for the colour rules.
-        An ICC profile of the image is carried in the file and restored by :meth:`decompress`.
+        the command line opens files: first frame, EXIF orientation, ``max_pixels``), a PIL image, a
+        numpy array (H, W) / (H, W, 1|3) of uint8, uint16 or float in [0, 1], or a tensor (H, W) /
+        (C, H, W) / (1, C, H, W); see :mod:`evc.image` for the colour rules.
+        An ICC profile of the image is carried in the file and restored by :meth:`decompress`; so are
+        its EXIF block (orientation applied, the tag removed) and XMP packet (format version 4), unless
+        ``strip`` is True.
         The rate is set by at most one of ``quality`` (in [0, 1], default 0.5), ``q_index`` (1..65535),
         ``target_bpp`` (best quality within that many bits per pixel) or ``target_psnr`` (smallest
         file reaching that many dB). ``encoder_level`` (scalable models) runs encoders 0..level only;
@@ -267,9 +273,9 @@ class Codec:
         needs_reconstruction = rate["target_psnr"] is not None or (self.model.num_levels > 1 and level is None)
         if needs_reconstruction or rate["target_bpp"] is not None:
             return self.encode(image, quality, q_index=q_index, target_bpp=target_bpp, target_psnr=target_psnr,
-                               encoder_level=encoder_level).data
+                               encoder_level=encoder_level, strip=strip).data
         # Plain coding at one rate: the synthesis transform is not needed.
-        coded_image = self._image(image)
+        coded_image = self._image(image, strip)
         q = self._resolve_q_index(rate["quality"], rate["q_index"])
         [(_, y)] = self._latents(coded_image.rgb, level)
         coded, _ = self.model.compress_latent(
@@ -287,12 +293,13 @@ class Codec:
         target_bpp: float | None = None,
         target_psnr: float | None = None,
         encoder_level: int | None = None,
+        strip: bool = False,
     ) -> EncodeResult:
         """Like :meth:`compress` (same arguments and errors), also returning the reconstruction the
         decoder will produce, its q index, bpp and PSNR."""
         rate = arguments.rate(quality, q_index, target_bpp, target_psnr)
         level = self._encoder_level(encoder_level)
-        coded_image = self._image(image)
+        coded_image = self._image(image, strip)
         latents = self._latents(coded_image.rgb, level)
 
         def encode_at(q: int) -> EncodeResult:
@@ -312,8 +319,18 @@ class Codec:
         levels = self.model.num_levels
         return arguments.encoder_level(encoder_level, levels if levels > 1 else None, self.name)
 
-    def _image(self, image: ImageInput) -> InputImage:
-        coded = to_input(image, self.max_pixels)
+    def _image(self, image: ImageInput, strip: object) -> InputImage:
+        if arguments.flag("strip", strip):
+            coded = dataclasses.replace(to_input(image, self.max_pixels), exif=None, xmp=None)
+        else:
+            coded = to_input(image, self.max_pixels)
+        if (coded.exif or coded.xmp) and version_for(self.options.arithmetic, metadata=True) is None:
+            warnings.warn(
+                f"format version {version_for(self.options.arithmetic, metadata=False)} ({self.options.arithmetic} "
+                "arithmetic) cannot hold EXIF or XMP metadata: the image's metadata is not carried",
+                UserWarning, stacklevel=4,
+            )
+            coded = dataclasses.replace(coded, exif=None, xmp=None)
         height, width = coded.rgb.shape[:2]
         # The same measure as the decoder's: the padded size is what the networks process.
         check_pixel_limit(width, height, self.max_pixels)
@@ -341,10 +358,15 @@ class Codec:
             (FLAG_EXACT if self.options.exact else 0)
             | (FLAG_SKIP_CERTAIN if self.options.skip_certain else 0)
             | (FLAG_ICC if image.icc_profile else 0)
+            | (FLAG_EXIF if image.exif else 0)
+            | (FLAG_XMP if image.xmp else 0)
         )
+        # The lowest version that holds the file (_image keeps metadata only where one does).
+        version = version_for(self.options.arithmetic, metadata=bool(image.exif or image.xmp))
+        assert version is not None
         return Header(
             self.spec.model_id, self.fingerprint, image.colour, q_index, width, height, symbols_crc, flags,
-            image.icc_profile or None, VERSION_FOR_ARITHMETIC[self.options.arithmetic],
+            image.icc_profile or None, version, image.exif or None, image.xmp or None,
         )
 
     @torch.no_grad()
@@ -367,7 +389,7 @@ class Codec:
         )
         assert x_hat is not None
         recon = tensor_to_rgb(x_hat[:, :, :height, :width])
-        image = rgb_to_pil(recon, colour, source.icc_profile)
+        image = rgb_to_pil(recon, colour, source.icc_profile, source.exif, source.xmp)
         if colour == "L":  # measure what the user gets back: the gray image against the gray input
             error = mse(np.asarray(image), rgb[:, :, 0])
         else:
@@ -413,7 +435,7 @@ class Codec:
             self.execution,
         )
         rgb = tensor_to_rgb(x_hat[:, :, : header.height, : header.width])
-        return rgb_to_pil(rgb, header.colour, header.icc_profile)  # type: ignore[arg-type]
+        return rgb_to_pil(rgb, header.colour, header.icc_profile, header.exif, header.xmp)  # type: ignore[arg-type]
 
 
 def load(
@@ -517,6 +539,8 @@ class FileInfo:
     # The exact arithmetic the file's entropy parameters use ("int8", format version 3; "float64",
     # versions 1-2); None for float parameters.
     arithmetic: str | None = None
+    exif: bytes | None = None  # the input's EXIF block (format version 4), restored on decoding
+    xmp: bytes | None = None  # the input's XMP packet (format version 4), restored on decoding
 
     @property
     def bpp(self) -> float:
@@ -552,7 +576,7 @@ def file_info(data: bytes | BinaryIO, weights: str | Path | None = None) -> File
     return FileInfo(
         spec.name, header.width, header.height, header.colour, header.q_index, quality, len(data),
         header.version, header.weights_fingerprint, options.exact, options.substreams, header.icc_profile,
-        quality_range, options.arithmetic if options.exact else None,
+        quality_range, options.arithmetic if options.exact else None, header.exif, header.xmp,
     )
 
 

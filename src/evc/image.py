@@ -6,8 +6,9 @@ One path for every caller (the API, the command line, evaluation): :func:`open_i
 Rules (each deliberate, each tested):
 - Files: the first frame of a multi-frame file is coded, with a warning; evc's own pixel limit
   (``max_pixels``) replaces Pillow's decompression-bomb limit.
-- EXIF orientation is applied (to files and to PIL images alike), since the evc file carries no EXIF:
-  evc codes what viewers show.
+- EXIF orientation is applied (to files and to PIL images alike): evc codes what viewers show. The
+  EXIF block (orientation tag removed once applied, as Pillow's exif_transpose does) and the XMP packet
+  are carried in the file (format version 4) unless the caller strips them.
 - Every mode is of a kind (GRAY_MODES, COLOUR_MODES) and decodes to that kind's mode, whatever its
   bit depth and whether it had an opaque alpha band: gray kinds to "L", colour kinds to "RGB".
 - RGB is coded as is. Grayscale ("L", "1", "LA", "La") is coded as RGB with equal channels.
@@ -79,6 +80,8 @@ class InputImage:
     rgb: np.ndarray  # (H, W, 3) uint8
     colour: ColourMode
     icc_profile: bytes | None = None
+    exif: bytes | None = None  # the EXIF block as Pillow gives it (image.info["exif"]), orientation applied
+    xmp: bytes | None = None  # the XMP packet (image.info["xmp"])
 
 
 def padded(size: int) -> int:
@@ -236,15 +239,40 @@ def _matching(profile: bytes | None, colour: ColourMode) -> bytes | None:
 
 def pil_to_input(image: Image.Image) -> InputImage:
     """A PIL image (any frame already selected) -> what the codec codes; see the module rules."""
+    if image.width < 1 or image.height < 1:
+        raise ImageError(f"image is empty ({image.width}x{image.height})")
+    image = _upright(_as_stored(image))
     coded = _pil_to_input(image)
-    return InputImage(coded.rgb, coded.colour, _matching(coded.icc_profile, coded.colour))
+    exif, xmp = _metadata(image)
+    return InputImage(coded.rgb, coded.colour, _matching(coded.icc_profile, coded.colour), exif, xmp)
+
+
+def _metadata(image: Image.Image) -> tuple[bytes | None, bytes | None]:
+    """The EXIF block and XMP packet of an upright image, as Pillow read them (after an EXIF orientation
+    was applied, Pillow's exif_transpose has removed that tag, so the block says 1)."""
+    exif = image.info.get("exif")
+    xmp = image.info.get("xmp")
+    if isinstance(xmp, str):  # PNG's iTXt packet comes as text
+        xmp = xmp.encode("utf-8")
+    if not isinstance(exif, bytes) or _empty_exif(exif):
+        exif = None
+    return exif, (xmp if isinstance(xmp, bytes) and xmp else None)
+
+
+def _empty_exif(exif: bytes) -> bool:
+    """Whether an EXIF block holds no tag (e.g. one whose only tag, the orientation, was applied)."""
+    if not exif:
+        return True
+    parsed = Image.Exif()
+    try:
+        parsed.load(exif)
+    except Exception:  # a block Pillow cannot parse is carried as it is
+        return False
+    return len(parsed) == 0
 
 
 def _pil_to_input(image: Image.Image) -> InputImage:
-    if image.width < 1 or image.height < 1:
-        raise ImageError(f"image is empty ({image.width}x{image.height})")
-    image = _as_stored(image)
-    image = _upright(image)
+    """An upright image, as stored (:func:`_as_stored`) -> its pixels, colour mode and profile."""
     profile = image.info.get("icc_profile") or None
     if profile is not None and not isinstance(profile, bytes):
         profile = None  # not an ICC profile Pillow read from a file
@@ -450,13 +478,18 @@ def tensor_to_rgb(x: torch.Tensor) -> np.ndarray:
     return x[0].clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
-def rgb_to_pil(rgb: np.ndarray, colour: ColourMode, icc_profile: bytes | None = None) -> Image.Image:
-    """(H, W, 3) uint8 -> PIL image in ``colour`` ("RGB" or "L"), with the ICC profile the input had."""
+def rgb_to_pil(
+    rgb: np.ndarray, colour: ColourMode, icc_profile: bytes | None = None, exif: bytes | None = None,
+    xmp: bytes | None = None,
+) -> Image.Image:
+    """(H, W, 3) uint8 -> PIL image in ``colour`` ("RGB" or "L"), with the ICC profile, EXIF block and
+    XMP packet the input had (``image.info["icc_profile"]``, ``["exif"]``, ``["xmp"]``)."""
     image = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
     if colour == "L":
         image = image.convert("L")
-    if icc_profile:
-        image.info["icc_profile"] = icc_profile
+    for key, value in (("icc_profile", icc_profile), ("exif", exif), ("xmp", xmp)):
+        if value:
+            image.info[key] = value
     return image
 
 

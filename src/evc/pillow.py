@@ -52,8 +52,8 @@ def _accept(prefix: bytes) -> bool:
 
 
 class EvcImageFile(ImageFile.ImageFile):
-    """An .evc file opened by ``Image.open``: size, mode ("RGB" or "L") and ``info["icc_profile"]``
-    from the header; the pixels are decoded at ``load()``."""
+    """An .evc file opened by ``Image.open``: size, mode ("RGB" or "L") and ``info["icc_profile"]``,
+    ``info["exif"]``, ``info["xmp"]`` from the header; the pixels are decoded at ``load()``."""
 
     format = FORMAT
     format_description = "EVC neural image codec"
@@ -66,8 +66,9 @@ class EvcImageFile(ImageFile.ImageFile):
             raise OSError(f"cannot open the EVC file: {exc}") from None
         self._size = (header.width, header.height)
         self._mode = header.colour
-        if header.icc_profile:
-            self.info["icc_profile"] = header.icc_profile
+        for key, value in (("icc_profile", header.icc_profile), ("exif", header.exif), ("xmp", header.xmp)):
+            if value:
+                self.info[key] = value
         self.tile = [ImageFile._Tile(FORMAT, (0, 0, header.width, header.height), 0, None)]
 
 
