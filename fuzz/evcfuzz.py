@@ -50,7 +50,17 @@ import numpy as np
 import torch
 
 import evc
-from evc.bitstream.container import COLOUR_CODES, FLAG_ICC, FORMAT_VERSION, HEADER_BYTES, MAGIC, pack, parse
+from evc.bitstream.container import (
+    COLOUR_CODES,
+    FLAG_EXIF,
+    FLAG_ICC,
+    FLAG_XMP,
+    HEADER_BYTES,
+    MAGIC,
+    WRITABLE_VERSIONS,
+    pack,
+    parse,
+)
 from evc.entropy.coder import decode_substreams, encode_substreams
 from evc.errors import EVCError
 from evc.models.registry import MODELS_BY_ID, get_spec
@@ -94,6 +104,8 @@ class RawFile:
     icc: bytes | None = None
     count: int | None = None
     lengths: list[int] | None = None
+    exif: bytes | None = None  # version 4: written after the ICC profile, whatever the flags say
+    xmp: bytes | None = None  # version 4: written after the EXIF block, whatever the flags say
 
     def to_bytes(self) -> bytes:
         """The file under a valid container CRC (the layout of docs/format.md; unknown versions as 2)."""
@@ -106,8 +118,9 @@ class RawFile:
         body += struct.pack(">IB", self.symbols_crc & M32, count & 0xFF)
         lengths = [len(s) for s in self.streams] if self.lengths is None else self.lengths
         body += b"".join(struct.pack(">I", n & M32) for n in lengths)
-        if self.icc is not None:
-            body += struct.pack(">I", len(self.icc)) + self.icc
+        for block in (self.icc, self.exif, self.xmp):
+            if block is not None:
+                body += struct.pack(">I", len(block)) + block
         body += b"".join(self.streams)
         return bytes(body + struct.pack(">I", zlib.crc32(body)))
 
@@ -120,7 +133,7 @@ class RawFile:
             return None
         return cls(data[len(MAGIC)], header.model_id, header.weights_fingerprint, COLOUR_CODES[header.colour],
                    header.q_index, header.width, header.height, header.flags, header.symbols_crc, streams,
-                   header.icc_profile)
+                   header.icc_profile, exif=header.exif, xmp=header.xmp)
 
     def copy(self) -> RawFile:
         return replace(self, streams=list(self.streams), lengths=None if self.lengths is None else list(self.lengths))
@@ -138,9 +151,9 @@ _SIZES = (1, 2, 3, 15, 16, 17, 31, 33, 63, 64, 65, 90, 127, 128, 0, 129, 256, 40
 _INTERESTING_WORDS = (0, 1, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0x0000FFFF)
 _STREAM_OPS = ("bitflip", "word", "zero_words", "truncate", "truncate_odd", "extend", "delete_words",
                "insert_words", "splice", "zero_last_word", "empty", "empty_ans")
-_FIELD_OPS = ("size", "size", "q", "colour", "flags", "icc", "model", "fingerprint", "version", "symbols_crc",
-              "count_field", "length_field", "move_boundary", "drop_stream", "insert_stream", "foreign_stream",
-              "foreign_streams", "regroup")
+_FIELD_OPS = ("size", "size", "q", "colour", "flags", "icc", "metadata", "model", "fingerprint", "version",
+              "symbols_crc", "count_field", "length_field", "move_boundary", "drop_stream", "insert_stream",
+              "foreign_stream", "foreign_streams", "regroup")
 
 
 def _random_words(rng: random.Random, count: int) -> bytes:
@@ -222,6 +235,17 @@ def mutate(
             out.icc = rng.choice((b"", b"\x00" * 4, rng.randbytes(rng.randint(1, 64))))
             if rng.random() < 0.8:
                 out.flags |= FLAG_ICC
+        elif op == "metadata":  # version 4's EXIF / XMP blocks, with or without their flags and version
+            block = rng.choice((b"", b"\x00" * 4, rng.randbytes(rng.randint(1, 64))))
+            if rng.random() < 0.5:
+                out.exif = block
+            else:
+                out.xmp = block
+            if rng.random() < 0.8:
+                out.flags |= FLAG_EXIF if out.exif is not None else 0
+                out.flags |= FLAG_XMP if out.xmp is not None else 0
+            if rng.random() < 0.8:
+                out.version = 4
         elif op == "model":
             out.model_id = rng.choice([*MODELS_BY_ID, 0, 255])  # also known models the harness lacks
             if out.model_id in fingerprints and rng.random() < 0.8:
@@ -229,7 +253,7 @@ def mutate(
         elif op == "fingerprint":
             out.fingerprint ^= 1 << rng.randrange(32)
         elif op == "version":
-            out.version = rng.choice((0, 1, 1, 3, 255))
+            out.version = rng.choice((0, 1, 1, 3, 4, 255))
         elif op == "symbols_crc":
             out.symbols_crc ^= 1 << rng.randrange(32)
         elif op == "count_field":
@@ -526,7 +550,7 @@ class Harness:
             header, streams = parse(data)
         except EVCError as exc:
             return str(exc)
-        if data[len(MAGIC)] == FORMAT_VERSION and pack(header, streams) != data:
+        if data[len(MAGIC)] in WRITABLE_VERSIONS and pack(header, streams) != data:
             raise Finding("parse accepted a file that does not re-pack to the same bytes")
         raw = RawFile.from_bytes(data)
         if raw is None or raw.to_bytes() != data:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 
 import struct
 import zlib
@@ -20,6 +21,7 @@ from evc.bitstream.container import (
     Header,
     pack,
     parse,
+    read_header,
 )
 from evc.errors import FormatError
 from evc.models.registry import MODELS_BY_ID
@@ -58,13 +60,15 @@ def test_versions_2_and_3_are_written_on_request_and_others_refused() -> None:
     v2 = pack(dataclasses.replace(header, version=2), streams)
     assert v3[4] == 3 and v2[4] == 2 and v2[5:-4] == v3[5:-4]
     assert parse(v2, KNOWN)[0].exact_arithmetic == "float64" and parse(v3, KNOWN)[0].exact_arithmetic == "int8"
-    for version in (1, 4):
+    v4 = pack(dataclasses.replace(header, version=4), streams)  # version 4 without metadata: 3's bytes
+    assert v4[4] == 4 and v4[5:-4] == v3[5:-4] and parse(v4, KNOWN)[0].exact_arithmetic == "int8"
+    for version in (1, FORMAT_VERSION + 1):
         with pytest.raises(ValueError, match="writes format versions"):
             pack(dataclasses.replace(header, version=version), streams)
 
 
 def test_layout_is_as_documented(valid_file: bytes) -> None:
-    assert valid_file[:4] == MAGIC and valid_file[4] == FORMAT_VERSION
+    assert valid_file[:4] == MAGIC and valid_file[4] == 3  # no metadata: the version older readers read
     model_id, _, colour, q_index, width, height, flags, _, count = struct.unpack_from(">BIBHIIBIB", valid_file, 5)
     assert (model_id, colour, width, height) == (8, 0, 72, 40)
     assert HEADER_BYTES == 27 and flags & ~(FLAG_EXACT | FLAG_SKIP_CERTAIN) == 0
@@ -206,3 +210,30 @@ def test_version_1_files_are_still_read() -> None:
     assert header == Header(8, 0xABCDEF01, "RGB", 150, 33, 17, 5, flags=0, version=1) and out == streams
     with pytest.raises(FormatError, match="truncated"):
         parse(body[:20], KNOWN)
+
+
+def test_read_header_gives_the_header_without_the_streams(valid_file: bytes) -> None:
+    """The Pillow plugin opens files lazily with read_header: the header parse gives, read from a file
+    object that stops right after it; every invalid field is refused as parse refuses it."""
+    header, streams = parse(valid_file, KNOWN)
+    assert read_header(io.BytesIO(valid_file), KNOWN) == header
+    icc = Header(3, 1, "L", 77, 64, 48, 9, flags=FLAG_ICC, icc_profile=b"profile")
+    data = pack(icc, [b"abcd", b"ef"])
+    stream = io.BytesIO(data)
+    assert read_header(stream, KNOWN) == icc
+    assert data[stream.tell() :] == b"abcdef" + data[-4:]
+    for end in range(HEADER_BYTES + 8 + 4 + len(b"profile")):  # cut inside the header
+        with pytest.raises(FormatError, match="^truncated file"):
+            read_header(io.BytesIO(data[:end]), KNOWN)
+    with pytest.raises(FormatError, match="wrong magic"):
+        read_header(io.BytesIO(b"\x89PNG" + valid_file[4:]), KNOWN)
+    for offset, value, message in [(4, 9, "newer than"), (5, 250, "unknown model"), (10, 7, "colour"),
+                                   (11, 0, "q index 0"), (13, 0, "image size"), (21, 0x80, "flags 0x80"),
+                                   (26, 0, "streams")]:
+        body = bytearray(valid_file)
+        field = {4: 1, 5: 1, 10: 1, 11: 2, 13: 4, 21: 1, 26: 1}[offset]
+        body[offset : offset + field] = value.to_bytes(field, "big")
+        with pytest.raises(FormatError, match=message):
+            read_header(io.BytesIO(bytes(body)), KNOWN)
+    version_1 = MAGIC + bytes([1]) + struct.pack(">BIBHIIIB", 8, 0xABCDEF01, 1, 150, 33, 17, 5, 1) + bytes(4)
+    assert read_header(io.BytesIO(version_1), KNOWN) == Header(8, 0xABCDEF01, "L", 150, 33, 17, 5, version=1)

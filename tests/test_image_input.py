@@ -140,6 +140,48 @@ def test_paths_that_are_not_images(tmp_path, codec):
             codec.compress(source)
 
 
+def test_bytes_and_binary_file_objects_code_like_the_path(tmp_path, codec, rotated_jpeg):
+    """Issue 38: an image file's bytes, or a binary file object holding one, is read like its path
+    (EXIF orientation applied); ``decompress`` and ``file_info`` take a file object too."""
+    data = rotated_jpeg.read_bytes()
+    expected = codec.compress(rotated_jpeg)
+    assert codec.compress(data) == expected
+    assert codec.compress(bytearray(data)) == expected
+    assert codec.compress(memoryview(data)) == expected
+    assert codec.compress(io.BytesIO(data)) == expected
+    with open(rotated_jpeg, "rb") as file:
+        assert codec.encode(file).data == expected
+    with open(rotated_jpeg, "rb") as file:
+        file.read(10)  # Pillow reads an image file from its start
+        assert codec.compress(file) == expected
+    (tmp_path / "a.evc").write_bytes(expected)
+    with open(tmp_path / "a.evc", "rb") as file:
+        decoded = codec.decompress(file)
+    assert decoded.size == (32, 64)  # upright
+    assert np.array_equal(np.asarray(decoded), np.asarray(codec.decompress(expected)))
+    assert evc.file_info(io.BytesIO(expected)).width == 32
+
+
+def test_bytes_and_file_objects_that_are_not_images_are_named(tmp_path, codec):
+    with pytest.raises(evc.ImageError, match="^cannot read the 12 bytes passed: not an image format"):
+        codec.compress(b"not an image")
+    with pytest.raises(evc.ImageError, match="^cannot read the BytesIO passed: not an image format"):
+        codec.compress(io.BytesIO(b"not an image"))
+    (tmp_path / "notes.txt").write_text("not an image")
+    with open(tmp_path / "notes.txt", "rb") as file:
+        with pytest.raises(evc.ImageError, match="notes.txt: not an image format"):
+            codec.compress(file)
+    with open(tmp_path / "notes.txt") as file:
+        with pytest.raises(evc.ImageError, match="notes.txt is open in text mode; open the image file in binary mode"):
+            codec.compress(file)
+    with pytest.raises(TypeError, match="StringIO passed is open in text mode"):
+        codec.decompress(io.StringIO("x"))
+    with pytest.raises(TypeError, match="bytes-like data, not int"):
+        evc.decompress(5)
+    with pytest.raises(evc.FormatError, match="not an evc file"):
+        evc.decompress(io.BytesIO(b"not an evc file"))
+
+
 # -- kind 2: colour profiles are carried, never silently dropped --------------------------------------
 
 

@@ -605,6 +605,58 @@ def test_png_of_every_bit_depth_decodes_to_its_kind(codec_ss, tmp_path, case, op
     assert_coded_pixels(path if opened == "path" else Image.open(path), pixels8)  # unloaded again
 
 
+def _wide_warnings(work) -> list[str]:
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        work()
+    return [str(w.message) for w in caught if "bits per channel" in str(w.message)]
+
+
+@pytest.mark.parametrize("case", [c for c, (_, mode, _) in _png_files().items() if mode is not None])
+def test_16bit_input_warns_once_that_it_is_coded_at_8_bits(codec_ss, tmp_path, case):
+    """Issue 38: a 16-bit file, however it reaches the codec (path, Image.open, bytes), warns exactly
+    once; 8-bit (and 2-bit) files never do."""
+    data = _png_files()[case][0]
+    path = tmp_path / "in.png"
+    path.write_bytes(data)
+    expected = 1 if "16-bit" in case else 0
+    for source in (lambda: path, lambda: Image.open(path), lambda: data, lambda: io.BytesIO(data)):
+        messages = _wide_warnings(lambda: evc.image.to_input(source()))
+        assert len(messages) == expected, messages
+        assert all("evc codes it at 8 bits per channel" in m for m in messages)
+
+
+def _tiff16(pixels: np.ndarray) -> bytes:
+    """An uncompressed 16-bit RGB TIFF written by hand (Pillow writes none); ``pixels`` (H, W, 3)."""
+    height, width, _ = pixels.shape
+    data = pixels.astype("<u2").tobytes()
+    entries = [(256, width), (257, height), (258, None), (259, 1), (262, 2), (273, None), (277, 3), (278, height),
+               (279, len(data))]
+    bits_at = 8 + 2 + 12 * len(entries) + 4
+    out = b"II*\0" + struct.pack("<IH", 8, len(entries))
+    for tag, value in entries:
+        if tag in (258, 273):  # BitsPerSample (3 shorts, stored apart), StripOffsets
+            out += struct.pack("<HHII", tag, 3 if tag == 258 else 4, 3 if tag == 258 else 1,
+                               bits_at if tag == 258 else bits_at + 6)
+        else:
+            out += struct.pack("<HHIHH", tag, 3, 1, value, 0) if value < 65536 else struct.pack("<HHII", tag, 4, 1, value)
+    return out + struct.pack("<I", 0) + struct.pack("<HHH", 16, 16, 16) + data
+
+
+def test_16bit_ppm_tiff_and_uint16_arrays_warn_and_8bit_inputs_do_not(codec_ss):
+    ppm = b"P6 3 2 65535\n" + np.arange(18, dtype=">u2").tobytes()
+    assert len(_wide_warnings(lambda: evc.image.to_input(ppm))) == 1
+    wide = (np.arange(18).reshape(2, 3, 3) * 3000).astype(np.uint16)
+    assert Image.open(io.BytesIO(_tiff16(wide))).mode == "RGB"  # read as its high bytes
+    assert len(_wide_warnings(lambda: evc.image.to_input(_tiff16(wide)))) == 1
+    assert len(_wide_warnings(lambda: evc.image.to_input(np.full((4, 4, 3), 40000, np.uint16)))) == 1
+    assert len(_wide_warnings(lambda: evc.image.to_input(Image.fromarray(np.full((4, 4), 40000, np.uint16))))) == 1
+    assert _wide_warnings(lambda: evc.image.to_input(b"P6 3 2 255\n" + bytes(18))) == []
+    assert _wide_warnings(lambda: evc.image.to_input(rgb_array(4, 4))) == []
+
+
 def test_16bit_gray_alpha_png_is_named_LA_when_refused(codec_ss, tmp_path):
     data = _png_files()["gray+alpha 16-bit transparent"][0]
     (tmp_path / "in.png").write_bytes(data)

@@ -110,6 +110,19 @@ def test_quick_start_runs_as_written(photo_dir):
     assert done.returncode == 0, done.stderr
 
 
+def test_pillow_section_runs_as_written(photo_dir, tmp_path):
+    """Issue 38: the README's Pillow block, in a folder of its own holding the same photo."""
+    block = section(README.read_text(), "## Quick start").split("\n### Pillow\n", 1)[1]
+    (python,) = fenced(block, "python")[:1]
+    (tmp_path / "photo.png").write_bytes((photo_dir / "photo.png").read_bytes())
+    done = subprocess.run([sys.executable, "-c", python], cwd=tmp_path, env=evc_on_path(tmp_path),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["EVC", "(256,", "192)", "RGB", "True"]
+    with Image.open(tmp_path / "photo_decoded.png") as decoded:
+        assert decoded.size == (256, 192)
+
+
 def documented_commands() -> list[tuple[str, list[str]]]:
     found = []
     for path in [README, *sorted((ROOT / "docs").glob("*.md"))]:

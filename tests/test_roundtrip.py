@@ -44,6 +44,20 @@ def test_odd_sizes(height: int, width: int) -> None:
     assert np.array_equal(decoded, np.asarray(result.reconstruction))
 
 
+def test_images_are_padded_by_replicating_their_edges() -> None:
+    """Issue 38: the networks see the image's edge pixels repeated out to multiples of 64, not black
+    borders: a 1x1 pixel codes to the streams of a 64x64 image of that pixel, and a 40x30 image to
+    those of its edge-replicated 64x64 extension."""
+    from evc.bitstream.container import parse
+
+    codec = random_codec("EVC-SS")
+    pixel = np.array([[[122, 115, 109]]], dtype=np.uint8)
+    assert parse(codec.compress(pixel, 0.5))[1] == parse(codec.compress(np.tile(pixel, (64, 64, 1)), 0.5))[1]
+    image = smooth_image(30, 40, seed=4)
+    extended = np.pad(image, ((0, 34), (0, 24), (0, 0)), mode="edge")
+    assert parse(codec.compress(image, 0.5))[1] == parse(codec.compress(extended, 0.5))[1]
+
+
 @pytest.mark.filterwarnings("ignore:q index .* is past")  # q indices past the top anchor on purpose
 def test_q_index_is_stored_and_used() -> None:
     codec = random_codec("EVC-SS")

@@ -8,6 +8,16 @@ from evc.models.registry import MODELS, create_model
 
 __version__ = "0.1.0"
 
+
+def register_pillow() -> None:
+    """Register the EVC format with Pillow: ``Image.open`` reads .evc files (lazily: size, mode and ICC
+    profile from the header, pixels at ``load()``), ``image.save(target, "EVC", quality=...)`` (or
+    ``target_bpp=``, ``target_psnr=``) writes them, and ``.evc`` is a registered extension. The same as
+    ``import evc.pillow``; see :mod:`evc.pillow`. Calling it again does nothing more."""
+    from evc.pillow import register
+
+    register()
+
 __all__ = [
     "MODELS",
     "Codec",
@@ -23,4 +33,5 @@ __all__ = [
     "decompress",
     "file_info",
     "load",
+    "register_pillow",
 ]

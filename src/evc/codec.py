@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import io
 import json
 import math
 import os
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import torch
@@ -29,12 +30,14 @@ from PIL import Image
 from evc import arguments
 from evc.bitstream.container import (
     FLAG_EXACT,
+    FLAG_EXIF,
     FLAG_ICC,
     FLAG_SKIP_CERTAIN,
-    VERSION_FOR_ARITHMETIC,
+    FLAG_XMP,
     Header,
     pack,
     parse,
+    version_for,
 )
 from evc.entropy.latent_codec import CodedLatent, CodingOptions, decoding_options
 from evc.errors import EVCError, FormatError, ModelError, UntrainedModelError
@@ -68,6 +71,11 @@ from evc.ratecontrol import meet_target_bpp, meet_target_psnr
 from evc.threads import ThreadPolicy
 
 DEFAULT_QUALITY = 0.5
+# How the encoder fills an image out to multiples of 64 before the networks see it: "replicate" repeats
+# the edge pixels (torch.nn.functional.pad's mode); the decoder crops whatever was there. Zeros (mode
+# "constant", evc before issue 38) show the networks black borders, which cost small images most
+# (benchmarks/padding.py measures both).
+PADDING_MODE = "replicate"
 PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -240,13 +248,17 @@ class Codec:
         target_bpp: float | None = None,
         target_psnr: float | None = None,
         encoder_level: int | None = None,
+        strip: bool = False,
     ) -> bytes:
         """Code an image into the bytes of an .evc file.
 
-        ``image``: a file path (opened like the command line does: first frame, EXIF orientation,
-        ``max_pixels``), a PIL image, a numpy array (H, W) / (H, W, 1|3) of uint8, uint16 or float in
-        [0, 1], or a tensor (H, W) / (C, H, W) / (1, C, H, W); see :mod:`evc.image` for the colour rules.
-        An ICC profile of the image is carried in the file and restored by :meth:`decompress`.
+        ``image``: a file path, an image file's bytes or a binary file object holding one (opened like
+        the command line opens files: first frame, EXIF orientation, ``max_pixels``), a PIL image, a
+        numpy array (H, W) / (H, W, 1|3) of uint8, uint16 or float in [0, 1], or a tensor (H, W) /
+        (C, H, W) / (1, C, H, W); see :mod:`evc.image` for the colour rules.
+        An ICC profile of the image is carried in the file and restored by :meth:`decompress`; so are
+        its EXIF block (orientation applied, the tag removed) and XMP packet (format version 4), unless
+        ``strip`` is True.
         The rate is set by at most one of ``quality`` (in [0, 1], default 0.5), ``q_index`` (1..65535),
         ``target_bpp`` (best quality within that many bits per pixel) or ``target_psnr`` (smallest
         file reaching that many dB). ``encoder_level`` (scalable models) runs encoders 0..level only;
@@ -261,9 +273,9 @@ class Codec:
         needs_reconstruction = rate["target_psnr"] is not None or (self.model.num_levels > 1 and level is None)
         if needs_reconstruction or rate["target_bpp"] is not None:
             return self.encode(image, quality, q_index=q_index, target_bpp=target_bpp, target_psnr=target_psnr,
-                               encoder_level=encoder_level).data
+                               encoder_level=encoder_level, strip=strip).data
         # Plain coding at one rate: the synthesis transform is not needed.
-        coded_image = self._image(image)
+        coded_image = self._image(image, strip)
         q = self._resolve_q_index(rate["quality"], rate["q_index"])
         [(_, y)] = self._latents(coded_image.rgb, level)
         coded, _ = self.model.compress_latent(
@@ -281,12 +293,13 @@ class Codec:
         target_bpp: float | None = None,
         target_psnr: float | None = None,
         encoder_level: int | None = None,
+        strip: bool = False,
     ) -> EncodeResult:
         """Like :meth:`compress` (same arguments and errors), also returning the reconstruction the
         decoder will produce, its q index, bpp and PSNR."""
         rate = arguments.rate(quality, q_index, target_bpp, target_psnr)
         level = self._encoder_level(encoder_level)
-        coded_image = self._image(image)
+        coded_image = self._image(image, strip)
         latents = self._latents(coded_image.rgb, level)
 
         def encode_at(q: int) -> EncodeResult:
@@ -306,8 +319,18 @@ class Codec:
         levels = self.model.num_levels
         return arguments.encoder_level(encoder_level, levels if levels > 1 else None, self.name)
 
-    def _image(self, image: ImageInput) -> InputImage:
-        coded = to_input(image, self.max_pixels)
+    def _image(self, image: ImageInput, strip: object) -> InputImage:
+        if arguments.flag("strip", strip):
+            coded = dataclasses.replace(to_input(image, self.max_pixels), exif=None, xmp=None)
+        else:
+            coded = to_input(image, self.max_pixels)
+        if (coded.exif or coded.xmp) and version_for(self.options.arithmetic, metadata=True) is None:
+            warnings.warn(
+                f"format version {version_for(self.options.arithmetic, metadata=False)} ({self.options.arithmetic} "
+                "arithmetic) cannot hold EXIF or XMP metadata: the image's metadata is not carried",
+                UserWarning, stacklevel=4,
+            )
+            coded = dataclasses.replace(coded, exif=None, xmp=None)
         height, width = coded.rgb.shape[:2]
         # The same measure as the decoder's: the padded size is what the networks process.
         check_pixel_limit(width, height, self.max_pixels)
@@ -335,17 +358,22 @@ class Codec:
             (FLAG_EXACT if self.options.exact else 0)
             | (FLAG_SKIP_CERTAIN if self.options.skip_certain else 0)
             | (FLAG_ICC if image.icc_profile else 0)
+            | (FLAG_EXIF if image.exif else 0)
+            | (FLAG_XMP if image.xmp else 0)
         )
+        # The lowest version that holds the file (_image keeps metadata only where one does).
+        version = version_for(self.options.arithmetic, metadata=bool(image.exif or image.xmp))
+        assert version is not None
         return Header(
             self.spec.model_id, self.fingerprint, image.colour, q_index, width, height, symbols_crc, flags,
-            image.icc_profile or None, VERSION_FOR_ARITHMETIC[self.options.arithmetic],
+            image.icc_profile or None, version, image.exif or None, image.xmp or None,
         )
 
     @torch.no_grad()
     def _latents(self, rgb: np.ndarray, encoder_level: int | None) -> list[tuple[int | None, torch.Tensor]]:
         height, width = rgb.shape[:2]
         x = rgb_to_tensor(rgb, self.device)
-        x = F.pad(x, (0, padded(width) - width, 0, padded(height) - height))
+        x = F.pad(x, (0, padded(width) - width, 0, padded(height) - height), mode=PADDING_MODE)
         if encoder_level is not None:
             return [(encoder_level, self.model.analyse(x, encoder_level, self.execution))]
         latents = self.model.level_latents(x, run=self.execution)
@@ -361,7 +389,7 @@ class Codec:
         )
         assert x_hat is not None
         recon = tensor_to_rgb(x_hat[:, :, :height, :width])
-        image = rgb_to_pil(recon, colour, source.icc_profile)
+        image = rgb_to_pil(recon, colour, source.icc_profile, source.exif, source.xmp)
         if colour == "L":  # measure what the user gets back: the gray image against the gray input
             error = mse(np.asarray(image), rgb[:, :, 0])
         else:
@@ -371,13 +399,15 @@ class Codec:
 
     # -- decoding --------------------------------------------------------------------------------
     @_with_thread_policy
-    def decompress(self, data: bytes) -> Image.Image:
+    def decompress(self, data: bytes | BinaryIO) -> Image.Image:
         """Decode a file made by this model and these weights into a PIL image ("RGB" or "L"; the
         ICC profile the input had, if any, in ``image.info["icc_profile"]``).
 
-        Raises FormatError for any malformed, truncated, corrupt or hostile file, a file of another
+        ``data``: the file's bytes, or a binary file object (read from its position to its end).
+        Raises TypeError for anything else, FormatError for any malformed, truncated, corrupt or hostile file, a file of another
         model or other weights, or one declaring more than ``max_pixels`` (padded) pixels.
         """
+        data = file_bytes(data)
         header, streams = parse(data, known_model_ids=set(MODELS_BY_ID))
         if header.model_id != self.spec.model_id:
             other = MODELS_BY_ID[header.model_id].name
@@ -405,7 +435,7 @@ class Codec:
             self.execution,
         )
         rgb = tensor_to_rgb(x_hat[:, :, : header.height, : header.width])
-        return rgb_to_pil(rgb, header.colour, header.icc_profile)  # type: ignore[arg-type]
+        return rgb_to_pil(rgb, header.colour, header.icc_profile, header.exif, header.xmp)  # type: ignore[arg-type]
 
 
 def load(
@@ -456,9 +486,32 @@ def _weights_path(weights: object) -> Path:
     return Path(weights)
 
 
-def decompress(data: bytes, device: str | torch.device | None = None, weights: str | Path | None = None) -> Image.Image:
+def file_bytes(data: object) -> Any:
+    """An evc file's data from what a caller passed: a binary file object is read from its position to
+    its end; anything else is returned as is, for :func:`evc.bitstream.container.parse` to check (it
+    takes bytes-like data). Raises TypeError, naming what was passed, for a text-mode file object."""
+    read = getattr(data, "read", None)
+    if callable(read) and not isinstance(data, (bytes, bytearray, memoryview)):
+        if isinstance(data, io.TextIOBase):
+            raise TypeError(f"the {type(data).__name__} passed is open in text mode; open the .evc file in binary mode ('rb')")
+        content = read()
+        if not isinstance(content, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"reading the {type(data).__name__} passed gave a {type(content).__name__}, not bytes; "
+                "open the .evc file in binary mode ('rb')"
+            )
+        return content
+    return data
+
+
+def decompress(
+    data: bytes | BinaryIO, device: str | torch.device | None = None, weights: str | Path | None = None
+) -> Image.Image:
     """Decode any evc file, loading the model its header names (shipped weights unless ``weights``).
-    Raises FormatError for a bad file, UntrainedModelError / ModelError when its model cannot be loaded."""
+    ``data``: the file's bytes, or a binary file object (read from its position to its end).
+    Raises TypeError for anything else, FormatError for a bad file, UntrainedModelError / ModelError
+    when its model cannot be loaded."""
+    data = file_bytes(data)
     header, _ = parse(data, known_model_ids=set(MODELS_BY_ID))
     return load(MODELS_BY_ID[header.model_id].name, device=device, weights=weights).decompress(data)
 
@@ -486,20 +539,23 @@ class FileInfo:
     # The exact arithmetic the file's entropy parameters use ("int8", format version 3; "float64",
     # versions 1-2); None for float parameters.
     arithmetic: str | None = None
+    exif: bytes | None = None  # the input's EXIF block (format version 4), restored on decoding
+    xmp: bytes | None = None  # the input's XMP packet (format version 4), restored on decoding
 
     @property
     def bpp(self) -> float:
         return self.size_bytes * 8 / (self.width * self.height)
 
 
-def file_info(data: bytes, weights: str | Path | None = None) -> FileInfo:
-    """Describe a file without decoding it.
+def file_info(data: bytes | BinaryIO, weights: str | Path | None = None) -> FileInfo:
+    """Describe a file without decoding it (``data``: as :func:`decompress` takes it).
 
     ``quality`` and ``quality_range`` (the quality settings that give the file's q index) are given
     when the weights that made the file are known: ``weights`` (a .safetensors file or folder), else the
     model's shipped weights, and their fingerprint is the file's; otherwise they are None.
     Raises FormatError for a malformed file, ModelError for unreadable weights or weights of another model.
     """
+    data = file_bytes(data)
     header, streams = parse(data, known_model_ids=set(MODELS_BY_ID))
     options = decoding_options(len(streams), header.exact, header.skip_certain, header.exact_arithmetic)
     spec = MODELS_BY_ID[header.model_id]
@@ -520,7 +576,7 @@ def file_info(data: bytes, weights: str | Path | None = None) -> FileInfo:
     return FileInfo(
         spec.name, header.width, header.height, header.colour, header.q_index, quality, len(data),
         header.version, header.weights_fingerprint, options.exact, options.substreams, header.icc_profile,
-        quality_range, options.arithmetic if options.exact else None,
+        quality_range, options.arithmetic if options.exact else None, header.exif, header.xmp,
     )
 
 

@@ -6,13 +6,15 @@ One path for every caller (the API, the command line, evaluation): :func:`open_i
 Rules (each deliberate, each tested):
 - Files: the first frame of a multi-frame file is coded, with a warning; evc's own pixel limit
   (``max_pixels``) replaces Pillow's decompression-bomb limit.
-- EXIF orientation is applied (to files and to PIL images alike), since the evc file carries no EXIF:
-  evc codes what viewers show.
+- EXIF orientation is applied (to files and to PIL images alike): evc codes what viewers show. The
+  EXIF block (orientation tag removed once applied, as Pillow's exif_transpose does) and the XMP packet
+  are carried in the file (format version 4) unless the caller strips them.
 - Every mode is of a kind (GRAY_MODES, COLOUR_MODES) and decodes to that kind's mode, whatever its
   bit depth and whether it had an opaque alpha band: gray kinds to "L", colour kinds to "RGB".
 - RGB is coded as is. Grayscale ("L", "1", "LA", "La") is coded as RGB with equal channels.
 - 16-bit and 32-bit integer grayscale ("I;16*", "I") is scaled to 8 bits: round(v / 257), clipped to
-  0..255 (evc codes 8-bit images). Float images ("F") are refused: their range is unknown. Pillow
+  0..255 (evc codes 8-bit images). Every image of more than 8 bits per channel (these, uint16 arrays,
+  and the 16-bit files Pillow reads as 8 bits) warns once (UserWarning) that it is coded at 8 bits. Float images ("F") are refused: their range is unknown. Pillow
   reads 16-bit colour and gray-with-alpha PNGs as 8-bit (their high bytes), and a 16-bit gray PNG with
   alpha as RGBA: evc reads that one back as gray ("LA") when it opens the file (:func:`_as_stored`).
 - An alpha band ("RGBA", "RGBa", "LA", "La", "PA"), palette transparency or a colour key (PNG tRNS)
@@ -46,7 +48,8 @@ from evc.errors import ImageError
 from evc.models.evc import PADDING_MULTIPLE
 
 ColourMode = Literal["RGB", "L"]
-ImageInput = Union[Image.Image, np.ndarray, torch.Tensor, str, os.PathLike]
+# An image file's bytes, or a binary file object holding one, is opened like a path.
+ImageInput = Union[Image.Image, np.ndarray, torch.Tensor, str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
 
 # Large images run through the networks in tiles, so memory grows only with the buffers that hold the
 # whole image and latent (measured: about 100 bytes per pixel, 4.9 GB to encode 8000 x 6000); beyond
@@ -77,6 +80,8 @@ class InputImage:
     rgb: np.ndarray  # (H, W, 3) uint8
     colour: ColourMode
     icc_profile: bytes | None = None
+    exif: bytes | None = None  # the EXIF block as Pillow gives it (image.info["exif"]), orientation applied
+    xmp: bytes | None = None  # the XMP packet (image.info["xmp"])
 
 
 def padded(size: int) -> int:
@@ -163,7 +168,26 @@ def open_image(source: str | os.PathLike | BinaryIO, max_pixels: int = DEFAULT_M
 def _source_name(source: object) -> str:
     if isinstance(source, (str, os.PathLike)):
         return os.fsdecode(source)
-    return str(getattr(source, "name", "<stream>"))
+    name = getattr(source, "name", None)
+    if isinstance(name, (str, bytes, os.PathLike)):
+        return os.fsdecode(name)
+    return f"the {type(source).__name__} passed"
+
+
+def _file_source(image: object) -> BinaryIO | None:
+    """An image file given as bytes or as a binary file object, ready for :func:`open_image` (bytes are
+    wrapped in a file object named after them); None for anything else. Raises ImageError for a
+    text-mode file object, naming it."""
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        data = bytes(image)
+        source = io.BytesIO(data)
+        source.name = f"the {len(data)} bytes passed"  # type: ignore[attr-defined]
+        return source
+    if not callable(getattr(image, "read", None)):
+        return None
+    if isinstance(image, io.TextIOBase):
+        raise ImageError(f"{_source_name(image)} is open in text mode; open the image file in binary mode ('rb')")
+    return image  # type: ignore[return-value]
 
 
 def _close(image: Image.Image | None) -> None:
@@ -215,15 +239,40 @@ def _matching(profile: bytes | None, colour: ColourMode) -> bytes | None:
 
 def pil_to_input(image: Image.Image) -> InputImage:
     """A PIL image (any frame already selected) -> what the codec codes; see the module rules."""
+    if image.width < 1 or image.height < 1:
+        raise ImageError(f"image is empty ({image.width}x{image.height})")
+    image = _upright(_as_stored(image))
     coded = _pil_to_input(image)
-    return InputImage(coded.rgb, coded.colour, _matching(coded.icc_profile, coded.colour))
+    exif, xmp = _metadata(image)
+    return InputImage(coded.rgb, coded.colour, _matching(coded.icc_profile, coded.colour), exif, xmp)
+
+
+def _metadata(image: Image.Image) -> tuple[bytes | None, bytes | None]:
+    """The EXIF block and XMP packet of an upright image, as Pillow read them (after an EXIF orientation
+    was applied, Pillow's exif_transpose has removed that tag, so the block says 1)."""
+    exif = image.info.get("exif")
+    xmp = image.info.get("xmp")
+    if isinstance(xmp, str):  # PNG's iTXt packet comes as text
+        xmp = xmp.encode("utf-8")
+    if not isinstance(exif, bytes) or _empty_exif(exif):
+        exif = None
+    return exif, (xmp if isinstance(xmp, bytes) and xmp else None)
+
+
+def _empty_exif(exif: bytes) -> bool:
+    """Whether an EXIF block holds no tag (e.g. one whose only tag, the orientation, was applied)."""
+    if not exif:
+        return True
+    parsed = Image.Exif()
+    try:
+        parsed.load(exif)
+    except Exception:  # a block Pillow cannot parse is carried as it is
+        return False
+    return len(parsed) == 0
 
 
 def _pil_to_input(image: Image.Image) -> InputImage:
-    if image.width < 1 or image.height < 1:
-        raise ImageError(f"image is empty ({image.width}x{image.height})")
-    image = _as_stored(image)
-    image = _upright(image)
+    """An upright image, as stored (:func:`_as_stored`) -> its pixels, colour mode and profile."""
     profile = image.info.get("icc_profile") or None
     if profile is not None and not isinstance(profile, bytes):
         profile = None  # not an ICC profile Pillow read from a file
@@ -233,6 +282,8 @@ def _pil_to_input(image: Image.Image) -> InputImage:
     if mode not in GRAY_MODES and mode not in COLOUR_MODES:
         raise ImageError(f"unsupported image mode {mode!r}")
     _refuse_transparency(image, mode)
+    if mode in WIDE_GRAY_MODES:
+        _warn_wide(mode)
     if mode in GRAY_MODES:
         gray = _gray8(image, mode)
         return InputImage(np.repeat(gray[:, :, None], 3, axis=2), "L", profile)
@@ -264,6 +315,8 @@ def _as_stored(image: Image.Image) -> Image.Image:
     """
     tile = getattr(image, "tile", None) or []
     rawmode = tile[0].args if image.format == "PNG" and tile and isinstance(tile[0].args, str) else None
+    if image.mode not in WIDE_GRAY_MODES and _stored_wide(image):  # wide gray modes: warned by _pil_to_input
+        _warn_wide("LA" if rawmode == "LA;16B" else image.mode)  # the file's mode, as errors name it
     image.load()
     key = image.info.get("transparency")
     if rawmode == "LA;16B" and image.mode == "RGBA":
@@ -274,6 +327,27 @@ def _as_stored(image: Image.Image) -> Image.Image:
     if rawmode == "RGB;16B" and isinstance(key, tuple):
         return _with_key(image, tuple(int(v) >> 8 for v in key))
     return image
+
+
+def _stored_wide(image: Image.Image) -> bool:
+    """Whether the file an unloaded image comes from stores more than 8 bits per channel, which Pillow
+    reads as 8 (16-bit colour PNG, TIFF and PPM): its raw mode, or a PPM's maximum value, tells."""
+    tile = getattr(image, "tile", None) or []
+    if not tile:
+        return False
+    args = tile[0].args
+    rawmode = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else None
+    if isinstance(rawmode, str) and (";16" in rawmode or ";32" in rawmode):
+        return True
+    return tile[0].codec_name == "ppm" and isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], int) and args[1] > 255
+
+
+def _warn_wide(mode: str) -> None:
+    """The one warning an image of more than 8 bits per channel gets: evc codes 8 bits."""
+    warnings.warn(
+        f"the {mode} image has more than 8 bits per channel; evc codes it at 8 bits per channel",
+        UserWarning, stacklevel=5,
+    )
 
 
 def _with_key(image: Image.Image, key: int | tuple[int, ...]) -> Image.Image:
@@ -332,6 +406,7 @@ def array_to_rgb(array: np.ndarray) -> tuple[np.ndarray, ColourMode]:
     if array.dtype == np.uint8:
         data = array
     elif array.dtype == np.uint16:
+        _warn_wide(f"uint16 {'gray' if array.ndim == 2 else 'RGB'}")
         data = np.clip(np.rint(array / 257.0), 0, 255).astype(np.uint8)
     elif np.issubdtype(array.dtype, np.floating):
         if not np.isfinite(array).all():
@@ -364,11 +439,16 @@ def _tensor_to_rgb(image: torch.Tensor) -> tuple[np.ndarray, ColourMode]:
 
 
 def to_input(image: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> InputImage:
-    """Any accepted input -> what the codec codes. Paths are opened with :func:`open_image` (limit
+    """Any accepted input -> what the codec codes. Paths, an image file's bytes and binary file objects
+    (read from their start, as Pillow reads them) are opened with :func:`open_image` (limit
     ``max_pixels``); PIL images, numpy arrays and tensors are converted (see the module rules). The
     size limit of in-memory images is the caller's to check (they are already allocated)."""
     if isinstance(image, (str, os.PathLike)):
         with open_image(image, max_pixels) as opened:
+            return pil_to_input(opened)
+    source = _file_source(image)
+    if source is not None:
+        with open_image(source, max_pixels) as opened:
             return pil_to_input(opened)
     if isinstance(image, Image.Image):
         return pil_to_input(image)
@@ -377,7 +457,8 @@ def to_input(image: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> InputIm
     if isinstance(image, np.ndarray):
         return InputImage(*array_to_rgb(image))
     raise ImageError(
-        f"cannot code an object of type {type(image).__name__}; pass a file path, PIL image, numpy array or tensor"
+        f"cannot code an object of type {type(image).__name__}; pass a file path, an image file's bytes or "
+        "binary file object, a PIL image, a numpy array or a tensor"
     )
 
 
@@ -397,13 +478,18 @@ def tensor_to_rgb(x: torch.Tensor) -> np.ndarray:
     return x[0].clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
-def rgb_to_pil(rgb: np.ndarray, colour: ColourMode, icc_profile: bytes | None = None) -> Image.Image:
-    """(H, W, 3) uint8 -> PIL image in ``colour`` ("RGB" or "L"), with the ICC profile the input had."""
+def rgb_to_pil(
+    rgb: np.ndarray, colour: ColourMode, icc_profile: bytes | None = None, exif: bytes | None = None,
+    xmp: bytes | None = None,
+) -> Image.Image:
+    """(H, W, 3) uint8 -> PIL image in ``colour`` ("RGB" or "L"), with the ICC profile, EXIF block and
+    XMP packet the input had (``image.info["icc_profile"]``, ``["exif"]``, ``["xmp"]``)."""
     image = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
     if colour == "L":
         image = image.convert("L")
-    if icc_profile:
-        image.info["icc_profile"] = icc_profile
+    for key, value in (("icc_profile", icc_profile), ("exif", exif), ("xmp", xmp)):
+        if value:
+            image.info[key] = value
     return image
 
 

@@ -1,6 +1,10 @@
 """Pack and parse .evc files. The layout is specified in docs/format.md; keep the two in step.
 
-Version 3 (written by default) has version 2's layout; only the arithmetic of exact entropy parameters
+Version 4 (written for images with EXIF or XMP metadata) is version 3 with two more optional blocks
+after the ICC profile, each ``length u32 | bytes``: the EXIF block (flag 0x08), then the XMP packet (flag
+0x10). Their flags are unknown (refused) in earlier versions. Files without metadata are written as
+version 3 (or 2), which evc releases before version 4 also read.
+Version 3 (written by default without metadata) has version 2's layout; only the arithmetic of exact entropy parameters
 (flag 0x01) differs: 8-bit integer products (evc.nn.exact_int8) instead of float64 fixed point.
 Version 2 (written on request, for older readers):
     magic "\\x89EVC" | version u8 | model id u8 | weights fingerprint u32 | colour u8 | q index u16
@@ -17,12 +21,14 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from evc.errors import FormatError
 
 MAGIC = b"\x89EVC"
-FORMAT_VERSION = 3
-WRITABLE_VERSIONS = (2, 3)
+FORMAT_VERSION = 4  # the newest version this evc reads and writes
+WRITABLE_VERSIONS = (2, 3, 4)
+METADATA_SINCE = 4  # the first version with the EXIF and XMP blocks
 # The arithmetic of exact entropy parameters (FLAG_EXACT), by format version: evc.nn.exact's float64
 # fixed point up to version 2, evc.nn.exact_int8's 8-bit integer products from version 3.
 INT8_ARITHMETIC_SINCE = 3
@@ -34,7 +40,26 @@ _COLOURS = {code: name for name, code in COLOUR_CODES.items()}
 FLAG_EXACT = 0x01  # entropy parameters in exact arithmetic (which one: the version, see exact_arithmetic)
 FLAG_SKIP_CERTAIN = 0x02  # nearly certain symbols skipped, exceptions coded apart (evc.entropy.coder)
 FLAG_ICC = 0x04  # the image's ICC colour profile follows the stream lengths (restored on decoding)
-KNOWN_FLAGS = FLAG_EXACT | FLAG_SKIP_CERTAIN | FLAG_ICC
+FLAG_EXIF = 0x08  # version 4: the image's EXIF block follows (after the ICC profile, if any)
+FLAG_XMP = 0x10  # version 4: the image's XMP packet follows (after the EXIF block, if any)
+KNOWN_FLAGS = FLAG_EXACT | FLAG_SKIP_CERTAIN | FLAG_ICC | FLAG_EXIF | FLAG_XMP
+_BLOCK_FLAGS = (FLAG_ICC, FLAG_EXIF, FLAG_XMP)  # the optional blocks, in file order
+_BLOCK_NAMES = {FLAG_ICC: "ICC profile", FLAG_EXIF: "EXIF block", FLAG_XMP: "XMP packet"}
+
+
+def version_for(arithmetic: str, metadata: bool) -> int | None:
+    """The version an encoder writes for files of ``arithmetic`` ("int8" or "float64"), with or without
+    EXIF / XMP metadata: the lowest that holds them. None when none does (float64 with metadata: version
+    4 and later use int8 arithmetic)."""
+    version = VERSION_FOR_ARITHMETIC[arithmetic]
+    if not metadata:
+        return version
+    return max(version, METADATA_SINCE) if version >= INT8_ARITHMETIC_SINCE else None
+
+
+def known_flags(version: int) -> int:
+    """The flag bits a file of ``version`` may set."""
+    return KNOWN_FLAGS if version >= METADATA_SINCE else FLAG_EXACT | FLAG_SKIP_CERTAIN | FLAG_ICC
 
 _PREFIX = struct.Struct(">4sB")  # magic, version: readable in every version
 # model id, weights fingerprint, colour, q index, width, height
@@ -62,7 +87,9 @@ class Header:
     symbols_crc: int  # CRC-32 of the coded symbols, checked by the decoder after entropy decoding
     flags: int = 0
     icc_profile: bytes | None = None  # present exactly when flags has FLAG_ICC
-    version: int = FORMAT_VERSION  # of the file this was parsed from, or to write (WRITABLE_VERSIONS)
+    version: int = 3  # of the file this was parsed from, or to write (WRITABLE_VERSIONS)
+    exif: bytes | None = None  # the image's EXIF block as Pillow gives it; exactly when flags has FLAG_EXIF
+    xmp: bytes | None = None  # the image's XMP packet; exactly when flags has FLAG_XMP
 
     def __post_init__(self) -> None:
         if self.colour not in COLOUR_CODES:
@@ -77,6 +104,20 @@ class Header:
             raise ValueError("an ICC profile is stored exactly when flag 0x04 is set, and is never empty")
         if self.icc_profile is not None and len(self.icc_profile) > MAX_ICC_BYTES:
             raise ValueError(f"ICC profile of {len(self.icc_profile)} bytes is over the {MAX_ICC_BYTES} a file can hold")
+        if self.flags & ~known_flags(self.version):
+            raise ValueError(
+                f"format version {self.version} cannot hold flags 0x{self.flags:02x} (EXIF and XMP: version 4)"
+            )
+        for flag, block in ((FLAG_EXIF, self.exif), (FLAG_XMP, self.xmp)):
+            name = _BLOCK_NAMES[flag]
+            if bool(self.flags & flag) != bool(block):
+                raise ValueError(f"an {name} is stored exactly when flag 0x{flag:02x} is set, and is never empty")
+            if block is not None and len(block) > MAX_ICC_BYTES:
+                raise ValueError(f"{name} of {len(block)} bytes is over the {MAX_ICC_BYTES} a file can hold")
+
+    def blocks(self) -> dict[int, bytes | None]:
+        """The optional blocks by flag, in file order."""
+        return {FLAG_ICC: self.icc_profile, FLAG_EXIF: self.exif, FLAG_XMP: self.xmp}
 
     @property
     def exact(self) -> bool:
@@ -109,8 +150,9 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
     body += _FLAGS.pack(header.flags)
     body += _TAIL.pack(header.symbols_crc, len(streams))
     body += b"".join(struct.pack(">I", len(s)) for s in streams)
-    if header.icc_profile:
-        body += struct.pack(">I", len(header.icc_profile)) + header.icc_profile
+    for block in header.blocks().values():
+        if block:
+            body += struct.pack(">I", len(block)) + block
     for s in streams:
         body += s
     body += _CRC.pack(zlib.crc32(body))
@@ -139,12 +181,7 @@ def parse(data: bytes, known_model_ids: frozenset[int] | set[int] | None = None)
     if len(data) < _PREFIX.size:
         raise FormatError(f"truncated file: {len(data)} bytes, shorter than the header")
     _, version = _PREFIX.unpack_from(data)
-    if version > FORMAT_VERSION:
-        raise FormatError(
-            f"file uses format version {version}, newer than this evc supports ({FORMAT_VERSION}); upgrade evc"
-        )
-    if version < 1:
-        raise FormatError(f"invalid format version {version}")
+    _check_version(version)
     header_bytes = HEADER_BYTES if version >= 2 else _HEADER_BYTES_V1
     if len(data) < header_bytes:
         raise FormatError(f"truncated file: {len(data)} bytes, shorter than the {header_bytes}-byte header")
@@ -155,7 +192,8 @@ def parse(data: bytes, known_model_ids: frozenset[int] | set[int] | None = None)
     if version >= 2:
         (flags,) = _FLAGS.unpack_from(data, offset)
         offset += _FLAGS.size
-    if flags & ~KNOWN_FLAGS and zlib.crc32(data[: -_CRC.size]) == _CRC.unpack_from(data, len(data) - _CRC.size)[0]:
+    known = known_flags(version)
+    if flags & ~known and zlib.crc32(data[: -_CRC.size]) == _CRC.unpack_from(data, len(data) - _CRC.size)[0]:
         # An intact file (its checksum holds whatever its layout) from a newer evc: the unknown flags may
         # change the layout, so say so before any layout check could misreport it as corrupt.
         raise FormatError(_unknown_flags_message(flags))
@@ -167,14 +205,18 @@ def parse(data: bytes, known_model_ids: frozenset[int] | set[int] | None = None)
         raise FormatError(f"truncated file: {len(data)} bytes, the header alone needs {lengths_end}")
     lengths = struct.unpack_from(f">{count}I", data, header_bytes)
     streams_start = lengths_end
-    icc_length = 0
-    if flags & FLAG_ICC and not flags & ~KNOWN_FLAGS:
-        if len(data) < lengths_end + 4:
-            raise FormatError(f"truncated file: {len(data)} bytes, the header alone needs {lengths_end + 4}")
-        (icc_length,) = struct.unpack_from(">I", data, lengths_end)
-        if icc_length == 0:
-            raise FormatError("corrupt header: empty ICC profile")
-        streams_start = lengths_end + 4 + icc_length
+    block_spans: dict[int, tuple[int, int]] = {}
+    if not flags & ~known:
+        for flag in _BLOCK_FLAGS:
+            if not flags & flag:
+                continue
+            if len(data) < streams_start + 4:
+                raise FormatError(f"truncated file: {len(data)} bytes, the header alone needs {streams_start + 4}")
+            (block_length,) = struct.unpack_from(">I", data, streams_start)
+            if block_length == 0:
+                raise FormatError(f"corrupt header: empty {_BLOCK_NAMES[flag]}")
+            block_spans[flag] = (streams_start + 4, streams_start + 4 + block_length)
+            streams_start += 4 + block_length
     expected = streams_start + sum(lengths) + _CRC.size
     if len(data) < expected:
         raise FormatError(f"truncated file: {len(data)} bytes of the {expected} its header announces")
@@ -183,9 +225,37 @@ def parse(data: bytes, known_model_ids: frozenset[int] | set[int] | None = None)
     (stored_crc,) = _CRC.unpack_from(data, expected - _CRC.size)
     if zlib.crc32(data[: expected - _CRC.size]) != stored_crc:
         raise FormatError("corrupt file: checksum (CRC-32) mismatch")
+    _check_fields(model_id, flags, colour_code, q_index, width, height, known_model_ids, version)
+    blocks = {flag: data[start:end] for flag, (start, end) in block_spans.items()}
+    streams = []
+    offset = streams_start
+    for length in lengths:
+        streams.append(data[offset : offset + length])
+        offset += length
+    header = Header(
+        model_id, fingerprint, _COLOURS[colour_code], q_index, width, height, symbols_crc, flags,
+        blocks.get(FLAG_ICC), version, blocks.get(FLAG_EXIF), blocks.get(FLAG_XMP),
+    )
+    return header, streams
+
+
+def _check_version(version: int) -> None:
+    if version > FORMAT_VERSION:
+        raise FormatError(
+            f"file uses format version {version}, newer than this evc supports ({FORMAT_VERSION}); upgrade evc"
+        )
+    if version < 1:
+        raise FormatError(f"invalid format version {version}")
+
+
+def _check_fields(
+    model_id: int, flags: int, colour_code: int, q_index: int, width: int, height: int,
+    known_model_ids: frozenset[int] | set[int] | None, version: int,
+) -> None:
+    """Raise FormatError for a header field no valid file has (parse and read_header alike)."""
     if known_model_ids is not None and model_id not in known_model_ids:
         raise FormatError(f"file was made by an unknown model (id {model_id}); a newer evc may know it")
-    if flags & ~KNOWN_FLAGS:
+    if flags & ~known_flags(version):
         raise FormatError(_unknown_flags_message(flags))
     if colour_code not in _COLOURS:
         raise FormatError(f"corrupt header: unknown colour mode {colour_code}")
@@ -193,13 +263,41 @@ def parse(data: bytes, known_model_ids: frozenset[int] | set[int] | None = None)
         raise FormatError("corrupt header: q index 0")
     if width == 0 or height == 0 or width > MAX_DIMENSION or height > MAX_DIMENSION:
         raise FormatError(f"corrupt header: image size {width}x{height}")
-    icc_profile = data[lengths_end + 4 : streams_start] if flags & FLAG_ICC else None
-    streams = []
-    offset = streams_start
-    for length in lengths:
-        streams.append(data[offset : offset + length])
-        offset += length
-    header = Header(
-        model_id, fingerprint, _COLOURS[colour_code], q_index, width, height, symbols_crc, flags, icc_profile, version
+
+
+def read_header(fp: BinaryIO, known_model_ids: frozenset[int] | set[int] | None = None) -> Header:
+    """The header of the evc file at ``fp``'s position, read without its streams (for readers that
+    give the size, colour mode and ICC profile before decoding, such as the Pillow plugin). The fields
+    read are checked as :func:`parse` checks them; the checksum is not (it covers the streams), so
+    :func:`parse` still checks the whole file before it is decoded. Leaves ``fp`` after the header.
+    Raises FormatError for a file that is not evc, truncated inside its header, or has an invalid field.
+    """
+
+    def read(count: int) -> bytes:
+        data = fp.read(count)
+        if len(data) < count:
+            raise FormatError("truncated file: it ends inside its header")
+        return data
+
+    magic, version = _PREFIX.unpack(read(_PREFIX.size))
+    if magic != MAGIC:
+        raise FormatError("not an evc file (wrong magic bytes)")
+    _check_version(version)
+    model_id, fingerprint, colour_code, q_index, width, height = _COMMON.unpack(read(_COMMON.size))
+    (flags,) = _FLAGS.unpack(read(_FLAGS.size)) if version >= 2 else (0,)
+    symbols_crc, count = _TAIL.unpack(read(_TAIL.size))
+    _check_fields(model_id, flags, colour_code, q_index, width, height, known_model_ids, version)
+    if not 1 <= count <= MAX_STREAMS:
+        raise FormatError(f"corrupt header: {count} streams (expected 1..{MAX_STREAMS})")
+    read(4 * count)  # the stream lengths
+    blocks: dict[int, bytes] = {}
+    for flag in _BLOCK_FLAGS:
+        if flags & flag:
+            (block_length,) = struct.unpack(">I", read(4))
+            if block_length == 0:
+                raise FormatError(f"corrupt header: empty {_BLOCK_NAMES[flag]}")
+            blocks[flag] = read(block_length)
+    return Header(
+        model_id, fingerprint, _COLOURS[colour_code], q_index, width, height, symbols_crc, flags,
+        blocks.get(FLAG_ICC), version, blocks.get(FLAG_EXIF), blocks.get(FLAG_XMP),
     )
-    return header, streams

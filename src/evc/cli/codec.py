@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 import evc
 import evc.codec
@@ -88,7 +88,8 @@ def _write(name: str, data: bytes, force: bool) -> None:
 def _writable_format(suffix: str) -> str | None:
     """The Pillow format that files ending in ``suffix`` are written in; None if Pillow writes none."""
     fmt = Image.registered_extensions().get(suffix.lower())
-    return fmt if fmt is not None and fmt in Image.SAVE else None
+    # evc's own Pillow plugin (registered in this process by a caller of main()) is no decode target.
+    return fmt if fmt is not None and fmt in Image.SAVE and fmt != "EVC" else None
 
 
 def _image_format(name: str) -> str:
@@ -250,6 +251,7 @@ def _encoded(
         target_bpp=args.target_bpp,
         target_psnr=args.target_psnr,
         encoder_level=args.encoder_level,
+        strip=args.strip,
     )
     if image.info.get("icc_profile"):
         described = profile_description(image.info["icc_profile"]) or "unnamed"
@@ -279,6 +281,37 @@ def _saved(image: Image.Image, fmt: str, options: dict[str, Any]) -> tuple[bytes
     return data, written
 
 
+def _metadata_options(fmt: str, metadata: dict[str, bytes]) -> dict[str, Any]:
+    """Pillow's save options that write the decoded image's EXIF block and XMP packet in ``fmt``: Pillow
+    takes ``exif=`` and ``xmp=`` for JPEG and WebP, ``exif=`` for PNG, whose XMP goes in an iTXt chunk;
+    other formats ignore them (the caller checks what the written file holds)."""
+    options: dict[str, Any] = dict(metadata)
+    if "exif" in options and not options["exif"].startswith(b"Exif\x00\x00"):
+        # A block read from WebP or TIFF lacks the prefix that JPEG needs (PNG and WebP writers drop it).
+        options["exif"] = b"Exif\x00\x00" + options["exif"]
+    if fmt == "TIFF":  # Pillow would turn the block into TIFF tags, not keep it: leave it out
+        options.pop("exif", None)
+    xmp = options.pop("xmp", None) if fmt == "PNG" else None
+    if xmp is not None:
+        try:
+            text = xmp.decode("utf-8")
+        except UnicodeDecodeError:  # an iTXt chunk holds UTF-8 text only
+            return options
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", text)
+        options["pnginfo"] = info
+    return options
+
+
+def _exif_body(block: object) -> object:
+    """An EXIF block without the "Exif\\0\\0" prefix, which JPEG keeps and WebP does not."""
+    if isinstance(block, str):
+        block = block.encode("utf-8")
+    if isinstance(block, bytes) and block.startswith(b"Exif\x00\x00"):
+        return block[6:]
+    return block
+
+
 def _lossy_only_error(fmt: str) -> CLIError:
     return CLIError(f"--output-quality applies to lossy formats ({', '.join(LOSSY_FORMATS.values())}), not {fmt}")
 
@@ -301,6 +334,8 @@ def encode_output_image(image: Image.Image, fmt: str, output_quality: int | None
     profile = image.info.get("icc_profile")
     if profile:
         options["icc_profile"] = profile
+    metadata = {key: image.info[key] for key in ("exif", "xmp") if image.info.get(key)}
+    options.update(_metadata_options(fmt, metadata))
     data, written = _saved(image, fmt, options)
     if profile and written is not None and written.info.get("icc_profile") != profile:
         described = profile_description(profile) or "unnamed"
@@ -316,6 +351,11 @@ def encode_output_image(image: Image.Image, fmt: str, output_quality: int | None
     if written is None:
         warnings.warn(f"evc cannot read {fmt} files back to check that they hold the decoded pixels exactly")
         return data
+    lost = [name for key, name in (("exif", "EXIF"), ("xmp", "XMP")) if key in metadata
+            and _exif_body(written.info.get(key)) != _exif_body(metadata[key])]
+    if lost:
+        warnings.warn(f"{fmt} files as evc writes them do not keep the image's {' and '.join(lost)} metadata "
+                      "byte for byte (PNG, JPEG and WebP do)")
     same = written.size == image.size and np.array_equal(
         np.asarray(written.convert(image.mode)), np.asarray(image)
     )
@@ -400,12 +440,15 @@ def cmd_info(args: argparse.Namespace) -> int:
         profile = f"ICC, {profile_description(info.icc_profile) or 'unnamed'} ({len(info.icc_profile)} bytes)"
     else:
         profile = "none (sRGB)"
+    metadata = ", ".join(f"{name} ({len(block)} bytes)" for name, block in (("EXIF", info.exif), ("XMP", info.xmp))
+                         if block) or "none"
     rows = [
         ("file", args.file),
         ("model", info.model),
         ("size", f"{info.width}x{info.height}"),
         ("colour", "grayscale" if info.colour == "L" else "RGB"),
         ("profile", profile),
+        ("metadata", metadata),
         ("quality", quality),
         ("bytes", str(info.size_bytes)),
         ("bpp", f"{info.bpp:.4f}"),
@@ -474,6 +517,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_option(enc, "--arithmetic")
     add_option(enc, "--substreams")
     add_option(enc, "--force")
+    enc.add_argument("--strip", action="store_true",
+                     help="drop the image's EXIF and XMP metadata (carried by default, format version 4)")
     _add_coding_options(enc)
     enc.set_defaults(run=cmd_encode)
 
