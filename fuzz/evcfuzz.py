@@ -15,8 +15,8 @@ Targets: ``decoder`` (a mutated file through ``file_info`` and ``Codec.decompres
 (the same mutations plus blind byte edits through ``parse``; an accepted file must re-pack to its
 bytes). The entropy coder alone is fuzzed by the hypothesis tests in tests/test_fuzz.py.
 
-Oracles besides "only EVCError": the image has the size, colour mode and ICC profile ``file_info``
-gives; a file with a seed's decoding-relevant header fields and symbols CRC decodes to that seed's
+Oracles besides "only EVCError": the image has the size, colour mode (with "A" when the file holds an
+alpha plane) and ICC profile ``file_info`` gives; a file with a seed's decoding-relevant header fields and symbols CRC decodes to that seed's
 pixels (the same CRC means the same symbols); decoding twice gives the same pixels. Each execution
 runs under a CPU-time budget (SIGPROF) with a wall-clock backstop (faulthandler) for hangs inside C
 code, and long runs under an address-space limit. Codecs use seeded random weights, one thread and
@@ -50,8 +50,10 @@ import numpy as np
 import torch
 
 import evc
+import evc.alpha
 from evc.bitstream.container import (
     COLOUR_CODES,
+    FLAG_ALPHA,
     FLAG_EXIF,
     FLAG_ICC,
     FLAG_XMP,
@@ -106,6 +108,7 @@ class RawFile:
     lengths: list[int] | None = None
     exif: bytes | None = None  # version 4: written after the ICC profile, whatever the flags say
     xmp: bytes | None = None  # version 4: written after the EXIF block, whatever the flags say
+    alpha: bytes | None = None  # version 4: written after the XMP packet, whatever the flags say
 
     def to_bytes(self) -> bytes:
         """The file under a valid container CRC (the layout of docs/format.md; unknown versions as 2)."""
@@ -118,7 +121,7 @@ class RawFile:
         body += struct.pack(">IB", self.symbols_crc & M32, count & 0xFF)
         lengths = [len(s) for s in self.streams] if self.lengths is None else self.lengths
         body += b"".join(struct.pack(">I", n & M32) for n in lengths)
-        for block in (self.icc, self.exif, self.xmp):
+        for block in (self.icc, self.exif, self.xmp, self.alpha):
             if block is not None:
                 body += struct.pack(">I", len(block)) + block
         body += b"".join(self.streams)
@@ -133,7 +136,7 @@ class RawFile:
             return None
         return cls(data[len(MAGIC)], header.model_id, header.weights_fingerprint, COLOUR_CODES[header.colour],
                    header.q_index, header.width, header.height, header.flags, header.symbols_crc, streams,
-                   header.icc_profile, exif=header.exif, xmp=header.xmp)
+                   header.icc_profile, exif=header.exif, xmp=header.xmp, alpha=header.alpha)
 
     def copy(self) -> RawFile:
         return replace(self, streams=list(self.streams), lengths=None if self.lengths is None else list(self.lengths))
@@ -151,7 +154,7 @@ _SIZES = (1, 2, 3, 15, 16, 17, 31, 33, 63, 64, 65, 90, 127, 128, 0, 129, 256, 40
 _INTERESTING_WORDS = (0, 1, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0x0000FFFF)
 _STREAM_OPS = ("bitflip", "word", "zero_words", "truncate", "truncate_odd", "extend", "delete_words",
                "insert_words", "splice", "zero_last_word", "empty", "empty_ans")
-_FIELD_OPS = ("size", "size", "q", "colour", "flags", "icc", "metadata", "model", "fingerprint", "version",
+_FIELD_OPS = ("size", "size", "q", "colour", "flags", "icc", "metadata", "alpha", "alpha", "model", "fingerprint", "version",
               "symbols_crc", "count_field", "length_field", "move_boundary", "drop_stream", "insert_stream",
               "foreign_stream", "foreign_streams", "regroup")
 
@@ -244,6 +247,28 @@ def mutate(
             if rng.random() < 0.8:
                 out.flags |= FLAG_EXIF if out.exif is not None else 0
                 out.flags |= FLAG_XMP if out.xmp is not None else 0
+            if rng.random() < 0.8:
+                out.version = 4
+        elif op == "alpha":  # version 4's alpha plane (a WebP file): damaged, foreign, or without its flag
+            block = out.alpha or b""
+            choice = rng.randrange(5)
+            if choice == 0:
+                out.alpha = rng.choice((b"", b"\x00" * 4, rng.randbytes(rng.randint(1, 64))))
+            elif choice == 1 and block:  # flipped bits inside the WebP (libwebp's parser and decoder)
+                data = bytearray(block)
+                for _ in range(rng.randint(1, 4)):
+                    i = rng.randrange(len(data))
+                    data[i] ^= 1 << rng.randrange(8)
+                out.alpha = bytes(data)
+            elif choice == 2 and block:
+                out.alpha = block[: rng.randrange(len(block))]
+            else:  # a valid lossless WebP of the file's size (decodes, with alpha), or of another size
+                fits = 1 <= out.width <= 256 and 1 <= out.height <= 256 and rng.random() < 0.6
+                height, width = (out.height, out.width) if fits else (rng.randint(1, 40), rng.randint(1, 40))
+                plane = np.frombuffer(rng.randbytes(width * height), np.uint8).reshape(height, width)
+                out.alpha = evc.alpha.encode_alpha(plane)
+            if rng.random() < 0.8:
+                out.flags |= FLAG_ALPHA
             if rng.random() < 0.8:
                 out.version = 4
         elif op == "model":
@@ -459,12 +484,15 @@ class Harness:
         if info is None:
             raise Finding("decompress returned an image for a file that file_info refuses")
         got = (image.size, image.mode, image.info.get("icc_profile"))
-        if got != ((info.width, info.height), info.colour, info.icc_profile):
+        mode = info.colour + ("A" if info.alpha_bytes is not None else "")
+        if got != ((info.width, info.height), mode, info.icc_profile):
             raise Finding(f"decoded {got[:2]}, file_info says {info}")
         digest = pixel_digest(image)
+        # The seeds have no alpha plane: their colours are what the header fields and symbols determine.
+        colours = digest if info.alpha_bytes is None else pixel_digest(image.convert(info.colour))
         expected = self.expected.get(decoding_key(data))
-        if expected is not None and digest != expected:
-            raise Finding("decoded pixels differ from the seed whose header fields and symbols CRC this file has")
+        if expected is not None and colours != expected:
+            raise Finding("decoded colours differ from the seed whose header fields and symbols CRC this file has")
         if repeat and pixel_digest(codec.decompress(data)) != digest:
             raise Finding("decoding the same file twice gave different pixels")
         return "decoded"

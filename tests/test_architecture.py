@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "evc.codec": 3,
     "evc.ratecontrol": 3,
     "evc.image": 3,
+    "evc.alpha": 3,
     "evc.arguments": 3,
     "evc.threads": 3,
     "evc.models": 2,

@@ -462,8 +462,8 @@ def _error_cases():
             lambda f: encode_args(f["rgb_png"], f["out"] / "x.evc", f["mislabelled"], "--model", MODEL), "EVC-SL"),
         "device nonsense": (enc("--device", "nonsense"), "device"),
         "encoder-level on non-scalable model": (enc("--encoder-level", "1"), "encoder"),
-        "rgba with transparency": (
-            lambda f: encode_args(f["rgba_png"], f["out"] / "x.evc", f["weights"]), "transparen"),
+        "alpha decoded to JPEG": (dec("alpha_evc", "x.jpg"), "JPEG files .* cannot hold the image's transparency"),
+        "alpha decoded to PPM": (dec("alpha_evc", "x.ppm"), "PPM files .* cannot hold the image's transparency"),
         "decode missing input": (
             lambda f: decode_args(f["tmp"] / "missing.evc", f["out"] / "x.png", f["weights"]), "not found"),
         "decode truncated": (dec("truncated_evc"), "truncated"),
@@ -510,6 +510,9 @@ def error_files(data_dir, weights, mislabelled_weights, rgb_png, rgb_evc) -> dic
     rgba[4, 4, 3] = 10
     files["rgba_png"] = folder / "rgba.png"
     Image.fromarray(rgba, "RGBA").save(files["rgba_png"])
+    files["alpha_evc"] = folder / "alpha.evc"  # coded by the --weights codec (seed 0), with its alpha plane
+    seeded = evc.Codec(evc.create_model(MODEL, seed=0), MODEL, device="cpu")
+    files["alpha_evc"].write_bytes(seeded.compress(files["rgba_png"]))
     # a file made with other weights of the same model (seed 1): fingerprint mismatch
     foreign = evc.Codec(evc.create_model(MODEL, seed=1), MODEL, device="cpu")
     files["foreign_evc"] = folder / "foreign.evc"

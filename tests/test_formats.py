@@ -1,6 +1,6 @@
 """Files of every format version still decode (committed files, tests/data/formats, made once by its
-make.py with the seeded EVC-SS), and EXIF / XMP metadata (format version 4, issue 38) round-trips
-through the API, the command line and the Pillow plugin's header."""
+make.py with the seeded EVC-SS), and EXIF / XMP metadata and the alpha plane (format version 4, issue
+38) round-trip through the API, the command line and the Pillow plugin's header."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 import evc
-from evc.bitstream.container import FLAG_EXIF, FLAG_XMP, parse
+import evc.alpha
+from evc.bitstream.container import FLAG_ALPHA, FLAG_EXIF, FLAG_XMP, parse
 from evc.cli.main import main
 from conftest import rgb_array
 
@@ -42,7 +43,8 @@ def assert_like_committed(pixels: np.ndarray, name: str) -> None:
     assert np.abs(pixels - expected).max() <= 1
 
 
-@pytest.mark.parametrize(("name", "version"), [("v2-float64", 2), ("v3-int8", 3), ("v4-int8-exif-xmp", 4)])
+@pytest.mark.parametrize(("name", "version"), [("v2-float64", 2), ("v3-int8", 3), ("v4-int8-exif-xmp", 4),
+                                             ("v4-int8-alpha", 4)])
 def test_committed_files_of_every_exact_version_decode(codec, name, version):
     data = (DATA / f"{name}.evc").read_bytes()
     assert data[4] == version
@@ -51,6 +53,18 @@ def test_committed_files_of_every_exact_version_decode(codec, name, version):
     assert image.size == (24, 16)
     if version < 4:
         assert "exif" not in image.info and "xmp" not in image.info
+    assert image.mode == ("RGBA" if name.endswith("alpha") else "RGB")
+
+
+def test_committed_alpha_file_restores_the_alpha_exactly(codec):
+    data = (DATA / "v4-int8-alpha.evc").read_bytes()
+    header, _ = parse(data)
+    assert header.flags & FLAG_ALPHA and not header.flags & (FLAG_EXIF | FLAG_XMP)
+    image = codec.decompress(data)
+    alpha = np.asarray(image.getchannel("A"))
+    assert alpha[0, 0] == 0 and alpha[0, -1] == 255 and alpha[-1, 0] == 40  # make.py's ramp and clear corner
+    with Image.open(DATA / "v4-int8-alpha.png") as committed:
+        assert np.array_equal(alpha, np.asarray(committed.getchannel("A")))  # exactly, on every CPU
 
 
 def test_committed_version_1_file_decodes_where_its_float_arithmetic_matches(codec):
@@ -188,3 +202,43 @@ def test_corrupt_metadata_blocks_are_refused(codec, camera_jpeg):
     body = bytes(v3[:-4])
     with pytest.raises(evc.FormatError, match="flags 0x"):
         evc.decompress(io.BytesIO(body + struct.pack(">I", zlib.crc32(body))))
+
+
+def test_command_line_keeps_alpha_exactly_and_info_shows_it(capsys, tmp_path, weights):
+    """Issue 38: a PNG with transparency encodes with its alpha plane; decoding to PNG, WebP and TIFF keeps
+    it exactly (JPEG and PPM are refused: test_cli.py's error cases); a gray one decodes as LA."""
+    rgba = np.dstack([rgb_array(12, 18), np.tile(np.arange(0, 255, 14, dtype=np.uint8)[:18], (12, 1))])
+    options = ("--weights", weights, "--device", "cpu")
+    for mode in ("RGBA", "LA"):
+        source = Image.fromarray(rgba, "RGBA").convert(mode)
+        source.save(tmp_path / "in.png")
+        assert run(capsys, "encode", tmp_path / "in.png", tmp_path / "a.evc", *options, "--force")[0] == 0
+        data = (tmp_path / "a.evc").read_bytes()
+        code, out, _ = run(capsys, "info", tmp_path / "a.evc", "--weights", weights)
+        alpha_bytes = len(parse(data)[0].alpha)
+        assert code == 0 and f"alpha    lossless alpha plane ({alpha_bytes} bytes, decodes as {mode})" in out
+        for suffix in ("png", "webp", "tiff"):
+            target = tmp_path / f"out.{suffix}"
+            assert run(capsys, "decode", tmp_path / "a.evc", target, *options, "--force")[0] == 0
+            with Image.open(target) as written:
+                assert np.array_equal(np.asarray(written.getchannel("A")), np.asarray(source.getchannel("A")))
+                if suffix != "webp":  # lossy at quality 95: only the alpha is exact
+                    assert written.mode == mode
+    source.convert("RGB").save(tmp_path / "opaque.png")
+    assert run(capsys, "encode", tmp_path / "opaque.png", tmp_path / "o.evc", *options)[0] == 0
+    assert "alpha    none" in run(capsys, "info", tmp_path / "o.evc")[1]
+
+
+def test_corrupt_alpha_planes_are_refused(codec):
+    data = (DATA / "v4-int8-alpha.evc").read_bytes()
+    header, streams = parse(data)
+    at = data.index(header.alpha)
+    for damaged in (header.alpha[:-5] + bytes(5), b"RIFF" + bytes(12), header.alpha[:12] + b"VP8X" + header.alpha[16:]):
+        body = data[: at - 4] + struct.pack(">I", len(damaged)) + damaged + data[at + len(header.alpha) : -4]
+        with pytest.raises(evc.FormatError, match="corrupt alpha plane"):
+            codec.decompress(body + struct.pack(">I", zlib.crc32(body)))
+    # an alpha plane of another size than the image's
+    other = evc.alpha.encode_alpha(np.zeros((3, 3), np.uint8))
+    body = data[: at - 4] + struct.pack(">I", len(other)) + other + data[at + len(header.alpha) : -4]
+    with pytest.raises(evc.FormatError, match="3x3 pixels in a 24x16 image"):
+        codec.decompress(body + struct.pack(">I", zlib.crc32(body)))

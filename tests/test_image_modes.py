@@ -21,8 +21,10 @@ import torch
 from PIL import Image
 
 import evc
+import evc.alpha
 import evc.image
 from evc import ImageError
+from evc.bitstream.container import FLAG_ALPHA, parse
 
 # -- helpers ---------------------------------------------------------------------------------------
 
@@ -244,7 +246,7 @@ def test_cmyk_uses_pillow_conversion(codec_ss):
     assert code(codec_ss, image) == code(codec_ss, np.asarray(image.convert("RGB")))
 
 
-# -- transparency is refused -----------------------------------------------------------------------
+# -- transparency: the alpha plane is coded losslessly (issue 38) ---------------------------------
 
 
 def _transparent_variants() -> dict[str, Image.Image]:
@@ -278,18 +280,32 @@ def _transparent_variants() -> dict[str, Image.Image]:
     }
 
 
+def assert_alpha_round_trip(codec: evc.Codec, image, mode: str, alpha: np.ndarray) -> evc.EncodeResult:
+    """``image`` decodes to ``mode`` ("RGBA" / "LA") with exactly ``alpha``, in a version 4 file whose
+    streams are those of its colours alone (the alpha plane is coded apart, losslessly)."""
+    result = assert_round_trip(codec, image, mode, (W, H))
+    decoded = codec.decompress(result.data)
+    assert np.array_equal(np.asarray(decoded.getchannel("A")), alpha)
+    header, streams = parse(result.data)
+    assert header.version == 4 and header.flags & FLAG_ALPHA
+    assert evc.file_info(result.data).alpha_bytes == len(header.alpha)
+    assert code(codec, image) == result.data
+    colours = evc.image.to_input(image)
+    assert colours.alpha is not None and np.array_equal(colours.alpha, alpha)
+    assert parse(code(codec, colours.rgb if mode == "RGBA" else colours.rgb[:, :, 0]))[1] == streams
+    return result
+
+
 @pytest.mark.parametrize("variant", list(_transparent_variants()))
-def test_transparency_is_refused(codec_ss, variant):
+def test_transparency_is_coded_losslessly(codec_ss, variant):
     image = _transparent_variants()[variant]
     assert image.mode == variant.split()[0]
-    with pytest.raises(ImageError, match="transparen"):
-        codec_ss.compress(image)
-    with pytest.raises(ImageError):
-        codec_ss.encode(image, 0.5)
+    mode = "LA" if image.mode == "LA" else "RGBA"
+    assert_alpha_round_trip(codec_ss, image, mode, np.asarray(image.convert("RGBA").getchannel("A")))
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L"])
-def test_colour_key_transparency_is_refused(codec_ss, mode):
+def test_a_colour_key_becomes_the_alpha_plane(codec_ss, mode):
     image = Image.fromarray(rgb_array(H, W)).convert(mode)
     key = image.getpixel((0, 0))
     buffer = io.BytesIO()
@@ -298,8 +314,19 @@ def test_colour_key_transparency_is_refused(codec_ss, mode):
     loaded = Image.open(buffer)
     loaded.load()
     assert loaded.mode == mode and "transparency" in loaded.info
-    with pytest.raises(ImageError):
-        codec_ss.compress(loaded)
+    pixels = np.asarray(image).reshape(H, W, -1)
+    alpha = np.where((pixels == np.asarray(key).reshape(-1)).all(axis=2), 0, 255).astype(np.uint8)
+    assert alpha.min() == 0
+    assert_alpha_round_trip(codec_ss, loaded, mode + "A", alpha)
+
+
+def test_alpha_needs_version_4_and_webp_sized_images(weights):
+    old = evc.load("EVC-SS", device="cpu", weights=weights, arithmetic="float64")
+    transparent = _transparent_variants()["RGBA"]
+    with pytest.raises(ImageError, match="format version 2 .*cannot hold"):
+        old.compress(transparent)
+    with pytest.raises(ImageError, match="at most 16383 pixels a side"):
+        evc.alpha.encode_alpha(np.zeros((1, 16384), np.uint8))
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L"])
@@ -443,7 +470,6 @@ def _bad_inputs() -> dict[str, object]:
         "tensor bool": torch.zeros(8, 8, dtype=torch.bool),
         "PIL mode F": Image.fromarray(np.zeros((8, 8), np.float32)),
         "PIL empty": Image.new("RGB", (0, 5)),
-        "PIL RGBa": Image.new("RGBa", (8, 8)),
         "list": rgb.tolist(),
         "None": None,
         "bytes": rgb.tobytes(),
@@ -514,7 +540,7 @@ def test_every_mode_decodes_to_its_kind(codec_ss, mode):
 
 
 @pytest.mark.parametrize("mode", sorted(evc.image.ALPHA_MODES | {"P"}))
-def test_transparency_errors_name_the_mode_given(codec_ss, mode):
+def test_every_mode_with_transparency_keeps_its_alpha(codec_ss, mode):
     image = _opaque_image(mode)
     if mode == "P":
         image.info["transparency"] = image.getpixel((2, 3))
@@ -526,8 +552,12 @@ def test_transparency_errors_name_the_mode_given(codec_ss, mode):
         # Pillow merges bands only into straight-alpha modes; "a" modes are premultiplied alike here
         image = Image.merge(mode.replace("a", "A"), bands)
         image = image.convert(mode) if mode != image.mode else image
-    with pytest.raises(ImageError, match=rf"^image mode {re.escape(mode)} has transparent pixels"):
-        codec_ss.compress(image)
+    alpha = np.full((H, W), 255, np.uint8)
+    alpha[2, 3] = 0
+    if mode == "P":  # every pixel of the transparent index's colour
+        alpha = np.where(np.asarray(image) == image.info["transparency"], 0, 255).astype(np.uint8)
+    decoded = "LA" if mode in ("LA", "La") else "RGBA"
+    assert_alpha_round_trip(codec_ss, image, decoded, alpha)
 
 
 def _png(pixels: np.ndarray, colour_type: int, depth: int, trns: bytes | None = None) -> bytes:
@@ -554,10 +584,10 @@ def _png(pixels: np.ndarray, colour_type: int, depth: int, trns: bytes | None = 
     return b"\x89PNG\r\n\x1a\n" + body + chunk(b"IDAT", zlib.compress(b"".join(b"\0" + r for r in rows))) + chunk(b"IEND", b"")
 
 
-def _png_files() -> dict[str, tuple[bytes, str | None, np.ndarray | None]]:
-    """PNG files of every bit depth and kind: (file, decoded mode, the 8-bit pixels it must code like), or
-    (file, None, None) when refused as transparent. 16-bit gray is rounded (v / 257); Pillow keeps the
-    high bytes of 16-bit colour and gray+alpha, and scales 2-bit gray by 85."""
+def _png_files() -> dict[str, tuple[bytes, str, np.ndarray, np.ndarray | None]]:
+    """PNG files of every bit depth and kind: (file, decoded mode, the 8-bit pixels it must code like,
+    the alpha plane it decodes with or None). 16-bit gray is rounded (v / 257); Pillow keeps the high
+    bytes of 16-bit colour and gray+alpha (a colour key matches on them), and scales 2-bit gray by 85."""
     rng = np.random.default_rng(7)
     gray16 = rng.integers(1, 65535, (H, W)) | 1  # odd: no pixel is 2
     rgb16 = rng.integers(1, 65535, (H, W, 3)) | 1
@@ -567,20 +597,31 @@ def _png_files() -> dict[str, tuple[bytes, str | None, np.ndarray | None]]:
     levels[0, 0] = 3
     gray8 = np.rint(gray16 / 257).astype(np.uint8)
     high_gray, high_rgb = (gray16 >> 8).astype(np.uint8), (rgb16 >> 8).astype(np.uint8)
+
+    def keyed(hidden: np.ndarray) -> np.ndarray:
+        return np.where(hidden, 0, 255).astype(np.uint8)
+
+    cleared = keyed(clear[:, :, 0] == 0)
+    rgb_key = (high_rgb == high_rgb[3, 3]).all(axis=2)
     return {
-        "gray 16-bit": (_png(gray16, 0, 16), "L", gray8),
-        "gray 16-bit, colour key unused": (_png(gray16, 0, 16, struct.pack(">H", 2)), "L", gray8),
-        "gray 16-bit, colour key used": (_png(gray16, 0, 16, struct.pack(">H", int(gray16[1, 1]))), None, None),
-        "gray 2-bit": (_png(levels, 0, 2), "L", (levels * 85).astype(np.uint8)),
-        "gray 2-bit, colour key used": (_png(levels, 0, 2, struct.pack(">H", 3)), None, None),
-        "gray 1-bit, colour key used": (_png(levels > 1, 0, 1, struct.pack(">H", 1)), None, None),
-        "gray+alpha 16-bit opaque": (_png(np.dstack([gray16[:, :, None], opaque]), 4, 16), "L", high_gray),
-        "gray+alpha 16-bit transparent": (_png(np.dstack([gray16[:, :, None], clear]), 4, 16), None, None),
-        "RGB 16-bit": (_png(rgb16, 2, 16), "RGB", high_rgb),
-        "RGB 16-bit, colour key unused": (_png(rgb16, 2, 16, struct.pack(">HHH", 2, 2, 2)), "RGB", high_rgb),
-        "RGB 16-bit, colour key used": (_png(rgb16, 2, 16, struct.pack(">HHH", *map(int, rgb16[3, 3]))), None, None),
-        "RGBA 16-bit opaque": (_png(np.dstack([rgb16, opaque]), 6, 16), "RGB", high_rgb),
-        "RGBA 16-bit transparent": (_png(np.dstack([rgb16, clear]), 6, 16), None, None),
+        "gray 16-bit": (_png(gray16, 0, 16), "L", gray8, None),
+        "gray 16-bit, colour key unused": (_png(gray16, 0, 16, struct.pack(">H", 2)), "L", gray8, None),
+        "gray 16-bit, colour key used": (_png(gray16, 0, 16, struct.pack(">H", int(gray16[1, 1]))), "LA", gray8,
+                                         keyed(gray16 == gray16[1, 1])),
+        "gray 2-bit": (_png(levels, 0, 2), "L", (levels * 85).astype(np.uint8), None),
+        "gray 2-bit, colour key used": (_png(levels, 0, 2, struct.pack(">H", 3)), "LA",
+                                        (levels * 85).astype(np.uint8), keyed(levels == 3)),
+        "gray 1-bit, colour key used": (_png(levels > 1, 0, 1, struct.pack(">H", 1)), "LA",
+                                        ((levels > 1) * 255).astype(np.uint8), keyed(levels > 1)),
+        "gray+alpha 16-bit opaque": (_png(np.dstack([gray16[:, :, None], opaque]), 4, 16), "L", high_gray, None),
+        "gray+alpha 16-bit transparent": (_png(np.dstack([gray16[:, :, None], clear]), 4, 16), "LA", high_gray,
+                                          cleared),
+        "RGB 16-bit": (_png(rgb16, 2, 16), "RGB", high_rgb, None),
+        "RGB 16-bit, colour key unused": (_png(rgb16, 2, 16, struct.pack(">HHH", 2, 2, 2)), "RGB", high_rgb, None),
+        "RGB 16-bit, colour key used": (_png(rgb16, 2, 16, struct.pack(">HHH", *map(int, rgb16[3, 3]))), "RGBA",
+                                        high_rgb, keyed(rgb_key)),
+        "RGBA 16-bit opaque": (_png(np.dstack([rgb16, opaque]), 6, 16), "RGB", high_rgb, None),
+        "RGBA 16-bit transparent": (_png(np.dstack([rgb16, clear]), 6, 16), "RGBA", high_rgb, cleared),
     }
 
 
@@ -589,19 +630,20 @@ def _png_files() -> dict[str, tuple[bytes, str | None, np.ndarray | None]]:
 def test_png_of_every_bit_depth_decodes_to_its_kind(codec_ss, tmp_path, case, opened):
     """A path and an image from Image.open (not yet loaded) alike; Pillow reads 16-bit gray+alpha as
     RGBA and keeps a colour key in the file's units, which evc puts right."""
-    data, decoded_mode, pixels8 = _png_files()[case]
+    data, decoded_mode, pixels8, alpha = _png_files()[case]
     path = tmp_path / "in.png"
     path.write_bytes(data)
     image = path if opened == "path" else Image.open(path)
-    if decoded_mode is None:
-        with pytest.raises(ImageError, match="transparent pixels"):
-            codec_ss.compress(image)
-        return
     result = codec_ss.encode(image, 0.5)
     assert result.reconstruction.mode == decoded_mode
-    assert codec_ss.decompress(result.data).mode == decoded_mode
+    decoded = codec_ss.decompress(result.data)
+    assert decoded.mode == decoded_mode
     # the right pixels too, not only the right mode (a wrong band or byte would still decode to it)
-    assert result.data == code(codec_ss, pixels8)
+    if alpha is None:
+        assert result.data == code(codec_ss, pixels8)
+    else:
+        assert parse(result.data)[1] == parse(code(codec_ss, pixels8))[1]
+        assert np.array_equal(np.asarray(decoded.getchannel("A")), alpha)
     assert_coded_pixels(path if opened == "path" else Image.open(path), pixels8)  # unloaded again
 
 
@@ -614,7 +656,7 @@ def _wide_warnings(work) -> list[str]:
     return [str(w.message) for w in caught if "bits per channel" in str(w.message)]
 
 
-@pytest.mark.parametrize("case", [c for c, (_, mode, _) in _png_files().items() if mode is not None])
+@pytest.mark.parametrize("case", list(_png_files()))
 def test_16bit_input_warns_once_that_it_is_coded_at_8_bits(codec_ss, tmp_path, case):
     """Issue 38: a 16-bit file, however it reaches the codec (path, Image.open, bytes), warns exactly
     once; 8-bit (and 2-bit) files never do."""
@@ -657,29 +699,11 @@ def test_16bit_ppm_tiff_and_uint16_arrays_warn_and_8bit_inputs_do_not(codec_ss):
     assert _wide_warnings(lambda: evc.image.to_input(rgb_array(4, 4))) == []
 
 
-def test_16bit_gray_alpha_png_is_named_LA_when_refused(codec_ss, tmp_path):
-    data = _png_files()["gray+alpha 16-bit transparent"][0]
-    (tmp_path / "in.png").write_bytes(data)
-    with pytest.raises(ImageError, match="^image mode LA has transparent pixels"):
-        codec_ss.compress(tmp_path / "in.png")
-
-
-@pytest.mark.parametrize("mode", ["RGB", "L", "P"])
-def test_colour_key_errors_name_the_mode_given(codec_ss, mode):
-    image = Image.fromarray(rgb_array(H, W)).convert(mode)
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG", transparency=image.getpixel((0, 0)))
-    buffer.seek(0)
-    with pytest.raises(ImageError, match=rf"^image mode {mode} has transparent pixels"):
-        codec_ss.compress(Image.open(buffer))
-
-
 def test_an_image_passed_unloaded_is_left_as_it_was(codec_ss, tmp_path):
     data = _png_files()["gray 2-bit, colour key used"][0]
     (tmp_path / "in.png").write_bytes(data)
     image = Image.open(tmp_path / "in.png")
-    with pytest.raises(ImageError):
-        codec_ss.compress(image)
+    assert codec_ss.decompress(codec_ss.compress(image)).mode == "LA"
     assert image.info["transparency"] == 3  # the file's own units, as Pillow read them
 
 

@@ -113,11 +113,25 @@ def test_bad_files_and_arguments_give_pillows_errors_with_evcs_message(tmp_path)
     with pytest.raises(ValueError, match=r"quality must be a number in \[0, 1\], got 90"):
         Image.fromarray(rgb_array(8, 8)).save(tmp_path / "bad.evc", quality=90)
     assert not (tmp_path / "bad.evc").exists()  # Pillow removes what it created
-    transparent = Image.new("RGBA", (4, 4), (1, 2, 3, 0))
-    with pytest.raises(evc.ImageError, match="transparent"):
-        transparent.save(tmp_path / "alpha.evc")
+    with pytest.raises(evc.ImageError, match="at most 16383 pixels a side"):
+        Image.new("LA", (16384, 1), (1, 0)).save(tmp_path / "alpha.evc")
     assert not (tmp_path / "alpha.evc").exists()
     assert parse(data)[0].width == 8
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_alpha_round_trips_through_pillow_with_the_mode_from_the_header(tmp_path, codec, mode):
+    """Issue 38: an image with transparency saves with its alpha plane, and Image.open gives RGBA / LA
+    before decoding; the alpha comes back exactly."""
+    rgba = np.dstack([rgb_array(10, 14, seed=2), np.tile(np.arange(0, 252, 18, dtype=np.uint8), (10, 1))])
+    original = Image.fromarray(rgba, "RGBA").convert(mode)
+    original.save(tmp_path / "a.evc")
+    with Image.open(tmp_path / "a.evc") as image:
+        assert (image.mode, image.size) == (mode, (14, 10))
+        assert image.tile  # the mode came from the header
+        image.load()
+        assert np.array_equal(np.asarray(image.getchannel("A")), np.asarray(original.getchannel("A")))
+        assert np.array_equal(np.asarray(image), np.asarray(codec.decompress((tmp_path / "a.evc").read_bytes())))
 
 
 def test_importing_evc_pillow_registers(tmp_path):

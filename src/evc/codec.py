@@ -28,7 +28,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from evc import arguments
+from evc.alpha import decode_alpha, encode_alpha
 from evc.bitstream.container import (
+    FLAG_ALPHA,
     FLAG_EXACT,
     FLAG_EXIF,
     FLAG_ICC,
@@ -40,7 +42,7 @@ from evc.bitstream.container import (
     version_for,
 )
 from evc.entropy.latent_codec import CodedLatent, CodingOptions, decoding_options
-from evc.errors import EVCError, FormatError, ModelError, UntrainedModelError
+from evc.errors import EVCError, FormatError, ImageError, ModelError, UntrainedModelError
 from evc.image import (
     DEFAULT_MAX_PIXELS,
     ImageInput,
@@ -84,19 +86,21 @@ class EncodeResult:
     """A coded image with what the decoder will reconstruct from it."""
 
     data: bytes
-    reconstruction: Image.Image
+    reconstruction: Image.Image  # "RGB" / "L", or "RGBA" / "LA" with the input's alpha (exact)
     q_index: int
     width: int
     height: int
-    mse: float  # on [0, 1] RGB values of the 8-bit reconstruction
+    mse: float  # on [0, 1] colour values of the 8-bit reconstruction (the alpha plane is lossless)
     encoder_level: int | None = None
 
     @property
     def bpp(self) -> float:
+        """Bits per pixel of the whole file: header, metadata, the coded alpha plane, streams, CRC."""
         return len(self.data) * 8 / (self.width * self.height)
 
     @property
     def psnr(self) -> float:
+        """PSNR in dB of the colours (RGB, or gray for gray images); the alpha plane is exact."""
         return 10 * math.log10(1.0 / self.mse) if self.mse > 0 else math.inf
 
 
@@ -258,14 +262,18 @@ class Codec:
         (C, H, W) / (1, C, H, W); see :mod:`evc.image` for the colour rules.
         An ICC profile of the image is carried in the file and restored by :meth:`decompress`; so are
         its EXIF block (orientation applied, the tag removed) and XMP packet (format version 4), unless
-        ``strip`` is True.
+        ``strip`` is True. An image with transparency (alpha band, palette transparency, colour key)
+        has its alpha plane coded losslessly (:mod:`evc.alpha`, format version 4) and decodes to
+        "RGBA" / "LA"; a fully opaque alpha is dropped.
         The rate is set by at most one of ``quality`` (in [0, 1], default 0.5), ``q_index`` (1..65535),
         ``target_bpp`` (best quality within that many bits per pixel) or ``target_psnr`` (smallest
-        file reaching that many dB). ``encoder_level`` (scalable models) runs encoders 0..level only;
+        file reaching that many dB); bits per pixel count the whole file, alpha plane included, and the
+        PSNR the colours only. ``encoder_level`` (scalable models) runs encoders 0..level only;
         by default every level is tried and the one with the lowest RD cost is kept.
 
-        Raises TypeError / ValueError for bad arguments, ImageError for an unusable image,
-        EVCError when a target cannot be met.
+        Raises TypeError / ValueError for bad arguments, ImageError for an unusable image (also one
+        with transparency that cannot be coded: a side over 16383 pixels, or float64 arithmetic, whose
+        format version 2 has no alpha), EVCError when a target cannot be met.
         """
         rate = arguments.rate(quality, q_index, target_bpp, target_psnr)
         level = self._encoder_level(encoder_level)
@@ -275,13 +283,13 @@ class Codec:
             return self.encode(image, quality, q_index=q_index, target_bpp=target_bpp, target_psnr=target_psnr,
                                encoder_level=encoder_level, strip=strip).data
         # Plain coding at one rate: the synthesis transform is not needed.
-        coded_image = self._image(image, strip)
+        coded_image, alpha_block = self._image(image, strip)
         q = self._resolve_q_index(rate["quality"], rate["q_index"])
         [(_, y)] = self._latents(coded_image.rgb, level)
         coded, _ = self.model.compress_latent(
             y, q_index_to_scale(q), reconstruct=False, options=self.options, coder=self.coder, run=self.execution
         )
-        return pack(self._header(coded_image, q, coded.symbols_crc), coded.streams)
+        return pack(self._header(coded_image, alpha_block, q, coded.symbols_crc), coded.streams)
 
     @_with_thread_policy
     def encode(
@@ -299,12 +307,12 @@ class Codec:
         decoder will produce, its q index, bpp and PSNR."""
         rate = arguments.rate(quality, q_index, target_bpp, target_psnr)
         level = self._encoder_level(encoder_level)
-        coded_image = self._image(image, strip)
+        coded_image, alpha_block = self._image(image, strip)
         latents = self._latents(coded_image.rgb, level)
 
         def encode_at(q: int) -> EncodeResult:
             return min(
-                (self._encode_latent(y, coded_image, q, lvl) for lvl, y in latents),
+                (self._encode_latent(y, coded_image, alpha_block, q, lvl) for lvl, y in latents),
                 key=lambda r: rd_loss_weight(self.model.rate.lambda_for_q_index(q)) * r.mse + r.bpp,
             )
 
@@ -319,7 +327,8 @@ class Codec:
         levels = self.model.num_levels
         return arguments.encoder_level(encoder_level, levels if levels > 1 else None, self.name)
 
-    def _image(self, image: ImageInput, strip: object) -> InputImage:
+    def _image(self, image: ImageInput, strip: object) -> tuple[InputImage, bytes | None]:
+        """The image to code and its coded alpha plane (None when opaque)."""
         if arguments.flag("strip", strip):
             coded = dataclasses.replace(to_input(image, self.max_pixels), exif=None, xmp=None)
         else:
@@ -334,7 +343,15 @@ class Codec:
         height, width = coded.rgb.shape[:2]
         # The same measure as the decoder's: the padded size is what the networks process.
         check_pixel_limit(width, height, self.max_pixels)
-        return coded
+        if coded.alpha is None:
+            return coded, None
+        if version_for(self.options.arithmetic, metadata=True) is None:
+            raise ImageError(
+                f"the image has transparent pixels, which format version "
+                f"{version_for(self.options.arithmetic, metadata=False)} ({self.options.arithmetic} arithmetic) "
+                "cannot hold; code it with int8 arithmetic (the default) or flatten it first"
+            )
+        return coded, encode_alpha(coded.alpha)
 
     def _resolve_q_index(self, quality: float | None, q_index: int | None) -> int:
         """The q index of already checked rate arguments (neither: the default quality). Warns
@@ -352,7 +369,7 @@ class Codec:
             )
         return q_index
 
-    def _header(self, image: InputImage, q_index: int, symbols_crc: int) -> Header:
+    def _header(self, image: InputImage, alpha_block: bytes | None, q_index: int, symbols_crc: int) -> Header:
         height, width = image.rgb.shape[:2]
         flags = (
             (FLAG_EXACT if self.options.exact else 0)
@@ -360,13 +377,14 @@ class Codec:
             | (FLAG_ICC if image.icc_profile else 0)
             | (FLAG_EXIF if image.exif else 0)
             | (FLAG_XMP if image.xmp else 0)
+            | (FLAG_ALPHA if alpha_block else 0)
         )
-        # The lowest version that holds the file (_image keeps metadata only where one does).
-        version = version_for(self.options.arithmetic, metadata=bool(image.exif or image.xmp))
+        # The lowest version that holds the file (_image keeps metadata and alpha only where one does).
+        version = version_for(self.options.arithmetic, metadata=bool(image.exif or image.xmp or alpha_block))
         assert version is not None
         return Header(
             self.spec.model_id, self.fingerprint, image.colour, q_index, width, height, symbols_crc, flags,
-            image.icc_profile or None, version, image.exif or None, image.xmp or None,
+            image.icc_profile or None, version, image.exif or None, image.xmp or None, alpha_block or None,
         )
 
     @torch.no_grad()
@@ -381,7 +399,9 @@ class Codec:
             return [(None, latents[0])]
         return list(enumerate(latents))
 
-    def _encode_latent(self, y: torch.Tensor, source: InputImage, q_index: int, level: int | None) -> EncodeResult:
+    def _encode_latent(
+        self, y: torch.Tensor, source: InputImage, alpha_block: bytes | None, q_index: int, level: int | None
+    ) -> EncodeResult:
         rgb, colour = source.rgb, source.colour
         height, width = rgb.shape[:2]
         coded, x_hat = self.model.compress_latent(
@@ -394,14 +414,17 @@ class Codec:
             error = mse(np.asarray(image), rgb[:, :, 0])
         else:
             error = mse(recon, rgb)
-        data = pack(self._header(source, q_index, coded.symbols_crc), coded.streams)
+        if source.alpha is not None:  # lossless: the input's plane is what the decoder gives back
+            image.putalpha(Image.fromarray(source.alpha, "L"))
+        data = pack(self._header(source, alpha_block, q_index, coded.symbols_crc), coded.streams)
         return EncodeResult(data, image, q_index, width, height, error, level)
 
     # -- decoding --------------------------------------------------------------------------------
     @_with_thread_policy
     def decompress(self, data: bytes | BinaryIO) -> Image.Image:
-        """Decode a file made by this model and these weights into a PIL image ("RGB" or "L"; the
-        ICC profile the input had, if any, in ``image.info["icc_profile"]``).
+        """Decode a file made by this model and these weights into a PIL image ("RGB" or "L", "RGBA" or
+        "LA" for a file with an alpha plane; the ICC profile the input had, if any, in
+        ``image.info["icc_profile"]``, its EXIF block and XMP packet in ``["exif"]`` and ``["xmp"]``).
 
         ``data``: the file's bytes, or a binary file object (read from its position to its end).
         Raises TypeError for anything else, FormatError for any malformed, truncated, corrupt or hostile file, a file of another
@@ -426,6 +449,8 @@ class Codec:
                 f"of {PADDING_MULTIPLE}), over the limit of {self.max_pixels} (Codec.max_pixels)"
             )
         options = decoding_options(len(streams), header.exact, header.skip_certain, header.exact_arithmetic)
+        # Before the networks run: a damaged alpha plane is refused at once.
+        alpha = None if header.alpha is None else decode_alpha(header.alpha, header.width, header.height)
         x_hat = self.model.decompress_latent(
             CodedLatent(streams, header.symbols_crc),
             padded(header.height),
@@ -435,7 +460,7 @@ class Codec:
             self.execution,
         )
         rgb = tensor_to_rgb(x_hat[:, :, : header.height, : header.width])
-        return rgb_to_pil(rgb, header.colour, header.icc_profile, header.exif, header.xmp)  # type: ignore[arg-type]
+        return rgb_to_pil(rgb, header.colour, header.icc_profile, header.exif, header.xmp, alpha)  # type: ignore[arg-type]
 
 
 def load(
@@ -541,9 +566,13 @@ class FileInfo:
     arithmetic: str | None = None
     exif: bytes | None = None  # the input's EXIF block (format version 4), restored on decoding
     xmp: bytes | None = None  # the input's XMP packet (format version 4), restored on decoding
+    # Bytes of the losslessly coded alpha plane (format version 4; part of size_bytes), None when the
+    # file has none (the image decodes without alpha).
+    alpha_bytes: int | None = None
 
     @property
     def bpp(self) -> float:
+        """Bits per pixel of the whole file (alpha plane and metadata included)."""
         return self.size_bytes * 8 / (self.width * self.height)
 
 
@@ -577,6 +606,7 @@ def file_info(data: bytes | BinaryIO, weights: str | Path | None = None) -> File
         spec.name, header.width, header.height, header.colour, header.q_index, quality, len(data),
         header.version, header.weights_fingerprint, options.exact, options.substreams, header.icc_profile,
         quality_range, options.arithmetic if options.exact else None, header.exif, header.xmp,
+        None if header.alpha is None else len(header.alpha),
     )
 
 

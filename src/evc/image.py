@@ -10,7 +10,8 @@ Rules (each deliberate, each tested):
   EXIF block (orientation tag removed once applied, as Pillow's exif_transpose does) and the XMP packet
   are carried in the file (format version 4) unless the caller strips them.
 - Every mode is of a kind (GRAY_MODES, COLOUR_MODES) and decodes to that kind's mode, whatever its
-  bit depth and whether it had an opaque alpha band: gray kinds to "L", colour kinds to "RGB".
+  bit depth and whether it had an opaque alpha band: gray kinds to "L", colour kinds to "RGB"; with
+  transparency, "LA" and "RGBA".
 - RGB is coded as is. Grayscale ("L", "1", "LA", "La") is coded as RGB with equal channels.
 - 16-bit and 32-bit integer grayscale ("I;16*", "I") is scaled to 8 bits: round(v / 257), clipped to
   0..255 (evc codes 8-bit images). Every image of more than 8 bits per channel (these, uint16 arrays,
@@ -18,8 +19,10 @@ Rules (each deliberate, each tested):
   reads 16-bit colour and gray-with-alpha PNGs as 8-bit (their high bytes), and a 16-bit gray PNG with
   alpha as RGBA: evc reads that one back as gray ("LA") when it opens the file (:func:`_as_stored`).
 - An alpha band ("RGBA", "RGBa", "LA", "La", "PA"), palette transparency or a colour key (PNG tRNS)
-  is dropped when every pixel is fully opaque; with any transparency the image is refused, since evc
-  does not code alpha. Errors name the image's own mode, never one evc converted it to.
+  is dropped when every pixel is fully opaque; with any transparency it becomes the image's alpha plane
+  (straight: premultiplied "a" modes are un-premultiplied by Pillow), coded losslessly apart from the
+  colours (:mod:`evc.alpha`, format version 4). Errors name the image's own mode, never one evc
+  converted it to.
 - Palette ("P", "PA") is expanded to RGB. YCbCr, LAB and HSV are converted to RGB by Pillow.
 - Colour profiles: an embedded ICC profile of an image coded as is (RGB, gray, palette) is carried in
   the file unchanged and restored on decoding, so the pixel values and their meaning both survive.
@@ -82,6 +85,7 @@ class InputImage:
     icc_profile: bytes | None = None
     exif: bytes | None = None  # the EXIF block as Pillow gives it (image.info["exif"]), orientation applied
     xmp: bytes | None = None  # the XMP packet (image.info["xmp"])
+    alpha: np.ndarray | None = None  # (H, W) uint8 straight alpha, 0 transparent; None when fully opaque
 
 
 def padded(size: int) -> int:
@@ -244,7 +248,7 @@ def pil_to_input(image: Image.Image) -> InputImage:
     image = _upright(_as_stored(image))
     coded = _pil_to_input(image)
     exif, xmp = _metadata(image)
-    return InputImage(coded.rgb, coded.colour, _matching(coded.icc_profile, coded.colour), exif, xmp)
+    return InputImage(coded.rgb, coded.colour, _matching(coded.icc_profile, coded.colour), exif, xmp, coded.alpha)
 
 
 def _metadata(image: Image.Image) -> tuple[bytes | None, bytes | None]:
@@ -281,12 +285,12 @@ def _pil_to_input(image: Image.Image) -> InputImage:
         raise ImageError("floating-point images (mode F) are not supported: convert to 8-bit first")
     if mode not in GRAY_MODES and mode not in COLOUR_MODES:
         raise ImageError(f"unsupported image mode {mode!r}")
-    _refuse_transparency(image, mode)
+    alpha = _alpha_plane(image, mode)
     if mode in WIDE_GRAY_MODES:
         _warn_wide(mode)
     if mode in GRAY_MODES:
-        gray = _gray8(image, mode)
-        return InputImage(np.repeat(gray[:, :, None], 3, axis=2), "L", profile)
+        gray = _gray8(image if alpha is None or mode != "La" else image.convert("LA"), mode)
+        return InputImage(np.repeat(gray[:, :, None], 3, axis=2), "L", profile, alpha=alpha)
     if mode == "CMYK" and profile is not None:
         # The profile describes the CMYK values, not any RGB: convert under it, carry nothing.
         return InputImage(np.asarray(_cmyk_to_srgb(image, profile), dtype=np.uint8), "RGB", None)
@@ -296,10 +300,11 @@ def _pil_to_input(image: Image.Image) -> InputImage:
         converted = image.convert("RGB")
         kept = converted.info.get("icc_profile") or None
         return InputImage(np.asarray(converted, dtype=np.uint8), "RGB", kept if isinstance(kept, bytes) else None)
-    if mode in ("P", "PA"):
-        image = image.convert("RGBA")  # the palette's colours; the alpha is known to be opaque
-    # RGB, and RGBA / RGBa / RGBX whose fourth band is opaque (premultiplied equals straight then) or unused.
-    return InputImage(np.ascontiguousarray(np.asarray(image, dtype=np.uint8)[:, :, :3]), "RGB", profile)
+    if mode in ("P", "PA") or (mode == "RGBa" and alpha is not None):
+        image = image.convert("RGBA")  # the palette's colours; RGBa's un-premultiplied
+    # RGB, RGBA, RGBa whose fourth band is opaque (premultiplied equals straight then), RGBX (unused band).
+    rgb = np.ascontiguousarray(np.asarray(image, dtype=np.uint8)[:, :, :3])
+    return InputImage(rgb, "RGB", profile, alpha=alpha)
 
 
 def _as_stored(image: Image.Image) -> Image.Image:
@@ -357,30 +362,29 @@ def _with_key(image: Image.Image, key: int | tuple[int, ...]) -> Image.Image:
     return copy
 
 
-def _refuse_transparency(image: Image.Image, mode: str) -> None:
-    """Raise ImageError, naming ``mode``, when any pixel is not fully opaque: by its alpha band, its
-    palette's transparency or its colour key (PNG tRNS; a key whose colour no pixel has is ignored)."""
+def _alpha_plane(image: Image.Image, mode: str) -> np.ndarray | None:
+    """The (H, W) uint8 alpha plane of an image with any pixel not fully opaque, by its alpha band, its
+    palette's transparency or its colour key (PNG tRNS: 0 where a pixel has the key's colour); None
+    when every pixel is opaque (a key whose colour no pixel has is ignored)."""
+    alpha: np.ndarray | None = None
     if mode in ("P", "PA"):
-        alpha: np.ndarray | None = np.asarray(image.convert("RGBA").getchannel("A"))
-        kind = "palette transparency or alpha band" if mode == "PA" else "palette transparency"
+        alpha = np.asarray(image.convert("RGBA").getchannel("A"))
     elif mode in ALPHA_MODES:
-        alpha, kind = np.asarray(image.getchannel(image.getbands()[-1])), "alpha band"
+        alpha = np.asarray(image.getchannel(image.getbands()[-1]))
     else:
-        alpha, kind = None, "colour key, PNG tRNS"
         key = image.info.get("transparency")
         if mode in _KEYED_GRAY and isinstance(key, int):
             values = np.asarray(image.convert("L") if mode == "1" else image, dtype=np.int64)
-            alpha = np.where(values == key, 0, 255)
+            alpha = np.where(values == key, 0, 255).astype(np.uint8)
         elif mode == "RGB" and isinstance(key, tuple) and len(key) == 3:
-            alpha = np.where((np.asarray(image) == np.asarray(key)).all(axis=2), 0, 255)
-    if alpha is not None and alpha.size and alpha.min() < 255:
-        raise ImageError(
-            f"image mode {mode} has transparent pixels ({kind}); evc does not code alpha (flatten it first)"
-        )
+            alpha = np.where((np.asarray(image) == np.asarray(key)).all(axis=2), 0, 255).astype(np.uint8)
+    if alpha is None or not alpha.size or alpha.min() == 255:
+        return None
+    return np.ascontiguousarray(alpha, dtype=np.uint8)
 
 
 def _gray8(image: Image.Image, mode: str) -> np.ndarray:
-    """(H, W) uint8 gray values of a gray-kind image (its alpha, if any, already known to be opaque)."""
+    """(H, W) uint8 gray values of a gray-kind image (its alpha straight, if not opaque)."""
     if mode in WIDE_GRAY_MODES:
         wide = np.asarray(image, dtype=np.int64)
         return np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8)
@@ -480,13 +484,16 @@ def tensor_to_rgb(x: torch.Tensor) -> np.ndarray:
 
 def rgb_to_pil(
     rgb: np.ndarray, colour: ColourMode, icc_profile: bytes | None = None, exif: bytes | None = None,
-    xmp: bytes | None = None,
+    xmp: bytes | None = None, alpha: np.ndarray | None = None,
 ) -> Image.Image:
     """(H, W, 3) uint8 -> PIL image in ``colour`` ("RGB" or "L"), with the ICC profile, EXIF block and
-    XMP packet the input had (``image.info["icc_profile"]``, ``["exif"]``, ``["xmp"]``)."""
+    XMP packet the input had (``image.info["icc_profile"]``, ``["exif"]``, ``["xmp"]``). ``alpha``, an
+    (H, W) uint8 plane, makes it "RGBA" or "LA"."""
     image = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
     if colour == "L":
         image = image.convert("L")
+    if alpha is not None:
+        image.putalpha(Image.fromarray(np.ascontiguousarray(alpha, dtype=np.uint8), "L"))
     for key, value in (("icc_profile", icc_profile), ("exif", exif), ("xmp", xmp)):
         if value:
             image.info[key] = value

@@ -2,7 +2,7 @@
 
     import evc
     evc.register_pillow()               # or: import evc.pillow (registers on import)
-    image = Image.open("photo.evc")     # size, mode and ICC profile from the header; pixels at load()
+    image = Image.open("photo.evc")     # size, mode, ICC profile, metadata from the header; pixels at load()
     image.save("copy.evc", quality=0.5) # or target_bpp=..., target_psnr=...; format from the extension
 
 Reading decodes with the model the file names and that model's shipped weights (a file made with other
@@ -52,8 +52,9 @@ def _accept(prefix: bytes) -> bool:
 
 
 class EvcImageFile(ImageFile.ImageFile):
-    """An .evc file opened by ``Image.open``: size, mode ("RGB" or "L") and ``info["icc_profile"]``,
-    ``info["exif"]``, ``info["xmp"]`` from the header; the pixels are decoded at ``load()``."""
+    """An .evc file opened by ``Image.open``: size, mode ("RGB" or "L"; "RGBA" or "LA" when the file
+    holds an alpha plane) and ``info["icc_profile"]``, ``info["exif"]``, ``info["xmp"]`` from the
+    header; the pixels are decoded at ``load()``."""
 
     format = FORMAT
     format_description = "EVC neural image codec"
@@ -65,7 +66,7 @@ class EvcImageFile(ImageFile.ImageFile):
         except EVCError as exc:
             raise OSError(f"cannot open the EVC file: {exc}") from None
         self._size = (header.width, header.height)
-        self._mode = header.colour
+        self._mode = header.colour + ("A" if header.alpha else "")
         for key, value in (("icc_profile", header.icc_profile), ("exif", header.exif), ("xmp", header.xmp)):
             if value:
                 self.info[key] = value

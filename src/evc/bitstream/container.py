@@ -1,9 +1,10 @@
 """Pack and parse .evc files. The layout is specified in docs/format.md; keep the two in step.
 
-Version 4 (written for images with EXIF or XMP metadata) is version 3 with two more optional blocks
-after the ICC profile, each ``length u32 | bytes``: the EXIF block (flag 0x08), then the XMP packet (flag
-0x10). Their flags are unknown (refused) in earlier versions. Files without metadata are written as
-version 3 (or 2), which evc releases before version 4 also read.
+Version 4 (written for images with EXIF or XMP metadata or an alpha plane) is version 3 with three more
+optional blocks after the ICC profile, each ``length u32 | bytes``: the EXIF block (flag 0x08), the XMP
+packet (flag 0x10), then the alpha plane (flag 0x20, coded by evc.alpha). Their flags are unknown
+(refused) in earlier versions. Files without them are written as version 3 (or 2), which evc releases
+before version 4 also read.
 Version 3 (written by default without metadata) has version 2's layout; only the arithmetic of exact entropy parameters
 (flag 0x01) differs: 8-bit integer products (evc.nn.exact_int8) instead of float64 fixed point.
 Version 2 (written on request, for older readers):
@@ -28,7 +29,7 @@ from evc.errors import FormatError
 MAGIC = b"\x89EVC"
 FORMAT_VERSION = 4  # the newest version this evc reads and writes
 WRITABLE_VERSIONS = (2, 3, 4)
-METADATA_SINCE = 4  # the first version with the EXIF and XMP blocks
+METADATA_SINCE = 4  # the first version with the EXIF, XMP and alpha blocks
 # The arithmetic of exact entropy parameters (FLAG_EXACT), by format version: evc.nn.exact's float64
 # fixed point up to version 2, evc.nn.exact_int8's 8-bit integer products from version 3.
 INT8_ARITHMETIC_SINCE = 3
@@ -42,15 +43,16 @@ FLAG_SKIP_CERTAIN = 0x02  # nearly certain symbols skipped, exceptions coded apa
 FLAG_ICC = 0x04  # the image's ICC colour profile follows the stream lengths (restored on decoding)
 FLAG_EXIF = 0x08  # version 4: the image's EXIF block follows (after the ICC profile, if any)
 FLAG_XMP = 0x10  # version 4: the image's XMP packet follows (after the EXIF block, if any)
-KNOWN_FLAGS = FLAG_EXACT | FLAG_SKIP_CERTAIN | FLAG_ICC | FLAG_EXIF | FLAG_XMP
-_BLOCK_FLAGS = (FLAG_ICC, FLAG_EXIF, FLAG_XMP)  # the optional blocks, in file order
-_BLOCK_NAMES = {FLAG_ICC: "ICC profile", FLAG_EXIF: "EXIF block", FLAG_XMP: "XMP packet"}
+FLAG_ALPHA = 0x20  # version 4: the image's alpha plane follows (after the XMP packet, if any; evc.alpha)
+KNOWN_FLAGS = FLAG_EXACT | FLAG_SKIP_CERTAIN | FLAG_ICC | FLAG_EXIF | FLAG_XMP | FLAG_ALPHA
+_BLOCK_FLAGS = (FLAG_ICC, FLAG_EXIF, FLAG_XMP, FLAG_ALPHA)  # the optional blocks, in file order
+_BLOCK_NAMES = {FLAG_ICC: "ICC profile", FLAG_EXIF: "EXIF block", FLAG_XMP: "XMP packet", FLAG_ALPHA: "alpha plane"}
 
 
 def version_for(arithmetic: str, metadata: bool) -> int | None:
     """The version an encoder writes for files of ``arithmetic`` ("int8" or "float64"), with or without
-    EXIF / XMP metadata: the lowest that holds them. None when none does (float64 with metadata: version
-    4 and later use int8 arithmetic)."""
+    version 4's blocks (``metadata``: EXIF, XMP or an alpha plane): the lowest that holds them. None when
+    none does (float64 with them: version 4 and later use int8 arithmetic)."""
     version = VERSION_FOR_ARITHMETIC[arithmetic]
     if not metadata:
         return version
@@ -90,6 +92,7 @@ class Header:
     version: int = 3  # of the file this was parsed from, or to write (WRITABLE_VERSIONS)
     exif: bytes | None = None  # the image's EXIF block as Pillow gives it; exactly when flags has FLAG_EXIF
     xmp: bytes | None = None  # the image's XMP packet; exactly when flags has FLAG_XMP
+    alpha: bytes | None = None  # the coded alpha plane (evc.alpha); exactly when flags has FLAG_ALPHA
 
     def __post_init__(self) -> None:
         if self.colour not in COLOUR_CODES:
@@ -106,9 +109,9 @@ class Header:
             raise ValueError(f"ICC profile of {len(self.icc_profile)} bytes is over the {MAX_ICC_BYTES} a file can hold")
         if self.flags & ~known_flags(self.version):
             raise ValueError(
-                f"format version {self.version} cannot hold flags 0x{self.flags:02x} (EXIF and XMP: version 4)"
+                f"format version {self.version} cannot hold flags 0x{self.flags:02x} (EXIF, XMP and alpha: version 4)"
             )
-        for flag, block in ((FLAG_EXIF, self.exif), (FLAG_XMP, self.xmp)):
+        for flag, block in ((FLAG_EXIF, self.exif), (FLAG_XMP, self.xmp), (FLAG_ALPHA, self.alpha)):
             name = _BLOCK_NAMES[flag]
             if bool(self.flags & flag) != bool(block):
                 raise ValueError(f"an {name} is stored exactly when flag 0x{flag:02x} is set, and is never empty")
@@ -117,7 +120,7 @@ class Header:
 
     def blocks(self) -> dict[int, bytes | None]:
         """The optional blocks by flag, in file order."""
-        return {FLAG_ICC: self.icc_profile, FLAG_EXIF: self.exif, FLAG_XMP: self.xmp}
+        return {FLAG_ICC: self.icc_profile, FLAG_EXIF: self.exif, FLAG_XMP: self.xmp, FLAG_ALPHA: self.alpha}
 
     @property
     def exact(self) -> bool:
@@ -234,7 +237,7 @@ def parse(data: bytes, known_model_ids: frozenset[int] | set[int] | None = None)
         offset += length
     header = Header(
         model_id, fingerprint, _COLOURS[colour_code], q_index, width, height, symbols_crc, flags,
-        blocks.get(FLAG_ICC), version, blocks.get(FLAG_EXIF), blocks.get(FLAG_XMP),
+        blocks.get(FLAG_ICC), version, blocks.get(FLAG_EXIF), blocks.get(FLAG_XMP), blocks.get(FLAG_ALPHA),
     )
     return header, streams
 
@@ -267,7 +270,7 @@ def _check_fields(
 
 def read_header(fp: BinaryIO, known_model_ids: frozenset[int] | set[int] | None = None) -> Header:
     """The header of the evc file at ``fp``'s position, read without its streams (for readers that
-    give the size, colour mode and ICC profile before decoding, such as the Pillow plugin). The fields
+    give the size, colour mode, alpha and ICC profile before decoding, such as the Pillow plugin). The fields
     read are checked as :func:`parse` checks them; the checksum is not (it covers the streams), so
     :func:`parse` still checks the whole file before it is decoded. Leaves ``fp`` after the header.
     Raises FormatError for a file that is not evc, truncated inside its header, or has an invalid field.
@@ -299,5 +302,5 @@ def read_header(fp: BinaryIO, known_model_ids: frozenset[int] | set[int] | None 
             blocks[flag] = read(block_length)
     return Header(
         model_id, fingerprint, _COLOURS[colour_code], q_index, width, height, symbols_crc, flags,
-        blocks.get(FLAG_ICC), version, blocks.get(FLAG_EXIF), blocks.get(FLAG_XMP),
+        blocks.get(FLAG_ICC), version, blocks.get(FLAG_EXIF), blocks.get(FLAG_XMP), blocks.get(FLAG_ALPHA),
     )

@@ -316,13 +316,29 @@ def _lossy_only_error(fmt: str) -> CLIError:
     return CLIError(f"--output-quality applies to lossy formats ({', '.join(LOSSY_FORMATS.values())}), not {fmt}")
 
 
+def _alpha_error(fmt: str) -> CLIError:
+    return CLIError(f"{fmt} files as evc writes them cannot hold the image's transparency (alpha plane): "
+                    "decode it to PNG, WebP or TIFF; nothing was written")
+
+
+def _alpha_kept(image: Image.Image, written: Image.Image | None) -> bool:
+    """Whether the written file holds ``image``'s alpha plane exactly (True when it has none, or when the
+    file cannot be read back, which is warned anyway)."""
+    if "A" not in image.getbands() or written is None:
+        return True
+    alpha = written.getchannel("A") if "A" in written.getbands() else written.convert("RGBA").getchannel("A")
+    return written.size == image.size and np.array_equal(np.asarray(alpha), np.asarray(image.getchannel("A")))
+
+
 def encode_output_image(image: Image.Image, fmt: str, output_quality: int | None) -> bytes:
     """The decoded image as a file of format ``fmt``, with a warning for whatever the format changes.
 
     Lossy formats (JPEG, WebP, AVIF) are written at ``output_quality`` (default 95; JPEG in 4:4:4).
     A format that cannot hold the image's ICC profile gets the image converted to sRGB (warned), so its
     colours do not shift; any other difference between the file's pixels and the decoded ones is warned.
-    Raises CLIError for ``output_quality`` with a lossless format.
+    An image with alpha ("RGBA", "LA") is written only where the file keeps its alpha exactly (PNG,
+    WebP, TIFF): other formats (JPEG, PPM, ...) are refused.
+    Raises CLIError for ``output_quality`` with a lossless format, or for a format that loses the alpha.
     """
     options: dict[str, Any] = {}
     if fmt in LOSSY_FORMATS:
@@ -336,7 +352,12 @@ def encode_output_image(image: Image.Image, fmt: str, output_quality: int | None
         options["icc_profile"] = profile
     metadata = {key: image.info[key] for key in ("exif", "xmp") if image.info.get(key)}
     options.update(_metadata_options(fmt, metadata))
-    data, written = _saved(image, fmt, options)
+    try:
+        data, written = _saved(image, fmt, options)
+    except (OSError, ValueError, KeyError):
+        if "A" in image.getbands():  # Pillow's "cannot write mode RGBA as JPEG", and the like
+            raise _alpha_error(fmt) from None
+        raise
     if profile and written is not None and written.info.get("icc_profile") != profile:
         described = profile_description(profile) or "unnamed"
         converted = to_srgb(image)
@@ -348,6 +369,8 @@ def encode_output_image(image: Image.Image, fmt: str, output_quality: int | None
             warnings.warn(f"{fmt} files cannot hold the image's ICC colour profile ({described}): converted to sRGB")
             image = converted
         data, written = _saved(image, fmt, options)
+    if not _alpha_kept(image, written):
+        raise _alpha_error(fmt)
     if written is None:
         warnings.warn(f"evc cannot read {fmt} files back to check that they hold the decoded pixels exactly")
         return data
@@ -416,7 +439,7 @@ def _decoded(
     image = codec.decompress(data)
     elapsed = time.perf_counter() - start
     return encode_output_image(image, fmt, args.output_quality), (
-        f"{source} -> {target} ({header.width}x{header.height} {header.colour}), {elapsed:.2f} s"
+        f"{source} -> {target} ({header.width}x{header.height} {image.mode}), {elapsed:.2f} s"
     )
 
 
@@ -449,6 +472,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("colour", "grayscale" if info.colour == "L" else "RGB"),
         ("profile", profile),
         ("metadata", metadata),
+        ("alpha", "none" if info.alpha_bytes is None
+                  else f"lossless alpha plane ({info.alpha_bytes} bytes, decodes as {info.colour}A)"),
         ("quality", quality),
         ("bytes", str(info.size_bytes)),
         ("bpp", f"{info.bpp:.4f}"),

@@ -4,7 +4,8 @@ decode to the committed pixels. The files must never be remade to suit a changed
 
 The codec is the tests' seeded, untrained EVC-SS (``evc.create_model("EVC-SS", seed=0)``), so the
 files do not depend on which weights ship. Each ``vN-*.evc`` has its decoded image beside it
-(``.png``, with the EXIF block and XMP packet that version 4 restores).
+(``.png``, with the EXIF block and XMP packet that version 4 restores, and the alpha of
+``v4-int8-alpha``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ def image() -> Image.Image:
     return picture
 
 
+def transparent() -> Image.Image:
+    """The same colours as an RGBA image: a left-to-right alpha ramp, a fully transparent corner."""
+    rgba = np.asarray(image().convert("RGBA")).copy()
+    rgba[:, :, 3] = np.linspace(40, 255, 24).astype(np.uint8)[None, :]
+    rgba[:4, :6, 3] = 0
+    return Image.fromarray(rgba, "RGBA")
+
+
 def codec(**options: object) -> evc.Codec:
     return evc.Codec(evc.create_model("EVC-SS", seed=0), "EVC-SS", device="cpu", **options)
 
@@ -69,6 +78,7 @@ def main() -> None:
     save("v2-float64", codec(arithmetic="float64").compress(plain, 0.5), codec())
     save("v3-int8", codec().compress(plain, 0.5), codec())
     save("v4-int8-exif-xmp", codec().compress(source, 0.5), codec())
+    save("v4-int8-alpha", codec().compress(transparent(), 0.5), codec())
 
 
 if __name__ == "__main__":
