@@ -1,5 +1,6 @@
 """What the encoder's padding costs small images: the shipped EVC-SS's error and size with zero padding
-(evc before issue 38) and with the edge pixels replicated (evc.codec.PADDING_MODE).
+and with the edge pixels replicated (evc.codec.PADDING_MODE forced to each; its default, "auto", replicates
+for images with a side under 64 pixels, as all of these are).
 
     python benchmarks/padding.py [--weights PATH] [--qualities 0 0.5 1] [--count 8] [--size 8]
 

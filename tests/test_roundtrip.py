@@ -44,10 +44,10 @@ def test_odd_sizes(height: int, width: int) -> None:
     assert np.array_equal(decoded, np.asarray(result.reconstruction))
 
 
-def test_images_are_padded_by_replicating_their_edges() -> None:
-    """Issue 38: the networks see the image's edge pixels repeated out to multiples of 64, not black
+def test_small_images_are_padded_by_replicating_their_edges() -> None:
+    """Issue 38: an image with a side under 64 pixels is padded with its edge pixels repeated, not black
     borders: a 1x1 pixel codes to the streams of a 64x64 image of that pixel, and a 40x30 image to
-    those of its edge-replicated 64x64 extension."""
+    those of its edge-replicated 64x64 extension. Larger images are padded with zeros."""
     from evc.bitstream.container import parse
 
     codec = random_codec("EVC-SS")
@@ -56,6 +56,10 @@ def test_images_are_padded_by_replicating_their_edges() -> None:
     image = smooth_image(30, 40, seed=4)
     extended = np.pad(image, ((0, 34), (0, 24), (0, 0)), mode="edge")
     assert parse(codec.compress(image, 0.5))[1] == parse(codec.compress(extended, 0.5))[1]
+    # Sides of 64 or more: zeros, which cost photos less rate (the validation split, codec.PADDING_MODE).
+    photo = smooth_image(70, 100, seed=5)
+    zeros = np.pad(photo, ((0, 58), (0, 28), (0, 0)))
+    assert parse(codec.compress(photo, 0.5))[1] == parse(codec.compress(zeros, 0.5))[1]
 
 
 @pytest.mark.filterwarnings("ignore:q index .* is past")  # q indices past the top anchor on purpose
