@@ -66,3 +66,13 @@ def test_a_missing_curve_or_a_malformed_manifest_is_a_clear_error(tmp_path: Path
     assert "not a trajectory manifest" in capsys.readouterr().err
     assert trajectory.main(["--manifest", str(tmp_path / "absent.json")]) == 2
     assert "manifest not found" in capsys.readouterr().err
+
+
+def test_the_train_vs_split_gap_of_leg_ii_1() -> None:
+    # docs/training.md: II-1's EMA export, -12.4 % against WebP on the training sample, -5.8 % on the
+    # split: a gap of -6.5 points; the points without a training-sample curve have none.
+    points = trajectory.read_manifest(trajectory.MANIFEST)
+    gaps = trajectory.train_split_gaps(points, trajectory.bd_rates(points))
+    labels = [p.label for p in points]
+    assert round(gaps[labels.index("II-1 (v4)")], 1) == -6.5
+    assert gaps[labels.index("leg 5")] is None

@@ -29,14 +29,7 @@ from evc.train.trainer import Trainer
 from conftest import smooth_image
 from test_training import SHARED_TRAIN
 from test_training import tiny_config as training_config
-
-
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("images")
-    for i in range(3):
-        Image.fromarray(smooth_image(96 + 8 * i, 112, seed=i)).save(folder / f"img{i}.png")
-    return folder
+from test_training_fast import image_folder  # noqa: F401  (the fixture: four small smooth images)
 
 
 def tiny_config(data: Path, out: Path, **changes):
