@@ -357,7 +357,7 @@ def test_integer_weights_and_the_last_refusal() -> None:
 # (row L1 norm 149.2) saturating the input of its GEMM (shared with conv1) at 230,231,161 activation
 # integers (3513.05). v2: the same pair, row L1 181.9, saturated at 188,929,269 (2882.83). v3: the same
 # pair, row L1 187.1, saturated at 183,656,724 (2802.38). v4: the same pair, row L1 194.2, saturated at
-176,957,994 (2700.16).
+# 176,957,994 (2700.16).
 @dataclass(frozen=True)
 class Pinned:
     largest_row_l1: str  # as format_headroom prints it
