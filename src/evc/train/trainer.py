@@ -463,12 +463,13 @@ class Trainer:
             },
         )
         exported, name = self.task.codec_model(self.model)
-        save_weights(exported, self.out / EXPORT_DIR, name, self._metadata(), overwrite=True)
+        metadata = self._metadata()
+        save_weights(exported, self.out / EXPORT_DIR, name, metadata, overwrite=True)
         exports = [EXPORT_DIR]
         if self.ema is not None:
             averaged, _ = self.task.codec_model(self.ema.averaged(self.model))
             ema_note = {EMA_KEY: f"decay {self.ema.decay:g} from step {self.ema.start_step}"}
-            save_weights(averaged, self.out / EMA_EXPORT_DIR, name, {**self._metadata(), **ema_note}, overwrite=True)
+            save_weights(averaged, self.out / EMA_EXPORT_DIR, name, {**metadata, **ema_note}, overwrite=True)
             exports.append(EMA_EXPORT_DIR)
         keep = self.config.keep_exports_every
         if keep > 0 and self.step % keep == 0:
