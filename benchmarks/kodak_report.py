@@ -55,6 +55,17 @@ def evaluated(key: str, make, images, kind: str, rerun: bool, saved_only: bool =
 
 
 SPEED_HEADING = "## Speed on this CPU"
+# Written by hand (what ships, where it stands, the dated commands behind it): each run keeps it as it is.
+STATUS_HEADING = "## Status"
+
+
+def kept_section(previous: str, heading: str) -> list[str]:
+    """The previous report's section under ``heading`` (up to the next level-2 heading), or nothing."""
+    if heading + "\n" not in previous:
+        return []
+    section = previous[previous.index(heading + "\n"):]
+    end = section.find("\n## ", len(heading))
+    return [(section if end < 0 else section[:end]).rstrip("\n"), ""]
 
 
 def our_model_section(curve: RDCurve, published: list[RDCurve]) -> list[str]:
@@ -102,6 +113,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     images = list_images(KODAK_DIR)
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    previous = REPORT.read_text() if REPORT.is_file() else ""
 
     ours = []
     for name, spec in evc.MODELS.items():
@@ -147,6 +159,7 @@ def main() -> None:
         "`docs/results/kodak/*.json` (CompressAI schema). BD-rate: PCHIP interpolation of log-rate over "
         "the overlapping quality range (given in brackets); negative = fewer bits at equal quality.",
         "",
+        *kept_section(previous, STATUS_HEADING),
         "## Our models",
         "",
     ]
@@ -199,10 +212,9 @@ def main() -> None:
                      f"{c.macs['entropy'] / 1e9:.1f} | {paper} |")
     lines += ["", "(768x512; scalable models count all four encoders.)", ""]
 
-    previous = REPORT.read_text() if REPORT.is_file() else ""
-    if args.skip_bench and SPEED_HEADING in previous:
-        lines += [previous[previous.index(SPEED_HEADING):].rstrip("\n"), ""]
-    elif not args.skip_bench:
+    if args.skip_bench:
+        lines += kept_section(previous, SPEED_HEADING)
+    else:
         lines += [SPEED_HEADING, "",
                   "Measured by this command with the code of `evc bench --device cpu` (the paper's cases: LL and MM "
                   "at 768x512, SS and Scale-SS at 1920x1080; synthetic image, median of 3 after warm-up, entropy "
