@@ -4,6 +4,9 @@
 (evc.cli.files). ``encode`` and ``decode`` take INPUT OUTPUT, or any number of inputs with
 ``--out-dir DIR`` (a batch): the model is then loaded once and every file coded in the same process,
 since starting (imports, weights, the exact networks) costs several times what coding one photo does.
+
+``info`` and ``models`` need neither torch nor a model: what imports torch (evc.codec, evc.image) is
+imported inside the commands that code, so these two answer quickly (tests/test_startup.py keeps it so).
 """
 
 from __future__ import annotations
@@ -17,21 +20,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-from PIL import Image, PngImagePlugin
+from typing import TYPE_CHECKING, Any
 
 import evc
-import evc.codec
 from evc import arguments
+from evc.arguments import DEFAULT_MAX_PIXELS
 from evc.bitstream.container import parse
 from evc.cli.common import (
     EXIT_OK, EXIT_USAGE, USER_ERRORS, CLIError, add_option, checked, load_codec, log, one_line
 )
 from evc.cli.files import OutputExistsError, check_output, write_output
-from evc.image import DEFAULT_MAX_PIXELS, open_image, profile_description, to_srgb
+from evc.icc import profile_description
 from evc.models.registry import MODELS_BY_ID
+
+if TYPE_CHECKING:  # Pillow too is imported by the commands that write images: `evc models` needs none of it
+    from PIL import Image
 
 STDIO = "-"
 # Lossy formats whose Pillow writers take quality=1..100; evc's default is high, not Pillow's 75.
@@ -52,6 +55,8 @@ def _stdin_bytes(what: str) -> bytes:
 
 def _read_image(name: str, max_pixels: int | None) -> Image.Image:
     """The input image, opened like the API opens paths (evc.image.open_image), or read from stdin."""
+    from evc.image import open_image
+
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     if name == STDIO:
         source = io.BytesIO(_stdin_bytes("an image"))
@@ -87,6 +92,8 @@ def _write(name: str, data: bytes, force: bool) -> None:
 
 def _writable_format(suffix: str) -> str | None:
     """The Pillow format that files ending in ``suffix`` are written in; None if Pillow writes none."""
+    from PIL import Image
+
     fmt = Image.registered_extensions().get(suffix.lower())
     # evc's own Pillow plugin (registered in this process by a caller of main()) is no decode target.
     return fmt if fmt is not None and fmt in Image.SAVE and fmt != "EVC" else None
@@ -270,6 +277,8 @@ def _encoded(
 
 def _saved(image: Image.Image, fmt: str, options: dict[str, Any]) -> tuple[bytes, Image.Image | None]:
     """``image`` written in ``fmt``, and that file read back (None when Pillow cannot read the format)."""
+    from PIL import Image
+
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **options)
     data = buffer.getvalue()
@@ -297,6 +306,8 @@ def _metadata_options(fmt: str, metadata: dict[str, bytes]) -> dict[str, Any]:
             text = xmp.decode("utf-8")
         except UnicodeDecodeError:  # an iTXt chunk holds UTF-8 text only
             return options
+        from PIL import PngImagePlugin
+
         info = PngImagePlugin.PngInfo()
         info.add_itxt("XML:com.adobe.xmp", text)
         options["pnginfo"] = info
@@ -324,6 +335,8 @@ def _alpha_error(fmt: str) -> CLIError:
 def _alpha_kept(image: Image.Image, written: Image.Image | None) -> bool:
     """Whether the written file holds ``image``'s alpha plane exactly (True when it has none, or when the
     file cannot be read back, which is warned anyway)."""
+    import numpy as np
+
     if "A" not in image.getbands() or written is None:
         return True
     alpha = written.getchannel("A") if "A" in written.getbands() else written.convert("RGBA").getchannel("A")
@@ -340,6 +353,10 @@ def encode_output_image(image: Image.Image, fmt: str, output_quality: int | None
     WebP, TIFF): other formats (JPEG, PPM, ...) are refused.
     Raises CLIError for ``output_quality`` with a lossless format, or for a format that loses the alpha.
     """
+    import numpy as np
+
+    from evc.image import to_srgb
+
     options: dict[str, Any] = {}
     if fmt in LOSSY_FORMATS:
         options["quality"] = DEFAULT_OUTPUT_QUALITY if output_quality is None else output_quality
@@ -488,8 +505,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from evc.eval.complexity import format_model_table
     from evc.models.card import ModelCard, format_cards
+    from evc.models.summary import format_model_table
 
     for line in format_model_table(evc.MODELS):
         print(line)
@@ -511,7 +528,7 @@ def _add_coding_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels-last", action="store_true", help="channels-last memory layout for the transforms")
     parser.add_argument("--max-pixels", type=checked(arguments.max_pixels), metavar="N",
                         help="refuse images (or files declaring images) over N pixels once padded to multiples of 64 "
-                             f"(default {evc.codec.DEFAULT_MAX_PIXELS})")
+                             f"(default {DEFAULT_MAX_PIXELS})")
     parser.add_argument("--verbose", "-v", action="store_true", help="progress and timings on stderr")
 
 
