@@ -29,7 +29,7 @@ from evc.bitstream.container import parse
 from evc.cli.common import (
     EXIT_OK, EXIT_USAGE, USER_ERRORS, CLIError, add_option, checked, load_codec, log, one_line
 )
-from evc.cli.files import OutputExistsError, check_output, write_output
+from evc.cli.files import OutputExistsError, check_output, write_error, write_output
 from evc.icc import profile_description
 from evc.models.registry import MODELS_BY_ID
 
@@ -37,6 +37,11 @@ if TYPE_CHECKING:  # Pillow too is imported by the commands that write images: `
     from PIL import Image
 
 STDIO = "-"
+# Image formats whose extensions Pillow may not know (plugins, or none yet), for the warning on an
+# .evc output named like an image; Pillow's registered extensions count too.
+OTHER_IMAGE_EXTENSIONS = {".avif": "AVIF", ".heic": "HEIC", ".heif": "HEIF", ".jxl": "JPEG XL"}
+# Pillow's format ids as people write them.
+FORMAT_NAMES = {"WEBP": "WebP", "JPEG2000": "JPEG 2000"}
 # Lossy formats whose Pillow writers take quality=1..100; evc's default is high, not Pillow's 75.
 LOSSY_FORMATS = {"JPEG": "JPEG", "WEBP": "WebP", "AVIF": "AVIF"}
 DEFAULT_OUTPUT_QUALITY = 95
@@ -82,12 +87,31 @@ def _check_output(name: str, force: bool) -> None:
 
 
 def _write(name: str, data: bytes, force: bool) -> None:
-    """Write the finished output: to stdout for '-', else through a temporary file moved into place."""
+    """Write the finished output: to stdout for '-', else through a temporary file moved into place.
+    A failed write is an error naming the output (evc.cli.files.write_error)."""
     if name == STDIO:
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        try:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:  # the reader left: main stops quietly
+            raise
+        except OSError as exc:  # e.g. redirected to a file on a full disk
+            raise write_error("standard output", exc) from None
         return
     write_output(Path(name), lambda tmp: tmp.write_bytes(data), force)
+
+
+def _image_extension_warning(name: str) -> None:
+    """Warn when an .evc output is named like another image format (photo.webp): viewers and tools
+    would take it for one. The file is written all the same: the name is the user's choice."""
+    from PIL import Image
+
+    path = Path(name)
+    suffix = path.suffix.lower()
+    fmt = Image.registered_extensions().get(suffix) or OTHER_IMAGE_EXTENSIONS.get(suffix)
+    if name == STDIO or fmt is None or fmt == "EVC":
+        return
+    warnings.warn(f"{path} will hold an EVC file, not {FORMAT_NAMES.get(fmt, fmt)}; name it {path.with_suffix('.evc')}")
 
 
 def _writable_format(suffix: str) -> str | None:
@@ -100,8 +124,7 @@ def _writable_format(suffix: str) -> str | None:
 
 
 def _image_format(name: str) -> str:
-    if name == STDIO:
-        return "PNG"
+    """The format of an output file, from its extension."""
     path = Path(name)
     fmt = _writable_format(path.suffix)
     if fmt is None:
@@ -194,7 +217,10 @@ def _run_batch(args: argparse.Namespace, jobs: list[_Job], code: Callable[[_Job]
 
 def _write_in(job: _Job, data: bytes, force: bool) -> None:
     """Write a batch's output, making --out-dir (and its parents) with the first one."""
-    job.target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        job.target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(job.target, exc) from None
     _write(str(job.target), data, force)
 
 
@@ -232,6 +258,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if args.out_dir is None:
         source, target = _single_files(args)
         _check_output(target, args.force)
+        _image_extension_warning(target)
         with _read_image(source, args.max_pixels) as image:  # multi-frame files stay open until closed
             data, line = _encoded(args, codecs(args.model), image, source, target)
         _write(target, data, args.force)
@@ -413,19 +440,17 @@ def cmd_decode(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     codecs = _Codecs(args)
     if args.out_dir is None:
-        if args.format is not None:
-            raise CLIError("--format goes with --out-dir; without it OUTPUT's extension chooses the format")
         source, target = _single_files(args)
-        fmt = _output_format(args, _image_format(target))
+        if args.format is not None and target != STDIO:
+            raise CLIError("--format goes with --out-dir or OUTPUT - (standard output); "
+                           "a file OUTPUT's extension chooses its format")
+        fmt = _output_format(args, _format_option(args)[1] if target == STDIO else _image_format(target))
         _check_output(target, args.force)
         data, line = _decoded(args, codecs, fmt, _read_bytes(source), source, target)
         _write(target, data, args.force)
         log(args, line)
         return EXIT_OK
-    suffix = "." + (args.format or "png").lstrip(".").lower()
-    fmt = _writable_format(suffix)
-    if fmt is None:
-        raise CLIError(f"--format {args.format}: unknown image extension (use png, ppm, tiff, bmp, ...)")
+    suffix, fmt = _format_option(args)
     fmt = _output_format(args, fmt)
     jobs = _batch_jobs(args, suffix)
     arguments.device(args.device)  # an unusable device stops the batch before any file, not at each
@@ -436,6 +461,16 @@ def cmd_decode(args: argparse.Namespace) -> int:
         log(args, line)
 
     return _run_batch(args, jobs, decode_file, start)
+
+
+def _format_option(args: argparse.Namespace) -> tuple[str, str]:
+    """The extension and Pillow format --format chooses (default png: lossless, and what standard output
+    has always carried)."""
+    suffix = "." + (args.format or "png").lstrip(".").lower()
+    fmt = _writable_format(suffix)
+    if fmt is None:
+        raise CLIError(f"--format {args.format}: unknown image extension (use png, ppm, tiff, bmp, ...)")
+    return suffix, fmt
 
 
 def _output_format(args: argparse.Namespace, fmt: str) -> str:
@@ -568,13 +603,14 @@ def register(commands: argparse._SubParsersAction) -> None:
                               usage=_usage("decode"))
     dec.add_argument("files", nargs="+", metavar="FILE",
                      help="INPUT OUTPUT: an .evc file and the image file to write, its format from the extension "
-                          "(- for standard input / PNG on standard output); with --out-dir: any number of .evc files")
+                          "(- for standard input / standard output, PNG unless --format says otherwise); "
+                          "with --out-dir: any number of .evc files")
     add_option(dec, "--out-dir",
                help="write DIR/<name>.png (or --format's extension) for each INPUT, loading each model once "
                     "(DIR is made if missing)")
     dec.add_argument("--format", metavar="EXT",
-                     help="with --out-dir: the outputs' extension, which chooses their format (default png; "
-                          "ppm, tiff, bmp, jpg, webp, ...)")
+                     help="with --out-dir: the outputs' extension, which chooses their format; with OUTPUT -: the "
+                          "format written to standard output (default png; ppm, tiff, bmp, jpg, webp, ...)")
     dec.add_argument("--output-quality", type=checked(arguments.output_quality), metavar="N",
                      help=f"quality 1..100 of a lossy output format (JPEG, WebP, AVIF; default {DEFAULT_OUTPUT_QUALITY})")
     add_option(dec, "--force")
