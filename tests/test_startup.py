@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 
 import evc
 from evc.errors import ModelError
+from evc.fileinfo import weights_identity
 from evc.models import metadata
 from evc.models.weights import load_state, save_weights, state_fingerprint
 
@@ -94,8 +95,10 @@ def test_the_stored_model_table_is_the_counted_one():
     from evc.eval.complexity import format_model_table as counted
     from evc.models.summary import FIGURES, format_model_table
 
-    assert sorted(FIGURES) == sorted(evc.MODELS)  # every model stored: none falls back to counting
+    assert sorted(FIGURES) == sorted(evc.MODELS)  # every model stored: `evc models` counts none
     assert format_model_table(evc.MODELS) == counted(evc.MODELS)
+    with pytest.raises(KeyError, match="no stored figures for EVC-XX"):
+        format_model_table({**evc.MODELS, "EVC-XX": evc.MODELS["EVC-SS"]})
 
 
 def test_the_numpy_fingerprint_is_the_torch_one(tmp_path):
@@ -105,18 +108,20 @@ def test_the_numpy_fingerprint_is_the_torch_one(tmp_path):
     for source in (shipped, saved):
         state, meta = load_state(source)
         expected = (state_fingerprint(state), [float(v) for v in state["rate.q_scale"]])
-        assert metadata._numpy_identity(str(source)) == expected
-        assert metadata.weights_identity(source) == expected
+        assert metadata.numpy_identity(str(source)) == expected
+        assert weights_identity(source) == expected
     # bfloat16 and a 0-d tensor, which numpy cannot hold / might reshape: the same answer (via torch)
     odd = tmp_path / "odd.safetensors"
     save_file({"a": torch.tensor([1.5, -2.25], dtype=torch.bfloat16), "b": torch.tensor(3.0),
                "rate.q_scale": torch.tensor([0.4, 0.3, 0.2, 0.1])}, str(odd), metadata={"evc.model": "EVC-SS"})
     state, _ = load_state(odd)
-    assert metadata.weights_identity(odd) == (state_fingerprint(state), [float(v) for v in state["rate.q_scale"]])
+    with pytest.raises(metadata.NeedsTorch):
+        metadata.numpy_identity(odd)
+    assert weights_identity(odd) == (state_fingerprint(state), [float(v) for v in state["rate.q_scale"]])
     # The numpy path itself on a 0-d tensor (no bfloat16): shape () hashed as ()
     plain = tmp_path / "plain.safetensors"
     save_file({"b": torch.tensor(3.0), "c": torch.ones(2, 3, dtype=torch.float16)}, str(plain))
-    assert metadata._numpy_identity(str(plain)) == (state_fingerprint(load_state(plain)[0]), None)
+    assert metadata.numpy_identity(str(plain)) == (state_fingerprint(load_state(plain)[0]), None)
 
 
 def test_metadata_is_read_from_the_header_as_safetensors_reads_it(tmp_path):

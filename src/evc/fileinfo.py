@@ -8,7 +8,9 @@ fraction of the time that importing torch takes. evc.codec re-exports all of it.
 
 from __future__ import annotations
 
+import functools
 import io
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +19,10 @@ from typing import Any, BinaryIO
 from evc.bitstream.container import parse
 from evc.entropy.streams import decoding_options
 from evc.errors import ModelError
-from evc.models.metadata import read_metadata, weights_identity
+from evc.models.metadata import Q_SCALE_TENSOR, NeedsTorch, numpy_identity, read_metadata
 from evc.models.rates import qualities_for_q_index, quality_for_q_index
 from evc.models.registry import MODELS_BY_ID, get_spec
-from evc.weights_keys import MODEL_KEY
+from evc.weights_keys import ANCHORS_KEY, MODEL_KEY
 
 
 def weights_path(weights: object) -> Path:
@@ -117,3 +119,34 @@ def file_info(data: bytes | BinaryIO, weights: str | Path | None = None) -> File
         quality_range, options.arithmetic if options.exact else None, header.exif, header.xmp,
         None if header.alpha is None else len(header.alpha),
     )
+
+
+def weights_identity(source: Path) -> tuple[int, list[float] | None]:
+    """Fingerprint (:func:`evc.models.weights.state_fingerprint` of the stored tensors) and anchor
+    q_scale values (lowest rate first; None if the weights record none) of a weights location; cached
+    while its files are unchanged. ModelError for unreadable weights.
+
+    The anchors are the stored q_scale values, which the codec codes with (the metadata's copy is
+    rounded to 6 decimals from the unrounded training values, and can map a quality to another q index).
+    """
+    return _cached_identity(str(source.resolve()), _modified(source))
+
+
+def _modified(source: Path) -> tuple[int, ...]:
+    files = sorted(source.glob("*.safetensors")) if source.is_dir() else [source]
+    return tuple(f.stat().st_mtime_ns for f in files if f.exists())
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_identity(source: str, modified: tuple[int, ...]) -> tuple[int, list[float] | None]:
+    try:
+        fingerprint, anchors = numpy_identity(source)
+    except NeedsTorch:  # bfloat16 weights, say: torch reads them (they come from training, not shipped)
+        from evc.models.weights import load_state, state_fingerprint
+
+        state, _ = load_state(source)
+        fingerprint = state_fingerprint(state)
+        anchors = [float(v) for v in state[Q_SCALE_TENSOR].float()] if Q_SCALE_TENSOR in state else None
+    if anchors is None:
+        anchors = json.loads(read_metadata(source).get(ANCHORS_KEY, "null") or "null")
+    return fingerprint, anchors or None

@@ -541,8 +541,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from evc.models.card import ModelCard, format_cards
-    from evc.models.summary import format_model_table
+    from evc.models.summary import FIGURES, format_model_table
 
+    if not FIGURES.keys() >= evc.MODELS.keys():  # a model added since the figures were stored: count them
+        from evc.eval.complexity import format_model_table
     for line in format_model_table(evc.MODELS):
         print(line)
     cards = [ModelCard.read(spec.weights_dir) for spec in evc.MODELS.values() if spec.has_weights()]

@@ -3,12 +3,12 @@ identity of the weights in them (fingerprint and rate anchors), computed with nu
 
 `evc models` (model cards) and `evc info` (whether the shipped weights made a file, and its quality)
 need no more than this, so they answer without importing torch, which takes longer to import than
-they take to run. :mod:`evc.models.weights` loads tensors into models and re-exports these.
+they take to run. :mod:`evc.models.weights` loads tensors into models and re-exports these;
+:mod:`evc.fileinfo` falls back on it for tensors numpy cannot hold (:class:`NeedsTorch`).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import struct
@@ -20,7 +20,7 @@ from typing import Any
 from safetensors import SafetensorError, safe_open
 
 from evc.errors import ModelError
-from evc.weights_keys import ANCHORS_KEY, PARTS_KEY
+from evc.weights_keys import PARTS_KEY
 
 # The tensor that holds the rate anchors' q_scale values, which the codec codes with.
 Q_SCALE_TENSOR = "rate.q_scale"
@@ -80,8 +80,8 @@ def check_parts(path: str | Path, files: list[Path], metadata: dict[str, str]) -
         raise ModelError(f"{path} holds {len(files)} weights files but they say the model has {declared} parts")
 
 
-class _NeedsTorch(Exception):
-    """A tensor numpy cannot represent (bfloat16, say): the identity is computed with torch instead."""
+class NeedsTorch(Exception):
+    """A tensor numpy cannot hold (bfloat16, say): the identity is for torch to compute."""
 
 
 def _float32_tensors(path: str | Path) -> Iterator[tuple[str, Any]]:
@@ -102,16 +102,19 @@ def _float32_tensors(path: str | Path) -> Iterator[tuple[str, Any]]:
             try:
                 array = owner[name].get_tensor(name)
             except (SafetensorError, TypeError, ValueError) as exc:
-                raise _NeedsTorch(str(exc)) from None
+                raise NeedsTorch(str(exc)) from None
             if array.dtype.kind not in "biuf":
-                raise _NeedsTorch(f"{name} is {array.dtype}")
+                raise NeedsTorch(f"{name} is {array.dtype}")
             yield name, array.astype(np.float32, copy=False)  # shape kept; tobytes() is C order
 
 
-def _numpy_identity(path: str) -> tuple[int, list[float] | None]:
+def numpy_identity(path: str | Path) -> tuple[int, list[float] | None]:
+    """The fingerprint (:func:`evc.models.weights.state_fingerprint` of the stored tensors, the same
+    bytes hashed) and the stored anchor q_scale values (None if there is no such tensor) of a weights
+    file or folder. Raises NeedsTorch for a tensor numpy cannot hold, ModelError for unreadable files."""
+    check_parts(path, weight_files(Path(path)), read_metadata(path))
     digest = hashlib.sha256()
     anchors = None
-    # The bytes hashed are evc.models.weights.state_fingerprint's: name, shape, float32 values.
     for name, array in _float32_tensors(path):
         digest.update(name.encode())
         digest.update(str(tuple(int(n) for n in array.shape)).encode())
@@ -119,36 +122,3 @@ def _numpy_identity(path: str) -> tuple[int, list[float] | None]:
         if name == Q_SCALE_TENSOR:
             anchors = [float(v) for v in array.reshape(-1)]
     return int.from_bytes(digest.digest()[:4], "big"), anchors
-
-
-def _modified(source: Path) -> tuple[int, ...]:
-    files = sorted(source.glob("*.safetensors")) if source.is_dir() else [source]
-    return tuple(f.stat().st_mtime_ns for f in files if f.exists())
-
-
-def weights_identity(source: Path) -> tuple[int, list[float] | None]:
-    """Fingerprint (:func:`evc.models.weights.state_fingerprint` of the stored tensors) and anchor
-    q_scale values (lowest rate first; None if the weights record none) of a weights location; cached
-    while its files are unchanged. ModelError for unreadable weights.
-
-    The anchors are the stored q_scale values, which the codec codes with (the metadata's copy is
-    rounded to 6 decimals from the unrounded training values, and can map a quality to another q index).
-    """
-    return _cached_identity(str(source.resolve()), _modified(source))
-
-
-@functools.lru_cache(maxsize=8)
-def _cached_identity(source: str, modified: tuple[int, ...]) -> tuple[int, list[float] | None]:
-    metadata = read_metadata(source)
-    check_parts(source, weight_files(Path(source)), metadata)
-    try:
-        fingerprint, anchors = _numpy_identity(source)
-    except _NeedsTorch:
-        from evc.models.weights import load_state, state_fingerprint
-
-        state, _ = load_state(source)
-        fingerprint = state_fingerprint(state)
-        anchors = [float(v) for v in state[Q_SCALE_TENSOR].float()] if Q_SCALE_TENSOR in state else None
-    if anchors is None:
-        anchors = json.loads(metadata.get(ANCHORS_KEY, "null") or "null")
-    return fingerprint, anchors or None

@@ -2,8 +2,8 @@
 
 evc.eval.complexity counts them by building every model, which needs torch (slower to import than
 the rest of `evc models` takes); the counts are stored here instead, and tests/test_startup.py checks
-that both tables are the same text, so a changed architecture fails there until they are updated. A
-model missing here is counted by evc.eval.complexity, as before.
+that both tables are the same text, so a changed architecture fails there until they are updated.
+`evc models` counts a model missing here with evc.eval.complexity, as before.
 """
 
 from __future__ import annotations
@@ -33,11 +33,10 @@ FIGURES: dict[str, tuple[int, int, int, int]] = {
 def format_model_table(models: Mapping[str, ModelSpec]) -> list[str]:
     """The lines of `evc models`' table (the text of evc.eval.complexity.format_model_table): per model,
     parameters, MACs per pixel of encoder, decoder and entropy model at 768x512, whether trained weights
-    ship, and its description."""
-    if any(name not in FIGURES for name in models):  # a model added since: count it (imports torch)
-        from evc.eval.complexity import format_model_table as counted
-
-        return counted(models)
+    ship, and its description. KeyError for a model without stored figures."""
+    missing = [name for name in models if name not in FIGURES]
+    if missing:
+        raise KeyError(f"no stored figures for {', '.join(missing)} (evc.eval.complexity counts them)")
     lines = [f"{'model':<10} {'params':>8} {'enc MAC/px':>11} {'dec MAC/px':>11} {'ent MAC/px':>11}  weights  description"]
     pixels = TABLE_WIDTH * TABLE_HEIGHT
     for name, spec in models.items():
