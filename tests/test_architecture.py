@@ -22,6 +22,8 @@ LAYERS: dict[str, int] = {
     "evc.train": 4,
     "evc": 3,  # the package itself: evc.load, evc.Codec, ...
     "evc.codec": 3,
+    "evc.fileinfo": 3,
+    "evc.icc": 3,
     "evc.ratecontrol": 3,
     "evc.image": 3,
     "evc.alpha": 3,

@@ -14,6 +14,7 @@ import re
 import shlex
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +164,21 @@ def test_the_status_quotes_the_shipped_weights_and_every_codec_measured():
     assert f"{min(card.kodak_bpp):.3f}-{max(card.kodak_bpp):.3f} bpp" in status
     for codec in ("JPEG 4:2:0", "JPEG XL", "WebP", "JPEG 2000", "HEIC", "AVIF", "VTM"):
         assert f"against {codec}" in status.replace("\n> ", " "), codec
+
+
+def test_the_info_example_is_what_evc_info_prints(photo_dir, tmp_path, monkeypatch, capsys):
+    """Issue 39: the README's `evc info` example once showed a q index and range that the command no
+    longer printed. It is the output for the Quick start's photo.evc, made here as the Quick start makes
+    it; new shipped weights change it (bytes, q index, fingerprint): copy the output this prints."""
+    from evc.cli.main import main
+
+    example = re.search(r"^  ```text\n(  file     photo\.evc\n.*?)^  ```", section(README.read_text(), "## Command line"),
+                        re.M | re.S)
+    assert example, "the README's evc info example is missing"
+    (tmp_path / "photo.png").write_bytes((photo_dir / "photo.png").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    assert main(["encode", "photo.png", "photo.evc", "--quality", "0.5"]) == 0
+    capsys.readouterr()
+    assert main(["info", "photo.evc"]) == 0
+    printed = capsys.readouterr().out
+    assert textwrap.dedent(example[1]) == printed, f"evc info printed:\n{printed}"

@@ -15,19 +15,25 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from evc.bitstream.container import Q_INDEX_MAX
-from evc.entropy.latent_codec import MAX_SUBSTREAMS
+from evc.entropy.streams import MAX_SUBSTREAMS
 from evc.errors import EVCError
+
+if TYPE_CHECKING:  # torch is imported where a device is chosen: the command line checks options without it
+    import torch
 
 QUALITY_RANGE = (0.0, 1.0)
 Q_INDEX_RANGE = (1, Q_INDEX_MAX)  # the file's u16 field; 0 is invalid
 SUBSTREAMS_RANGE = (1, MAX_SUBSTREAMS)
 OUTPUT_QUALITY_RANGE = (1, 100)
 PRECISIONS = ("float32", "float16", "bfloat16")
+# Large images run through the networks in tiles, so memory grows only with the buffers that hold the
+# whole image and latent (measured: about 100 bytes per pixel, 4.9 GB to encode 8000 x 6000); beyond
+# this many padded pixels (134 M, e.g. 16384 x 8192, about 13 GB) evc refuses rather than risk
+# exhausting memory or decoding for many minutes. Settable (Codec.max_pixels, --max-pixels).
+DEFAULT_MAX_PIXELS = 1 << 27
 
 
 def _shown(value: Any) -> str:
@@ -178,6 +184,8 @@ def device(value: str | torch.device | None) -> torch.device:
     Raises EVCError (not TypeError/ValueError: a device can be right and still unavailable here) for
     an unknown device, an unsupported type, or CUDA on a machine without it.
     """
+    import torch
+
     if value is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

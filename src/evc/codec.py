@@ -10,10 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import io
-import json
 import math
-import os
 import threading
 import warnings
 from collections.abc import Callable
@@ -43,6 +40,8 @@ from evc.bitstream.container import (
 )
 from evc.entropy.latent_codec import CodedLatent, CodingOptions, decoding_options
 from evc.errors import EVCError, FormatError, ImageError, ModelError, UntrainedModelError
+from evc.fileinfo import FileInfo, file_bytes, file_info  # noqa: F401  (without torch; re-exported)
+from evc.fileinfo import weights_path as _weights_path
 from evc.image import (
     DEFAULT_MAX_PIXELS,
     ImageInput,
@@ -57,15 +56,13 @@ from evc.image import (
 )
 from evc.models.evc import EVC, PADDING_MULTIPLE
 from evc.models.registry import MODELS_BY_ID, ModelSpec, default_model_name, get_spec
-from evc.models.variable_rate import q_index_to_scale, qualities_for_q_index, quality_for_q_index, rd_loss_weight
+from evc.models.variable_rate import q_index_to_scale, rd_loss_weight
 from evc.models.weights import (
-    ANCHORS_KEY,
     MODEL_KEY,
     apply_state,
     load_state,
     read_metadata,
     round_to_stored_precision,
-    state_fingerprint,
     weights_fingerprint,
 )
 from evc.nn.execution import Execution
@@ -516,30 +513,6 @@ def load(
     return Codec(model, spec.name, device, **options)
 
 
-def _weights_path(weights: object) -> Path:
-    if not isinstance(weights, (str, os.PathLike)):
-        raise TypeError(f"weights must be a path to a .safetensors file or folder, got a {type(weights).__name__}")
-    return Path(weights)
-
-
-def file_bytes(data: object) -> Any:
-    """An evc file's data from what a caller passed: a binary file object is read from its position to
-    its end; anything else is returned as is, for :func:`evc.bitstream.container.parse` to check (it
-    takes bytes-like data). Raises TypeError, naming what was passed, for a text-mode file object."""
-    read = getattr(data, "read", None)
-    if callable(read) and not isinstance(data, (bytes, bytearray, memoryview)):
-        if isinstance(data, io.TextIOBase):
-            raise TypeError(f"the {type(data).__name__} passed is open in text mode; open the .evc file in binary mode ('rb')")
-        content = read()
-        if not isinstance(content, (bytes, bytearray, memoryview)):
-            raise TypeError(
-                f"reading the {type(data).__name__} passed gave a {type(content).__name__}, not bytes; "
-                "open the .evc file in binary mode ('rb')"
-            )
-        return content
-    return data
-
-
 def decompress(
     data: bytes | BinaryIO, device: str | torch.device | None = None, weights: str | Path | None = None
 ) -> Image.Image:
@@ -550,91 +523,3 @@ def decompress(
     data = file_bytes(data)
     header, _ = parse(data, known_model_ids=set(MODELS_BY_ID))
     return load(MODELS_BY_ID[header.model_id].name, device=device, weights=weights).decompress(data)
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    model: str
-    width: int
-    height: int
-    colour: str
-    q_index: int
-    # Where the q index lies on the quality scale (0: lowest-rate anchor, 1: highest; not clamped): None
-    # unless the weights that made the file are known here (see file_info).
-    quality: float | None
-    size_bytes: int
-    format_version: int
-    weights_fingerprint: int
-    exact: bool  # entropy parameters in exact arithmetic: decodes on any device
-    substreams: int
-    icc_profile: bytes | None = None  # the input's ICC colour profile, restored on decoding
-    # The quality settings that code to the file's q index (lowest, highest; see
-    # evc.models.variable_rate.qualities_for_q_index): the file stores the q index only, so the setting
-    # that made it is one of these. None when the weights are unknown or no quality gives the q index.
-    quality_range: tuple[float, float] | None = None
-    # The exact arithmetic the file's entropy parameters use ("int8", format version 3; "float64",
-    # versions 1-2); None for float parameters.
-    arithmetic: str | None = None
-    exif: bytes | None = None  # the input's EXIF block (format version 4), restored on decoding
-    xmp: bytes | None = None  # the input's XMP packet (format version 4), restored on decoding
-    # Bytes of the losslessly coded alpha plane (format version 4; part of size_bytes), None when the
-    # file has none (the image decodes without alpha).
-    alpha_bytes: int | None = None
-
-    @property
-    def bpp(self) -> float:
-        """Bits per pixel of the whole file (alpha plane and metadata included)."""
-        return self.size_bytes * 8 / (self.width * self.height)
-
-
-def file_info(data: bytes | BinaryIO, weights: str | Path | None = None) -> FileInfo:
-    """Describe a file without decoding it (``data``: as :func:`decompress` takes it).
-
-    ``quality`` and ``quality_range`` (the quality settings that give the file's q index) are given
-    when the weights that made the file are known: ``weights`` (a .safetensors file or folder), else the
-    model's shipped weights, and their fingerprint is the file's; otherwise they are None.
-    Raises FormatError for a malformed file, ModelError for unreadable weights or weights of another model.
-    """
-    data = file_bytes(data)
-    header, streams = parse(data, known_model_ids=set(MODELS_BY_ID))
-    options = decoding_options(len(streams), header.exact, header.skip_certain, header.exact_arithmetic)
-    spec = MODELS_BY_ID[header.model_id]
-    source: Path | None = None
-    if weights is not None:
-        source = _weights_path(weights)
-        named = read_metadata(source).get(MODEL_KEY)
-        if named is not None and get_spec(named).name != spec.name:
-            raise ModelError(f"{weights} holds weights for {get_spec(named).name}; the file was made by {spec.name}")
-    elif spec.has_weights():
-        source = spec.weights_dir
-    quality = quality_range = None
-    if source is not None:
-        fingerprint, anchors = _weights_identity(str(source.resolve()), _modified(source))
-        if fingerprint == header.weights_fingerprint and anchors is not None:
-            quality = quality_for_q_index(header.q_index, anchors)
-            quality_range = qualities_for_q_index(header.q_index, anchors)
-    return FileInfo(
-        spec.name, header.width, header.height, header.colour, header.q_index, quality, len(data),
-        header.version, header.weights_fingerprint, options.exact, options.substreams, header.icc_profile,
-        quality_range, options.arithmetic if options.exact else None, header.exif, header.xmp,
-        None if header.alpha is None else len(header.alpha),
-    )
-
-
-def _modified(source: Path) -> tuple[int, ...]:
-    files = sorted(source.glob("*.safetensors")) if source.is_dir() else [source]
-    return tuple(f.stat().st_mtime_ns for f in files if f.exists())
-
-
-@functools.lru_cache(maxsize=8)
-def _weights_identity(source: str, modified: tuple[int, ...]) -> tuple[int, list[float] | None]:
-    """Fingerprint and anchor q_scales of a weights location (cached while its files are unchanged).
-
-    The anchors are the stored q_scale values, which the codec codes with (the metadata's copy is
-    rounded to 6 decimals from the unrounded training values, and can map a quality to another q index)."""
-    state, metadata = load_state(source)
-    if "rate.q_scale" in state:
-        anchors = [float(v) for v in state["rate.q_scale"].float()]
-    else:
-        anchors = json.loads(metadata.get(ANCHORS_KEY, "null") or "null")
-    return state_fingerprint(state), anchors or None

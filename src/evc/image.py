@@ -47,18 +47,15 @@ import numpy as np
 import torch
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from evc.arguments import DEFAULT_MAX_PIXELS  # why this limit: there
 from evc.errors import ImageError
+from evc.icc import profile_description
 from evc.models.evc import PADDING_MULTIPLE
 
 ColourMode = Literal["RGB", "L"]
 # An image file's bytes, or a binary file object holding one, is opened like a path.
 ImageInput = Union[Image.Image, np.ndarray, torch.Tensor, str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
 
-# Large images run through the networks in tiles, so memory grows only with the buffers that hold the
-# whole image and latent (measured: about 100 bytes per pixel, 4.9 GB to encode 8000 x 6000); beyond
-# this many padded pixels (134 M, e.g. 16384 x 8192, about 13 GB) evc refuses rather than risk
-# exhausting memory or decoding for many minutes. Settable (Codec.max_pixels, --max-pixels).
-DEFAULT_MAX_PIXELS = 1 << 27
 
 # Every mode Pillow has, by kind: a gray kind is coded as gray and decoded as "L", a colour kind decoded
 # as "RGB", whatever the bit depth and whether an (opaque) alpha band came along. "F" is refused.
@@ -498,15 +495,6 @@ def rgb_to_pil(
         if value:
             image.info[key] = value
     return image
-
-
-def profile_description(icc_profile: bytes) -> str | None:
-    """The profile's own name (e.g. "Display P3"), or None when LittleCMS cannot read it."""
-    try:
-        text = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc_profile)))
-    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
-        return None
-    return text.strip() or None
 
 
 def to_srgb(image: Image.Image) -> Image.Image | None:

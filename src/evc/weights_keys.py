@@ -1,9 +1,10 @@
 """The metadata keys of a weights file, every one of them (values are strings; JSON where noted).
 
 evc.models.weights writes and reads them and re-exports them, so code imports them from there. They
-live here, in a module that imports nothing, for the GPU kit (scripts/gpu/kit.py, pack.py): it reads
-weights metadata with safetensors alone and loads this file by its path, because any ``import evc.x``
-runs evc/__init__.py, which imports torch (seconds of a device call the trainer spends again).
+live here, in a module that imports nothing, for evc.models.metadata (`evc models` and `evc info` read
+metadata without torch) and for the GPU kit (scripts/gpu/kit.py, pack.py): it reads weights metadata
+with safetensors alone and loads this file by its path, so it needs no importable evc (evc/__init__.py
+imported torch until issue 39: seconds of a device call the trainer spends again).
 """
 
 MODEL_KEY = "evc.model"  # the registry name

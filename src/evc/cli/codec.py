@@ -4,6 +4,9 @@
 (evc.cli.files). ``encode`` and ``decode`` take INPUT OUTPUT, or any number of inputs with
 ``--out-dir DIR`` (a batch): the model is then loaded once and every file coded in the same process,
 since starting (imports, weights, the exact networks) costs several times what coding one photo does.
+
+``info`` and ``models`` need neither torch nor a model: what imports torch (evc.codec, evc.image) is
+imported inside the commands that code, so these two answer quickly (tests/test_startup.py keeps it so).
 """
 
 from __future__ import annotations
@@ -17,23 +20,28 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-from PIL import Image, PngImagePlugin
+from typing import TYPE_CHECKING, Any
 
 import evc
-import evc.codec
 from evc import arguments
+from evc.arguments import DEFAULT_MAX_PIXELS
 from evc.bitstream.container import parse
 from evc.cli.common import (
     EXIT_OK, EXIT_USAGE, USER_ERRORS, CLIError, add_option, checked, load_codec, log, one_line
 )
-from evc.cli.files import OutputExistsError, check_output, write_output
-from evc.image import DEFAULT_MAX_PIXELS, open_image, profile_description, to_srgb
+from evc.cli.files import OutputExistsError, check_output, write_error, write_output
+from evc.icc import profile_description
 from evc.models.registry import MODELS_BY_ID
 
+if TYPE_CHECKING:  # Pillow too is imported by the commands that write images: `evc models` needs none of it
+    from PIL import Image
+
 STDIO = "-"
+# Image formats whose extensions Pillow may not know (plugins, or none yet), for the warning on an
+# .evc output named like an image; Pillow's registered extensions count too.
+OTHER_IMAGE_EXTENSIONS = {".avif": "AVIF", ".heic": "HEIC", ".heif": "HEIF", ".jxl": "JPEG XL"}
+# Pillow's format ids as people write them.
+FORMAT_NAMES = {"WEBP": "WebP", "JPEG2000": "JPEG 2000"}
 # Lossy formats whose Pillow writers take quality=1..100; evc's default is high, not Pillow's 75.
 LOSSY_FORMATS = {"JPEG": "JPEG", "WEBP": "WebP", "AVIF": "AVIF"}
 DEFAULT_OUTPUT_QUALITY = 95
@@ -52,6 +60,8 @@ def _stdin_bytes(what: str) -> bytes:
 
 def _read_image(name: str, max_pixels: int | None) -> Image.Image:
     """The input image, opened like the API opens paths (evc.image.open_image), or read from stdin."""
+    from evc.image import open_image
+
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     if name == STDIO:
         source = io.BytesIO(_stdin_bytes("an image"))
@@ -77,24 +87,44 @@ def _check_output(name: str, force: bool) -> None:
 
 
 def _write(name: str, data: bytes, force: bool) -> None:
-    """Write the finished output: to stdout for '-', else through a temporary file moved into place."""
+    """Write the finished output: to stdout for '-', else through a temporary file moved into place.
+    A failed write is an error naming the output (evc.cli.files.write_error)."""
     if name == STDIO:
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        try:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:  # the reader left: main stops quietly
+            raise
+        except OSError as exc:  # e.g. redirected to a file on a full disk
+            raise write_error("standard output", exc) from None
         return
     write_output(Path(name), lambda tmp: tmp.write_bytes(data), force)
 
 
+def _image_extension_warning(name: str) -> None:
+    """Warn when an .evc output is named like another image format (photo.webp): viewers and tools
+    would take it for one. The file is written all the same: the name is the user's choice."""
+    from PIL import Image
+
+    path = Path(name)
+    suffix = path.suffix.lower()
+    fmt = Image.registered_extensions().get(suffix) or OTHER_IMAGE_EXTENSIONS.get(suffix)
+    if name == STDIO or fmt is None or fmt == "EVC":
+        return
+    warnings.warn(f"{path} will hold an EVC file, not {FORMAT_NAMES.get(fmt, fmt)}; name it {path.with_suffix('.evc')}")
+
+
 def _writable_format(suffix: str) -> str | None:
     """The Pillow format that files ending in ``suffix`` are written in; None if Pillow writes none."""
+    from PIL import Image
+
     fmt = Image.registered_extensions().get(suffix.lower())
     # evc's own Pillow plugin (registered in this process by a caller of main()) is no decode target.
     return fmt if fmt is not None and fmt in Image.SAVE and fmt != "EVC" else None
 
 
 def _image_format(name: str) -> str:
-    if name == STDIO:
-        return "PNG"
+    """The format of an output file, from its extension."""
     path = Path(name)
     fmt = _writable_format(path.suffix)
     if fmt is None:
@@ -187,7 +217,10 @@ def _run_batch(args: argparse.Namespace, jobs: list[_Job], code: Callable[[_Job]
 
 def _write_in(job: _Job, data: bytes, force: bool) -> None:
     """Write a batch's output, making --out-dir (and its parents) with the first one."""
-    job.target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        job.target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(job.target, exc) from None
     _write(str(job.target), data, force)
 
 
@@ -225,6 +258,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if args.out_dir is None:
         source, target = _single_files(args)
         _check_output(target, args.force)
+        _image_extension_warning(target)
         with _read_image(source, args.max_pixels) as image:  # multi-frame files stay open until closed
             data, line = _encoded(args, codecs(args.model), image, source, target)
         _write(target, data, args.force)
@@ -270,6 +304,8 @@ def _encoded(
 
 def _saved(image: Image.Image, fmt: str, options: dict[str, Any]) -> tuple[bytes, Image.Image | None]:
     """``image`` written in ``fmt``, and that file read back (None when Pillow cannot read the format)."""
+    from PIL import Image
+
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **options)
     data = buffer.getvalue()
@@ -297,6 +333,8 @@ def _metadata_options(fmt: str, metadata: dict[str, bytes]) -> dict[str, Any]:
             text = xmp.decode("utf-8")
         except UnicodeDecodeError:  # an iTXt chunk holds UTF-8 text only
             return options
+        from PIL import PngImagePlugin
+
         info = PngImagePlugin.PngInfo()
         info.add_itxt("XML:com.adobe.xmp", text)
         options["pnginfo"] = info
@@ -324,6 +362,8 @@ def _alpha_error(fmt: str) -> CLIError:
 def _alpha_kept(image: Image.Image, written: Image.Image | None) -> bool:
     """Whether the written file holds ``image``'s alpha plane exactly (True when it has none, or when the
     file cannot be read back, which is warned anyway)."""
+    import numpy as np
+
     if "A" not in image.getbands() or written is None:
         return True
     alpha = written.getchannel("A") if "A" in written.getbands() else written.convert("RGBA").getchannel("A")
@@ -340,6 +380,10 @@ def encode_output_image(image: Image.Image, fmt: str, output_quality: int | None
     WebP, TIFF): other formats (JPEG, PPM, ...) are refused.
     Raises CLIError for ``output_quality`` with a lossless format, or for a format that loses the alpha.
     """
+    import numpy as np
+
+    from evc.image import to_srgb
+
     options: dict[str, Any] = {}
     if fmt in LOSSY_FORMATS:
         options["quality"] = DEFAULT_OUTPUT_QUALITY if output_quality is None else output_quality
@@ -396,19 +440,17 @@ def cmd_decode(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     codecs = _Codecs(args)
     if args.out_dir is None:
-        if args.format is not None:
-            raise CLIError("--format goes with --out-dir; without it OUTPUT's extension chooses the format")
         source, target = _single_files(args)
-        fmt = _output_format(args, _image_format(target))
+        if args.format is not None and target != STDIO:
+            raise CLIError("--format goes with --out-dir or OUTPUT - (standard output); "
+                           "a file OUTPUT's extension chooses its format")
+        fmt = _output_format(args, _format_option(args)[1] if target == STDIO else _image_format(target))
         _check_output(target, args.force)
         data, line = _decoded(args, codecs, fmt, _read_bytes(source), source, target)
         _write(target, data, args.force)
         log(args, line)
         return EXIT_OK
-    suffix = "." + (args.format or "png").lstrip(".").lower()
-    fmt = _writable_format(suffix)
-    if fmt is None:
-        raise CLIError(f"--format {args.format}: unknown image extension (use png, ppm, tiff, bmp, ...)")
+    suffix, fmt = _format_option(args)
     fmt = _output_format(args, fmt)
     jobs = _batch_jobs(args, suffix)
     arguments.device(args.device)  # an unusable device stops the batch before any file, not at each
@@ -419,6 +461,16 @@ def cmd_decode(args: argparse.Namespace) -> int:
         log(args, line)
 
     return _run_batch(args, jobs, decode_file, start)
+
+
+def _format_option(args: argparse.Namespace) -> tuple[str, str]:
+    """The extension and Pillow format --format chooses (default png: lossless, and what standard output
+    has always carried)."""
+    suffix = "." + (args.format or "png").lstrip(".").lower()
+    fmt = _writable_format(suffix)
+    if fmt is None:
+        raise CLIError(f"--format {args.format}: unknown image extension (use png, ppm, tiff, bmp, ...)")
+    return suffix, fmt
 
 
 def _output_format(args: argparse.Namespace, fmt: str) -> str:
@@ -488,9 +540,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from evc.eval.complexity import format_model_table
     from evc.models.card import ModelCard, format_cards
+    from evc.models.summary import FIGURES, format_model_table
 
+    if not FIGURES.keys() >= evc.MODELS.keys():  # a model added since the figures were stored: count them
+        from evc.eval.complexity import format_model_table
     for line in format_model_table(evc.MODELS):
         print(line)
     cards = [ModelCard.read(spec.weights_dir) for spec in evc.MODELS.values() if spec.has_weights()]
@@ -511,7 +565,7 @@ def _add_coding_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels-last", action="store_true", help="channels-last memory layout for the transforms")
     parser.add_argument("--max-pixels", type=checked(arguments.max_pixels), metavar="N",
                         help="refuse images (or files declaring images) over N pixels once padded to multiples of 64 "
-                             f"(default {evc.codec.DEFAULT_MAX_PIXELS})")
+                             f"(default {DEFAULT_MAX_PIXELS})")
     parser.add_argument("--verbose", "-v", action="store_true", help="progress and timings on stderr")
 
 
@@ -551,13 +605,14 @@ def register(commands: argparse._SubParsersAction) -> None:
                               usage=_usage("decode"))
     dec.add_argument("files", nargs="+", metavar="FILE",
                      help="INPUT OUTPUT: an .evc file and the image file to write, its format from the extension "
-                          "(- for standard input / PNG on standard output); with --out-dir: any number of .evc files")
+                          "(- for standard input / standard output, PNG unless --format says otherwise); "
+                          "with --out-dir: any number of .evc files")
     add_option(dec, "--out-dir",
                help="write DIR/<name>.png (or --format's extension) for each INPUT, loading each model once "
                     "(DIR is made if missing)")
     dec.add_argument("--format", metavar="EXT",
-                     help="with --out-dir: the outputs' extension, which chooses their format (default png; "
-                          "ppm, tiff, bmp, jpg, webp, ...)")
+                     help="with --out-dir: the outputs' extension, which chooses their format; with OUTPUT -: the "
+                          "format written to standard output (default png; ppm, tiff, bmp, jpg, webp, ...)")
     dec.add_argument("--output-quality", type=checked(arguments.output_quality), metavar="N",
                      help=f"quality 1..100 of a lossy output format (JPEG, WebP, AVIF; default {DEFAULT_OUTPUT_QUALITY})")
     add_option(dec, "--force")

@@ -40,7 +40,7 @@ from evc.errors import FormatError
 # latents. Changing it changes the format of streams coded with skip_certain.
 CERTAIN_EPSILON = 1e-4
 # The most pieces the coder splits one symbol sequence into (a container holds at most 255 streams).
-# A model uses fewer: evc.entropy.latent_codec.MAX_SUBSTREAMS per coding step.
+# A model uses fewer: evc.entropy.streams.MAX_SUBSTREAMS per coding step.
 CODER_MAX_SPLIT = 255
 
 _ESCAPE_MIN_PROB = 1e-9

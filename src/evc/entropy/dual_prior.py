@@ -18,10 +18,9 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from evc.entropy.streams import NUM_STEPS  # noqa: F401  (the layout's; re-exported)
 from evc.nn.blocks import DepthConvBlock
 from evc.nn.transforms import LATENT_CHANNELS
-
-NUM_STEPS = 2
 
 
 class StepQuantizer(Protocol):

@@ -24,9 +24,11 @@ import torch
 from torch import nn
 
 from evc.entropy.coder import SymbolTables, decode_substreams, encode_substreams
-from evc.entropy.dual_prior import NUM_STEPS, DualSpatialPrior
-from evc.entropy.exact_parameters import ARITHMETICS, ExactEntropyParameters
+from evc.entropy.dual_prior import DualSpatialPrior
+from evc.entropy.exact_parameters import ExactEntropyParameters
 from evc.entropy.networks import EntropyNetworks
+# The stream layout and coding options live without torch (evc info reads them); re-exported here.
+from evc.entropy.streams import MAX_SUBSTREAMS, NUM_STEPS, CodingOptions, decoding_options  # noqa: F401
 from evc.entropy.gaussian import gaussian_bits, scale_index, scale_pmfs
 from evc.errors import EVCError, FormatError
 from evc.nn.execution import DEFAULT_EXECUTION, Execution, Timing
@@ -34,8 +36,6 @@ from evc.nn.hyperprior import Q_STEP_MIN
 from evc.nn.ops import lower_bound, parameters_key, ste_round
 from evc.nn.tile_policy import TiledNetwork
 
-# Each coding step of y may be split into at most this many independent streams.
-MAX_SUBSTREAMS = 8
 # Symbols are coded as integers; beyond this the latent is broken, not merely unusual.
 _MAX_ABS_SYMBOL = 2.0**31 - 1
 # Why a file's symbols come out wrong although its streams are intact (float entropy parameters).
@@ -57,49 +57,6 @@ class CodedLatent:
 
     streams: list[bytes]
     symbols_crc: int
-
-
-@dataclass(frozen=True)
-class CodingOptions:
-    """How a latent is coded. The file records all of it (header flags, stream count), so the decoder
-    follows whatever the encoder chose.
-
-    ``exact``: entropy parameters from fixed-point networks, identical on every CPU, GPU and thread
-    count, so the file decodes anywhere; ``arithmetic`` says which: "int8" (:mod:`evc.nn.exact_int8`,
-    format version 3) or "float64" (:mod:`evc.nn.exact`, format versions 1-2, slower). Without it they
-    come from the float32
-    networks, which is faster but decodes only on the kind of device (and CPU type) that encoded it.
-    ``substreams``: each coding step of y is split into this many independent streams, which a decoder
-    may decode concurrently. ``skip_certain``: symbols whose table is nearly certain are not coded one
-    by one; the few that differ from the table's mode are coded apart (:mod:`evc.entropy.coder`).
-    """
-
-    exact: bool = True
-    substreams: int = 1
-    skip_certain: bool = True
-    arithmetic: str = "int8"
-
-    def __post_init__(self) -> None:
-        if self.arithmetic not in ARITHMETICS:
-            raise ValueError(f"arithmetic must be one of {', '.join(ARITHMETICS)}, got {self.arithmetic!r}")
-        if not 1 <= self.substreams <= MAX_SUBSTREAMS:
-            raise ValueError(f"substreams must be in 1..{MAX_SUBSTREAMS}, got {self.substreams}")
-
-    @property
-    def num_streams(self) -> int:
-        return 1 + NUM_STEPS * self.substreams
-
-
-def decoding_options(num_streams: int, exact: bool, skip_certain: bool, arithmetic: str) -> CodingOptions:
-    """The options coded data was made with, from its stream count, flags and (from the format version)
-    exact arithmetic; the stream layout's inverse. Raises FormatError if no encoder writes
-    ``num_streams`` streams."""
-    substreams, remainder = divmod(num_streams - 1, NUM_STEPS)
-    if remainder or not 1 <= substreams <= MAX_SUBSTREAMS:
-        raise FormatError(
-            f"corrupt file: {num_streams} streams; EVC models write 1 + {NUM_STEPS} x (1..{MAX_SUBSTREAMS})"
-        )
-    return CodingOptions(exact=exact, substreams=substreams, skip_certain=skip_certain, arithmetic=arithmetic)
 
 
 @contextmanager

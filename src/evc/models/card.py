@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from evc.models.weights import (
+from evc.errors import ModelError
+from evc.models.metadata import read_metadata  # not evc.models.weights: `evc models` runs without torch
+from evc.weights_keys import (
     CROP_KEY,
     DATA_KEY,
     DATE_KEY,
@@ -29,9 +31,7 @@ from evc.models.weights import (
     TOTAL_STEPS_KEY,
     TRAINING_SECONDS_KEY,
     VERSION_KEY,
-    read_metadata,
 )
-from evc.errors import ModelError
 
 # Lineages longer than this are taken to loop (weights that name themselves, directly or not).
 _MAX_LINEAGE = 1000

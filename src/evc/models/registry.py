@@ -1,17 +1,22 @@
-"""Every EVC model by name: its structure, its stable id in files, and where its shipped weights live."""
+"""Every EVC model by name: its structure, its stable id in files, and where its shipped weights live.
+
+Names and ids only: torch is imported when a model is built, so that the commands that only name
+models (`evc models`, `evc info`) start without it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from evc.errors import ModelError
-from evc.models.evc import EVC
-from evc.models.scalable import ScalableEVC
-from evc.nn.transforms import SIZE_NAMES
 
+if TYPE_CHECKING:
+    from evc.models.evc import EVC
+
+# The transforms' sizes (evc.nn.transforms.CHANNEL_PLANS) by name.
+SIZE_NAMES = {"L": "large", "M": "medium", "S": "small"}
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
@@ -31,6 +36,10 @@ class ModelSpec:
         return f"{sizes[self.encoder]} encoder, {sizes[self.decoder]} decoder"
 
     def build(self) -> EVC:
+        """A freshly initialised (untrained) model of this structure."""
+        from evc.models.evc import EVC
+        from evc.models.scalable import ScalableEVC
+
         if self.scalable:
             return ScalableEVC(self.encoder, self.decoder)
         return EVC(self.encoder, self.decoder)
@@ -75,6 +84,8 @@ def get_spec(name: str) -> ModelSpec:
 
 def create_model(name: str, seed: int | None = None) -> EVC:
     """A freshly initialised (untrained) model; ``seed`` makes its weights reproducible."""
+    import torch
+
     spec = get_spec(name)
     if seed is None:
         return spec.build()

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, save_file
 
 from evc.errors import ModelError
 from evc.fileutil import default_file_mode
 from evc.models.evc import EVC
+# Reading metadata needs no torch (evc.models.metadata); re-exported, code imports it from here.
+from evc.models.metadata import check_parts, read_metadata, weight_files  # noqa: F401
 from evc.weights_keys import *  # noqa: F403  every metadata key, re-exported: code imports them from here
 
 MAX_PART_BYTES = 15 * 1024 * 1024
@@ -52,34 +54,11 @@ def round_to_stored_precision(model: torch.nn.Module) -> None:
             tensor.copy_(tensor.to(STORED_DTYPE).to(tensor.dtype))
 
 
-def _weight_files(path: Path) -> list[Path]:
-    if path.is_dir():
-        files = sorted(path.glob("*.safetensors"))
-        if not files:
-            raise ModelError(f"no .safetensors files in {path}")
-        return files
-    if not path.exists():
-        raise ModelError(f"weights file not found: {path}")
-    return [path]
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """Metadata of a weights file or folder (of its first part), without loading tensors."""
-    first = _weight_files(Path(path))[0]
-    try:
-        with safe_open(str(first), framework="pt") as f:
-            return dict(f.metadata() or {})
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelError(f"{first} is not a readable safetensors file ({exc})") from None
-
-
 def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """All tensors (as float32) and the metadata of a weights file or folder."""
-    files = _weight_files(Path(path))
+    files = weight_files(Path(path))
     metadata = read_metadata(path)
-    declared = metadata.get(PARTS_KEY)
-    if declared is not None and declared != str(len(files)):
-        raise ModelError(f"{path} holds {len(files)} weights files but they say the model has {declared} parts")
+    check_parts(path, files, metadata)
     state: dict[str, torch.Tensor] = {}
     for file in files:
         try:

@@ -11,13 +11,12 @@ Size = str  # a key of CHANNEL_PLANS
 LATENT_CHANNELS = 192
 
 # Channels [C1, C2, C3, C4] at H/2, H/4, H/8, H/16.
-# A new size: one entry here and in SIZE_NAMES, then its models in evc.models.registry.
+# A new size: one entry here, its name in evc.models.registry.SIZE_NAMES, then its models there.
 CHANNEL_PLANS: dict[str, tuple[int, int, int, int]] = {
     "L": (192, 192, 192, LATENT_CHANNELS),
     "M": (128, 128, 192, LATENT_CHANNELS),
     "S": (64, 64, 128, LATENT_CHANNELS),
 }
-SIZE_NAMES = {"L": "large", "M": "medium", "S": "small"}
 
 
 def _plan(size: str) -> tuple[int, int, int, int]:

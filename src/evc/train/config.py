@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from evc.errors import EVCError
-from evc.models.variable_rate import NUM_ANCHORS
+from evc.models.rates import NUM_ANCHORS
 from evc.shared_data import VALIDATION_PHOTOS
 from evc.threads import parse as parse_threads
 
