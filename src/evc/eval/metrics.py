@@ -7,9 +7,10 @@ scales, computed per channel and averaged over R, G, B. Both sides must be at le
 
 The computation is pytorch-msssim's, step for step, in float64 NumPy (SciPy for the horizontal pass):
 the same window (its float32 Gaussian), the same zero-padded pooling of odd sides, the same clamps.
-tests/test_eval.py checks it against pytorch-msssim to 1e-12. Torch's grouped float64 convolutions took
-0.77 s per 768x512 pair on one core, 12 times this; and :class:`MSSSIMReference` keeps the reference
-image's half of the work for every decoded version of it (`evc eval` codes each image at 8-12 rates).
+tests/test_eval.py checks it against pytorch-msssim to 1e-12. It is 5-12 times faster than pytorch-msssim's
+grouped float64 convolutions (63-86 ms against 0.51-0.85 s per 768x512 pair, one thread; issue 39,
+benchmarks/eval_cost.py, 2026-12-07, AMD EPYC beside a training run), and :class:`MSSSIMReference`
+does the reference image's part once for all its decoded versions (`evc eval` codes each at 8-12 rates).
 """
 
 from __future__ import annotations
@@ -49,15 +50,18 @@ def _check(image: np.ndarray) -> None:
                          f"{getattr(image, 'dtype', '')}")
 
 
-def _blur(plane: np.ndarray) -> np.ndarray:
-    """The Gaussian window over a 2-D float64 plane, valid part only (no padding)."""
+def _blur(plane: np.ndarray, out: np.ndarray | None = None, rows: np.ndarray | None = None,
+          pair: np.ndarray | None = None) -> np.ndarray:
+    """The Gaussian window over a 2-D float64 plane, valid part only (no padding). ``out`` (the valid
+    shape), ``rows`` (the plane's shape) and ``pair`` (the valid shape): buffers to reuse, since fresh
+    planes of this size cost page faults on every call."""
     correlate1d = require("scipy.ndimage", "eval").correlate1d
     # Rows: SciPy's symmetric-window loop, the fastest here. Columns: five symmetric pairs of whole
     # rows in NumPy, contiguous, where SciPy would walk strided columns.
-    rows = correlate1d(plane, _WINDOW, axis=1, mode="constant")[:, _HALF:-_HALF]
+    rows = correlate1d(plane, _WINDOW, axis=1, output=rows, mode="constant")[:, _HALF:-_HALF]
     n = rows.shape[0] - 2 * _HALF
-    out = rows[_HALF:_HALF + n] * _WINDOW[_HALF]
-    pair = np.empty_like(out)
+    out = np.multiply(rows[_HALF:_HALF + n], _WINDOW[_HALF], out=out)
+    pair = np.empty_like(out) if pair is None else pair
     for k in range(_HALF):
         np.add(rows[k:k + n], rows[2 * _HALF - k:2 * _HALF - k + n], out=pair)
         pair *= _WINDOW[k]
@@ -89,6 +93,7 @@ class MSSSIMReference:
         self.available = min(reference.shape[:2]) >= MS_SSIM_MIN_SIDE
         # Per channel, per scale: (pixels, local mean, its square, local mean of the squares).
         self._scales: list[list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = []
+        self._work: list[list[np.ndarray]] = []  # per level, buffers :meth:`compare` reuses
         if not self.available:
             return
         for channel in range(3):
@@ -116,16 +121,17 @@ class MSSSIMReference:
             y = distorted[:, :, channel] / 255.0
             values = []
             for level, (x, mu1, mu1_sq, xx) in enumerate(scales):
-                mu2 = _blur(y)
-                mu2_sq = mu2 * mu2
-                mu1_mu2 = mu1 * mu2
+                product, rows, pair, mu2, cs, den, mu1_mu2 = self._buffers(level)
+                _blur(y, mu2, rows, pair)
                 # cs = (2 sigma12 + C2) / (sigma1^2 + sigma2^2 + C2), in place
-                cs = _blur(x * y)
+                _blur(np.multiply(x, y, out=product), cs, rows, pair)
+                np.multiply(mu1, mu2, out=mu1_mu2)
                 cs -= mu1_mu2
                 cs *= 2
                 cs += _C2
-                den = _blur(y * y)
-                den -= mu2_sq
+                _blur(np.multiply(y, y, out=product), den, rows, pair)
+                mu2 *= mu2  # mu2 is its square from here
+                den -= mu2
                 den += xx
                 den -= mu1_sq
                 den += _C2
@@ -134,10 +140,19 @@ class MSSSIMReference:
                     values.append(max(float(cs.mean()), 0.0))
                     y = _pool(y)
                 else:
-                    luminance = (2 * mu1_mu2 + _C1) / (mu1_sq + mu2_sq + _C1)
+                    luminance = (2 * mu1_mu2 + _C1) / (mu1_sq + mu2 + _C1)
                     values.append(max(float((luminance * cs).mean()), 0.0))
             per_channel.append(np.prod(np.array(values) ** weights))
         return float(np.mean(per_channel))
+
+    def _buffers(self, level: int) -> list[np.ndarray]:
+        """Planes reused by every comparison at ``level``: a product and the row pass (the level's
+        shape), then five of the valid shape. Fresh ones cost page faults: a quarter of the time."""
+        while len(self._work) <= level:
+            shape = self._scales[0][len(self._work)][0].shape
+            valid = (shape[0] - 2 * _HALF, shape[1] - 2 * _HALF)
+            self._work.append([np.empty(shape), np.empty(shape), *(np.empty(valid) for _ in range(5))])
+        return self._work[level]
 
 
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> float | None:
