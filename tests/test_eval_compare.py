@@ -5,7 +5,9 @@ plots a reader can read. Each test fails on the code before the fix (said in its
 from __future__ import annotations
 
 import fnmatch
+import io
 import json
+import sys
 import tomllib
 from pathlib import Path
 
@@ -124,25 +126,28 @@ def test_bd_table_marks_rates_across_image_sets():
 
 
 def test_compare_says_when_image_sets_differ(capsys, tmp_path):
-    """Before: 4 Kodak images against the published 24-image curves gave a BD-rate with no warning,
-    under a plot titled "Kodak"."""
+    """Before (issue 21): 4 Kodak images against the published 24-image curves gave a BD-rate with no
+    warning, under a plot titled "Kodak". Since issue 39 that curve has no default anchor at all (see
+    test_compare_gives_no_bd_rate_without_a_like_for_like_anchor); an anchor the user names is still
+    used, its BD-rates marked."""
     subset = save(ours(KODAK_NAMES[:4]), tmp_path / "subset.json")
-    code, out, err = run(capsys, "compare", subset, "--published", "--metric", "psnr", "--plot", tmp_path / "sub")
+    code, out, err = run(capsys, "compare", subset, "--published", "--metric", "psnr", "--plot", tmp_path / "sub",
+                         "--anchor", VTM_KODAK)
     assert code == 0, err
     assert err.count("\n") == 1 and err.startswith("evc: warning: not like for like")
     assert "EVC-SS: 4 images (kodak); " in err and "VTM: 24 images (kodak)" in err
     row = next(line for line in out.splitlines() if line.startswith("| EVC-SS |"))
     assert row.endswith(" dB, different images) |")
-    assert "| EVC_LL (paper) | -1.0 % (32.5-37.9 dB) |" in out  # 24 against 24: no mark
+    assert "| EVC-LL (paper) | -1.0 % (32.5-37.9 dB) |" in out  # 24 against 24: no mark
     svg = (tmp_path / "sub-psnr.svg").read_text()
     assert "Not like for like" in svg and "EVC-SS: 4 images (kodak)" in svg and "Kodak, 24 images" not in svg
 
     whole = save(ours(KODAK_NAMES), tmp_path / "whole.json")
     code, out, err = run(capsys, "compare", whole, "--published", "--metric", "psnr", "--plot", tmp_path / "all")
     assert code == 0 and err == ""
-    assert "different images" not in out
+    assert "different images" not in out and "| EVC-SS | " in out  # VTM on Kodak: the like-for-like anchor
     svg = (tmp_path / "all-psnr.svg").read_text()
-    assert "Kodak, 24 images" in svg and "Not like for like" not in svg
+    assert "PSNR vs bpp on 24 images (kodak), anchor VTM" in svg and "Not like for like" not in svg
 
 
 def test_compare_leaves_out_a_metric_only_the_anchor_has(capsys, tmp_path):
@@ -235,3 +240,141 @@ def test_legend_covers_no_curve():
     assert legend.x0 >= axes.x1  # right of the axes, so over no curve
     assert legend.x1 <= fig.bbox.x1 and legend.y0 >= 0  # and not cut off by the figure's edge
     assert fig.axes[0].get_title() == "Kodak, 24 images"
+
+
+# -- issue 39: a like-for-like anchor by default, short labels, progress only on a terminal ------------
+
+PHOTOS = ["IMG_0001.jpg", "IMG_0002.jpg", "IMG_0003.jpg"]
+WEBP = "WebP lossy 4:2:0 method 6 (libwebp 1.6.0 via Pillow 13.0.0)"
+JPEG420 = "JPEG 4:2:0 optimized Huffman (libjpeg-turbo 3.1.0 via Pillow 13.0.0)"
+JPEG444 = "JPEG 4:4:4 optimized Huffman (libjpeg-turbo 3.1.0 via Pillow 13.0.0)"
+
+
+def live_on(name: str, names: list[str], shift: float, dataset: str = "photos") -> RDCurve:
+    """A live baseline's curve as `evc eval --baseline` writes it, on ``names``; ``shift`` dB below EVC-SS's."""
+    bpp, psnr = [0.2, 0.4, 0.6, 0.8, 1.0], [27.0 - shift, 29.8 - shift, 31.6 - shift, 32.9 - shift, 34.0 - shift]
+    per_image = {n: {"bpp": bpp, "psnr-rgb": psnr} for n in names}
+    return RDCurve(name, bpp, psnr, meta={"kind": "baseline", "images": len(names), "dataset": dataset},
+                   per_image=per_image)
+
+
+def ours_v4(names: list[str], dataset: str = "photos") -> RDCurve:
+    curve = ours(names, dataset)
+    curve.meta["versions"] = {"weights": "shipped", "weights_version": "v4", "arithmetic": "int8"}
+    return curve
+
+
+def test_compare_anchors_on_a_live_baseline_of_the_same_images(capsys, tmp_path):
+    """Before: `evc compare res/*.json` of one's own photos anchored on VTM measured on Kodak ("+519.9 %
+    (..., different images)") under a plot titled "Not like for like"; the live WebP of the same photos
+    was one more column, headed by its whole name."""
+    pytest.importorskip("matplotlib")
+    from evc.eval.bdrate import bd_rate
+
+    mine, webp = ours_v4(PHOTOS), live_on(WEBP, PHOTOS, 0.0)
+    files = [save(mine, tmp_path / "EVC-SS.json"), save(live_on(JPEG420, PHOTOS, 3.0), tmp_path / "jpeg420.json"),
+             save(webp, tmp_path / "webp.json")]  # WebP last: chosen by preference, not by position
+    code, out, err = run(capsys, "compare", *files, "--metric", "psnr", "--plot", tmp_path / "rd")
+    assert code == 0 and err == "", err
+    assert out.startswith("Anchor WebP: live baseline measured on the same images (3 images (photos)).\n")
+    assert "| curve | BD-rate (PSNR) vs WebP |" in out and "VTM" not in out and "different images" not in out
+    expected = bd_rate(webp, mine)
+    assert expected.percent < -1  # EVC-SS is drawn better than WebP here: a real number in the cell
+    assert f"| EVC-SS v4 | {expected.percent:+.1f} % ({expected.overlap[0]:.1f}-{expected.overlap[1]:.1f} dB) |" in out
+    assert "| JPEG 4:2:0 | +" in out
+    # short labels in the table; the full descriptions under it
+    assert f"\nWebP: {WEBP}\n" in out and f"\nJPEG 4:2:0: {JPEG420}\n" in out
+    assert "EVC-SS v4: EVC-SS (weights shipped v4, int8 arithmetic)" in out
+    svg = (tmp_path / "rd-psnr.svg").read_text()
+    assert "PSNR vs bpp on 3 images (photos), anchor WebP" in svg and "Not like for like" not in svg
+    assert "EVC-SS v4" in svg and WEBP not in svg  # legend: short labels
+
+    # JPEG 4:2:0 before 4:4:4 when there is no WebP; --long-labels: the full names in the table
+    files = [save(live_on(JPEG444, PHOTOS, 2.0), tmp_path / "jpeg444.json"), files[1], files[0]]
+    code, out, err = run(capsys, "compare", *files, "--metric", "psnr", "--long-labels")
+    assert code == 0 and f"| curve | BD-rate (PSNR) vs {JPEG420} |" in out and f"| {JPEG444} | " in out
+
+
+def test_compare_gives_no_bd_rate_without_a_like_for_like_anchor(capsys, tmp_path):
+    """Before: the curve of one's own photos got "+519.9 % (26.9-29.5 dB, different images)" against VTM
+    on Kodak, and a live WebP of other photos was an anchor for it too. Now: said plainly, no BD-rate,
+    its quality at equal rates instead."""
+    pytest.importorskip("matplotlib")
+    elsewhere = live_on(WEBP, ["x.png", "y.png", "z.png"], 0.0, dataset="others")
+    files = [save(ours_v4(PHOTOS), tmp_path / "EVC-SS.json"), save(elsewhere, tmp_path / "webp.json")]
+    code, out, err = run(capsys, "compare", *files, "--metric", "psnr", "--plot", tmp_path / "rd")
+    assert code == 0 and err == "", err
+    assert "No like-for-like anchor for EVC-SS v4 (3 images (photos)): " in out
+    mine = [line for line in out.splitlines() if line.startswith("| EVC-SS v4 |")]
+    assert mine == ["| EVC-SS v4 | 3 images (photos) | n/a | 31.00 | 32.80 | n/a |"]  # PSNR at 0.25-1 bpp, in its range
+    assert "| WebP | 0.0 % " in out  # WebP is anchored on itself, and no row compares the two image sets
+    assert "%" not in "".join(mine) and "different images" not in out and "vs VTM" not in out
+    svg = (tmp_path / "rd-psnr.svg").read_text()
+    assert "anchor WebP on 3 images (others)" in svg and "Not like for like" in svg
+
+    code, out, err = run(capsys, "compare", files[0], "--metric", "psnr", "--plot", tmp_path / "alone")
+    assert code == 0 and "No like-for-like anchor" in out and "BD-rate (psnr)" not in out and "%" not in out
+    assert "PSNR vs bpp on 3 images (photos), no like-for-like anchor" in (tmp_path / "alone-psnr.svg").read_text()
+
+
+def test_same_images_by_pixels_then_names():
+    """Result files since issue 39 record each image's pixel digest: renamed copies are the same images,
+    same-named photos of other cameras are not."""
+    from evc.eval.results import same_images
+
+    a, b = live_on(WEBP, PHOTOS, 0.0), ours(PHOTOS, dataset="elsewhere")
+    assert same_images(a, b) and not different_images(a, b)  # names decide without digests
+    a.meta["image_sha256"] = {n: f"{i:064x}" for i, n in enumerate(PHOTOS)}
+    b.meta["image_sha256"] = {n: f"{i + 1:064x}" for i, n in enumerate(PHOTOS)}
+    assert different_images(a, b) and not same_images(a, b)
+    renamed = ours(["a.png", "b.png", "c.png"])
+    renamed.meta["image_sha256"] = {n: f"{i:064x}" for i, n in enumerate(["a.png", "b.png", "c.png"])}
+    assert same_images(a, renamed)
+    unknown = RDCurve("CompressAI JPEG", [0.5, 1.0], [30.0, 33.0])
+    assert not same_images(unknown, unknown) and not different_images(unknown, a)
+
+
+def test_eval_records_pixel_digests(tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(smooth_image(40, 48, seed=1)).save(folder / "a.png")
+    Image.fromarray(smooth_image(40, 48, seed=1)).save(folder / "copy.ppm")
+    code, out, err = run(capsys, "eval", folder, "--baseline", "jpeg420", "--out", tmp_path / "r", "--quiet")
+    assert code == 0, err
+    digests = json.loads((tmp_path / "r" / "jpeg420.json").read_text())["meta"]["image_sha256"]
+    assert set(digests) == {"a.png", "copy.ppm"} and digests["a.png"] == digests["copy.ppm"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("command", ["eval", "compare"])
+def test_progress_only_on_a_terminal(command, capsys, tmp_path, monkeypatch):
+    """tqdm's bar on stderr: nothing progress-like when stderr is no terminal (pipes, logs, tests) or with
+    --quiet. The bar's delay is set to 0 here, so that the terminal case shows it on this short run."""
+    import evc.eval.progress
+
+    monkeypatch.setattr(evc.eval.progress, "PROGRESS_DELAY_S", 0.0)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(smooth_image(161, 170, seed=1)).save(folder / "a.png")  # MS-SSIM's least size: no warning
+    results = save(live_on(WEBP, PHOTOS, 0.0), tmp_path / "webp.json")
+
+    def argv(name: str) -> list:
+        if command == "eval":
+            return ["eval", folder, "--baseline", "jpeg420", "--out", tmp_path / name]
+        return ["compare", results, "--metric", "psnr"]
+
+    code, out, err = run(capsys, *argv("piped"))
+    assert code == 0 and err == "", err  # capsys' stderr is no terminal
+    for quiet in (False, True):
+        terminal = _Terminal()
+        monkeypatch.setattr(sys, "stderr", terminal)
+        code = main([str(a) for a in argv(f"tty{quiet}")] + (["--quiet"] if quiet else []))
+        monkeypatch.undo()
+        assert code == 0
+        shown = terminal.getvalue()
+        assert (shown == "") if quiet else ("|" in shown and ("img" if command == "eval" else "step") in shown), shown
+        monkeypatch.setattr(evc.eval.progress, "PROGRESS_DELAY_S", 0.0)

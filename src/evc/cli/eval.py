@@ -22,6 +22,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from evc.eval.metrics import MS_SSIM_MIN_SIDE
     from evc.eval.results import format_points, save_curve
     from evc.eval.runner import EVCUnderTest, evaluate, list_images
+    from evc.models.weights import read_metadata
+    from evc.weights_keys import VERSION_KEY
 
     import evc.shared_data
 
@@ -45,6 +47,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out} is a file; give a folder")
     jobs = []
+    release = None  # the release of our model's weights ("v4"), for labels like "EVC-SS v4" in `evc compare`
     # Our model unless only baselines are asked for: --model, the model --weights name, or the best
     # shipped model (as `evc encode` uses).
     if args.model or args.weights or not args.baseline:
@@ -59,6 +62,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise CLIError(str(exc)) from None
         key = codec.name if args.encoder_level is None else f"{codec.name}-level{args.encoder_level}"
         jobs.append((key, under_test, "ours"))
+        release = read_metadata(args.weights or evc.models.registry.get_spec(codec.name).weights_dir).get(VERSION_KEY)
     if args.baseline:
         from evc.eval.baselines import baseline_codecs, unavailable_baselines
 
@@ -78,6 +82,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         curve = evaluate(under_test, images, kind, progress=not args.quiet)
         if dataset is not None:  # not the folder of the first photo
             curve.meta["dataset"] = dataset
+        if kind == "ours" and release:
+            curve.meta["versions"]["weights_version"] = release
         write_output(target, lambda tmp: save_curve(curve, tmp), args.force)
         print(f"{curve.name}: {len(images)} images -> {target}")
         if curve.ms_ssim is None:
@@ -93,6 +99,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from evc.eval.bdrate import DIFFERENT_IMAGES, bd_rate_table, curve_quality, format_bd_table, format_bd_title
+    from evc.eval.compare import choose_anchors, comparison_title, describe_choice, format_quality_table
+    from evc.eval.labels import curve_description, curve_labels
+    from evc.eval.progress import progress_bar
     from evc.eval.published import VTM_KODAK, paper_curves
     from evc.eval.results import ResultsError, format_image_sets, load_curve
 
@@ -102,16 +111,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
         published = paper_curves()
         styles.update((c.name, "published") for c in published)
         curves += published
-    anchor_paths = args.anchor or [VTM_KODAK]
-    for path in anchor_paths:
-        if not Path(path).is_file():
-            raise CLIError(f"anchor curve not found: {path} (give one with --anchor FILE)")
-    anchors = [load_curve(p) for p in anchor_paths]
+    choice = None
+    if args.anchor:  # the user's anchors, for every curve, like for like or not
+        for path in args.anchor:
+            if not Path(path).is_file():
+                raise CLIError(f"anchor curve not found: {path}")
+        anchors = [load_curve(p) for p in args.anchor]
+        compared, unanchored = curves, []
+    else:  # each curve's like-for-like anchor (evc.eval.compare), or none
+        choice = choose_anchors(curves, [load_curve(VTM_KODAK)])
+        anchors = choice.anchors
+        compared = [c for c, a in zip(curves, choice.anchor_of) if a is not None]
+        unanchored = [c for c, a in zip(curves, choice.anchor_of) if a is None]
     for a in anchors:
         styles.setdefault(a.name, "published")
-    # Live baselines measured on the same images are anchors too.
-    anchors += [c for c in curves if c.meta.get("kind") == "baseline" and c not in anchors]
-    plotted = [*curves, *[a for a in anchors if a not in curves]]
+    plotted = [*curves, *[a for a in anchors if all(a is not c for c in curves)]]
+    labels = dict(zip((c.name for c in plotted), curve_labels(plotted, long=args.long_labels)))
 
     def has(curve, metric: str) -> bool:
         try:
@@ -139,28 +154,51 @@ def cmd_compare(args: argparse.Namespace) -> int:
             for target in plots[metric]:
                 check_output(target, args.force)
     image_sets = format_image_sets(plotted)
-    if image_sets is not None:  # e.g. 4 Kodak images against published 24-image curves
+    if choice is None and image_sets is not None:  # anchors the user chose on other images
         warnings.warn(
             f"not like for like: the curves were measured on different images ({image_sets}); "
             f"BD-rates between curves of different image sets are marked '{DIFFERENT_IMAGES}'"
         )
-    for metric in metrics:
-        table = bd_rate_table(curves, anchors, metric)
-        print(format_bd_title(metric))
-        print(format_bd_table(curves, anchors, table, metric))
-        if args.plot:
-            for path in _write_plot(plotted, plots[metric], metric, args, styles):
-                print(f"wrote {path}")
+
+    # The report is printed once the plots are written: stdout is not interleaved with the bar.
+    report = [] if choice is None else [*describe_choice(curves, choice, labels), ""]
+    steps = len(metrics) * (1 + bool(args.plot))
+    written: list[Path] = []
+    with progress_bar(steps, "compare", "step", not args.quiet) as bar:
+        for metric in metrics:
+            if compared and anchors:
+                table = bd_rate_table(compared, anchors, metric)
+                report += [format_bd_title(metric), format_bd_table(
+                    compared, anchors, table, metric, labels=labels, withhold_different=choice is not None)]
+            if unanchored:
+                report += [f"{label[metric]} at equal rates (no like-for-like anchor, so no BD-rate):",
+                           format_quality_table(unanchored, labels, metric)]
+            bar.update(1)
+            if args.plot:
+                title = args.title if args.title is not None else comparison_title(
+                    [c for c in curves if has(c, metric)], anchors, metric)
+                written += _write_plot(plotted, plots[metric], metric, args, styles, title, labels)
+                bar.update(1)
+    # The full descriptions behind the short labels (those that say more than the label).
+    notes = [f"{labels[c.name]}: {curve_description(c)}" for c in plotted
+             if labels[c.name].lower() != curve_description(c).lower().replace("_", "-")]
+    if notes:
+        report += ["Labels:", *notes, ""]
+    report += [f"wrote {path}" for path in written]
+    print("\n".join(report).rstrip("\n"))
     return EXIT_OK
 
 
-def _write_plot(curves: list, targets: list[Path], metric: str, args: argparse.Namespace, styles: dict) -> list[Path]:
+def _write_plot(
+    curves: list, targets: list[Path], metric: str, args: argparse.Namespace, styles: dict, title: str,
+    labels: dict[str, str],
+) -> list[Path]:
     """Plot into a temporary folder beside the targets, then move each file into place (never over an
     existing file without --force)."""
     from evc.eval.plots import plot_rd
 
     with tempfile.TemporaryDirectory(dir=targets[0].parent, prefix=".evc-plot-") as scratch:
-        made = plot_rd(curves, Path(scratch) / "plot", metric=metric, title=args.title, styles=styles)
+        made = plot_rd(curves, Path(scratch) / "plot", metric=metric, title=title, styles=styles, labels=labels)
         for source, target in zip(made, targets):
             write_output(target, lambda tmp, source=source: shutil.copyfile(source, tmp), args.force)
     return targets
@@ -259,15 +297,28 @@ def register(commands: argparse._SubParsersAction) -> None:
                                            "MODEL-levelK.json (default: every level tried, the best file kept)")
     ev.set_defaults(run=cmd_eval)
 
-    compare = commands.add_parser("compare", help="BD-rates of RD results against anchors, and RD plots")
+    compare = commands.add_parser(
+        "compare", help="BD-rates of RD results against like-for-like anchors, and RD plots",
+        description="BD-rates of RD results and RD plots. By default each curve is anchored on a curve measured "
+                    "on the same images (the result files say which): a live baseline among RESULTS, first of "
+                    "WebP, JPEG 4:2:0, JPEG 4:4:4, AVIF, HEIC, JPEG XL, JPEG 2000; else the published VTM curve "
+                    "when the curves are on the 24 Kodak images (shown beside a live anchor there too). A curve "
+                    "with no anchor on its images gets no BD-rate, which would compare the images rather than "
+                    "the codecs: the report says so and gives its quality at 0.25-1 bpp instead. Tables and "
+                    "legends use short codec labels; the full descriptions are listed under the tables.",
+    )
     compare.add_argument("results", nargs="+", metavar="RESULTS.json", help="curves (evc eval output or CompressAI JSON)")
     compare.add_argument("--anchor", action="append", metavar="FILE",
-                         help="anchor curve (repeatable; default: VTM on Kodak, published by CompressAI, shipped "
-                              "with evc); live-baseline results among RESULTS are anchors too")
+                         help="anchor every curve on this curve instead (repeatable), even one of other images "
+                              "(BD-rates then marked 'different images')")
     compare.add_argument("--metric", choices=["psnr", "ms-ssim", "both"], default="both")
     compare.add_argument("--published", action="store_true", help="add the paper's EVC-LL/MM/SS Kodak curves")
     compare.add_argument("--plot", metavar="STEM", help="write STEM-psnr.png/.svg (and -ms-ssim)")
-    compare.add_argument("--title", help="plot title (default: the images compared, e.g. 'Kodak, 24 images')")
+    compare.add_argument("--title", help="plot title (default: what is compared, e.g. "
+                                         "'PSNR vs bpp on 3 images (photos), anchor WebP')")
+    compare.add_argument("--long-labels", action="store_true",
+                         help="full curve descriptions (library versions, weights) in tables and legends")
+    compare.add_argument("--quiet", action="store_true", help="no progress bar")
     add_option(compare, "--force", help="overwrite existing plot files")
     compare.set_defaults(run=cmd_compare)
 

@@ -5,8 +5,9 @@ Commands live in one module per group: evc.cli.codec (encode, decode, info, mode
 ``register`` and sets ``run``, the function the command runs.
 
 Every failure the user can cause ends with one line on stderr ("evc: error: ...") and exit code 2;
-warnings are one line each ("evc: warning: ..."); progress and timings go to stderr only with --verbose;
-nothing but requested output goes to stdout. "-" as a file name is standard input or output.
+warnings are one line each ("evc: warning: ..."); progress and timings go to stderr only with --verbose
+(eval and compare: a progress bar, on a terminal only, evc.eval.progress); nothing but requested output
+goes to stdout. "-" as a file name is standard input or output.
 """
 
 from __future__ import annotations

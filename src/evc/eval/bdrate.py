@@ -20,7 +20,7 @@ Needs scipy (the ``eval`` extra).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +31,8 @@ from evc.extras import require
 METRICS = ("psnr", "ms-ssim")
 # How a table cell says its BD-rate compares curves measured on different images (results.image_set).
 DIFFERENT_IMAGES = "different images"
+# A cell whose BD-rate is not shown because the curves were measured on different images.
+OTHER_IMAGES = "other images"
 _METRIC_LABEL = {"psnr": "PSNR", "ms-ssim": "MS-SSIM"}
 
 
@@ -156,6 +158,26 @@ def bd_quality(anchor: RDCurve, test: RDCurve, metric: str = "psnr") -> BDQualit
     )
 
 
+def quality_at_rates(curve: RDCurve, rates: Sequence[float], metric: str = "psnr") -> list[float | None]:
+    """The curve's quality in dB at each bpp of ``rates``: PCHIP of quality against log10(bpp) through
+    its points (as :func:`bd_quality`), None outside its rate range. Raises ResultsError when the curve
+    lacks ``metric`` or has fewer than 2 distinct rates."""
+    _check_metric(metric)
+    bpp = np.asarray(curve.bpp, dtype=np.float64)
+    if np.any(bpp <= 0):
+        raise ResultsError(f"curve {curve.name!r}: bpp values must be positive (log of rate)")
+    log_rate, inverse = np.unique(np.log10(bpp), return_inverse=True)
+    quality = np.bincount(inverse, weights=curve_quality(curve, metric)) / np.bincount(inverse)
+    if log_rate.size < 2:
+        raise ResultsError(f"curve {curve.name!r} has {log_rate.size} distinct rate(s); interpolation needs 2")
+    interpolator = require("scipy.interpolate", "eval").PchipInterpolator(log_rate, quality, extrapolate=False)
+    out: list[float | None] = []
+    for rate in rates:
+        value = float(interpolator(np.log10(rate))) if rate > 0 else float("nan")
+        out.append(None if np.isnan(value) else value)
+    return out
+
+
 def bd_rate_table(
     curves: list[RDCurve], anchors: list[RDCurve], metric: str = "psnr"
 ) -> list[list[BDRate | None]]:
@@ -193,21 +215,31 @@ def format_bd_title(metric: str = "psnr") -> str:
 
 
 def format_bd_table(
-    curves: list[RDCurve], anchors: list[RDCurve], table: list[list[BDRate | None]], metric: str = "psnr"
+    curves: list[RDCurve],
+    anchors: list[RDCurve],
+    table: list[list[BDRate | None]],
+    metric: str = "psnr",
+    labels: Mapping[str, str] | None = None,
+    withhold_different: bool = False,
 ) -> str:
     """A Markdown table: one row per curve, one column per anchor, cells like "-1.0 % (32.5-37.9 dB)"
     (BD-rate and the quality range it was integrated over), "n/a" where the table holds None, and
-    "+427.0 % (30.1-32.0 dB, different images)" where the two curves were measured on different images."""
+    "+427.0 % (30.1-32.0 dB, different images)" where the two curves were measured on different images
+    (``withhold_different``: "other images", no number). ``labels`` maps curve names to the labels
+    rows and headers show (evc.eval.labels); default: the names."""
     _check_metric(metric)
     if len(table) != len(curves) or any(len(row) != len(anchors) for row in table):
         raise ValueError(f"table shape does not match {len(curves)} curves x {len(anchors)} anchors")
+    name = (lambda c: labels.get(c.name, c.name)) if labels else (lambda c: c.name)
     label = _METRIC_LABEL[metric] + (" dB" if metric == "ms-ssim" else "")
-    header = ["curve"] + [f"BD-rate ({label}) vs {_md_cell(a.name)}" for a in anchors]
+    header = ["curve"] + [f"BD-rate ({label}) vs {_md_cell(name(a))}" for a in anchors]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for curve, row in zip(curves, table):
-        cells = [_md_cell(curve.name)]
-        for result in row:
-            if result is None:
+        cells = [_md_cell(name(curve))]
+        for anchor, result in zip(anchors, row):
+            if withhold_different and different_images(curve, anchor):
+                cells.append(OTHER_IMAGES)
+            elif result is None:
                 cells.append("n/a")
             else:
                 lo, hi = result.overlap
@@ -217,4 +249,5 @@ def format_bd_table(
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["BDRate", "DIFFERENT_IMAGES", "METRICS", "bd_rate", "bd_rate_table", "curve_quality", "format_bd_table", "format_bd_title"]
+__all__ = ["BDRate", "DIFFERENT_IMAGES", "METRICS", "OTHER_IMAGES", "bd_rate", "bd_rate_table", "curve_quality",
+           "format_bd_table", "format_bd_title", "quality_at_rates"]

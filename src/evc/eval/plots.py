@@ -6,22 +6,22 @@ matplotlib is imported only when a plot is made: the rest of evc.eval does not n
 
 What a reader sees is fixed here, once for every plot evc writes:
 - a codec has one colour in every plot (CODEC_COLOURS), whichever metric and whichever other curves;
-- legends name codecs briefly ("AVIF", "EVC-SS (paper)"; :func:`short_label`): the full names, with
-  library versions and settings, belong in tables (`evc compare`, docs/results.md);
+- legends name codecs briefly ("AVIF", "EVC-SS v4", "EVC-SS (paper)"; evc.eval.labels): the full
+  names, with library versions and settings, belong under tables (`evc compare`, docs/results.md);
 - the legend sits outside the axes, so it never covers a curve;
-- curves measured on different images say so, in the legend and under the title.
+- curves measured on different images say so, in the legend and in a subtitle under the title.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from evc.eval.bdrate import curve_quality
+from evc.eval.labels import PAPER_SUFFIX, curve_labels, cut, short_label
 from evc.eval.results import RDCurve, ResultsError, image_set, mixed_image_sets
 
 if TYPE_CHECKING:  # matplotlib is optional: imported when a figure is made
@@ -33,27 +33,10 @@ _STYLES: dict[str, dict[str, object]] = {
     "published": {"linestyle": "--", "linewidth": 1.5, "marker": "s", "markersize": 4, "zorder": 2},
     "baseline": {"linestyle": ":", "linewidth": 1.3, "marker": ".", "markersize": 6, "zorder": 1},
 }
+# The subtitle of a plot of curves measured on different images.
+NOT_LIKE_FOR_LIKE = "Not like for like: the curves were measured on different images"
 _Y_LABEL = {"psnr": "PSNR-RGB (dB)", "ms-ssim": "MS-SSIM-RGB (dB) = -10 log10(1 - MS-SSIM)"}
 
-# Curve names -> the codec's short label: first match wins, on the name in lower case with "_" as "-"
-# (the paper's "EVC_MM (mask decay)", our "EVC-MM", CompressAI's "JPEG2000", our live
-# "JPEG 2000 9/7 + MCT, .jp2 (OpenJPEG ...)").
-_CODEC_PATTERNS: tuple[tuple[str, str], ...] = (
-    (r"evc-(ll|lm|ls|ml|mm|ms|sl|ss)\b", "EVC-{0}"),
-    (r"scale-(sl|ss)\b", "Scale-{0}"),
-    (r"vtm\b", "VTM"),
-    (r"hm\b", "HM"),
-    (r"bpg\b", "BPG"),
-    (r"av1\b", "AV1"),
-    (r"avif\b", "AVIF"),
-    (r"(jpeg ?xl|jxl)\b", "JPEG XL"),
-    (r"(jpeg ?2000|jp2)\b", "JPEG 2000"),
-    (r"jpeg ?(4:?2:?0)", "JPEG 4:2:0"),
-    (r"jpeg ?(4:?4:?4)", "JPEG 4:4:4"),
-    (r"jpeg\b", "JPEG"),
-    (r"webp\b", "WebP"),
-    (r"(heic|hevc)\b", "HEIC"),
-)
 # One colour per codec in every plot (keys: short labels). Ours and the paper's curve of a model share
 # its colour and differ in line style. Codecs not listed take the first free colour of FALLBACK_COLOURS.
 CODEC_COLOURS: dict[str, str] = {
@@ -66,39 +49,19 @@ CODEC_COLOURS: dict[str, str] = {
 }
 FALLBACK_COLOURS = ("#98df8a", "#ff9896", "#c5b0d5", "#aec7e8", "#ffbb78", "#f7b6d2", "#dbdb8d", "#9edae5",
                     "#cedb9c", "#e7969c", "#de9ed6", "#636363")
-_PAPER = " (paper)"
-_MAX_LABEL = 32  # characters; longer names of unknown codecs are cut in the legend
-
-
-def short_label(name: str) -> str:
-    """The legend label of a curve named ``name``: the codec's short name ("AVIF" for "AVIF 4:4:4 speed 6
-    (libaom ...)"), with " (paper)" kept; a name of no known codec as it is, cut to 32 characters."""
-    key = name.lower().replace("_", "-").strip()
-    for pattern, label in _CODEC_PATTERNS:
-        match = re.match(pattern, key)
-        if match:
-            short = label.format(*(g.upper() for g in match.groups()))
-            return short + (_PAPER if name.endswith(_PAPER) else "")
-    return _cut(name)
-
-
-def _cut(name: str) -> str:
-    return name if len(name) <= _MAX_LABEL else name[: _MAX_LABEL - 3].rstrip() + "..."
-
-
 def _colours_and_labels(curves: list[RDCurve], styles: dict[str, str]) -> tuple[list[str], list[str]]:
     """A colour and a legend label per curve. A codec's colour is CODEC_COLOURS' wherever it is free;
     two curves of one codec and one role (e.g. live WebP and CompressAI's WebP) would look alike, so
-    the later one takes a fallback colour, as do unknown codecs; equal labels fall back to full names."""
-    labels = [short_label(c.name) for c in curves]
-    labels = [_cut(c.name) if labels.count(label) > 1 else label for c, label in zip(curves, labels)]
+    the later one takes a fallback colour, as do unknown codecs; labels are evc.eval.labels' (equal
+    ones become the full names, cut)."""
+    labels = [cut(label) for label in curve_labels(curves)]
     taken: set[tuple[str, str]] = set()  # (colour, role)
     used = set(CODEC_COLOURS.values())
     spare = iter([c for c in FALLBACK_COLOURS if c not in used] * (len(curves) // len(FALLBACK_COLOURS) + 1))
     colours = []
-    for curve, label in zip(curves, labels):
+    for curve in curves:
         role = styles.get(curve.name, "baseline")
-        colour = CODEC_COLOURS.get(label.removesuffix(_PAPER))
+        colour = CODEC_COLOURS.get(short_label(curve.name).removesuffix(PAPER_SUFFIX))
         if colour is None or (colour, role) in taken:
             colour = next(spare)
         taken.add((colour, role))
@@ -127,10 +90,11 @@ def plot_rd(
     title: str | None = None,
     bpp_max: float | None = 1.6,
     styles: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> list[Path]:
     """Plot quality against bpp (:func:`rd_figure`); write `<out_stem>.png` and `<out_stem>.svg`.
     Returns the written paths (PNG, SVG). Raises as :func:`rd_figure`."""
-    return save_figure(rd_figure(curves, metric, title, bpp_max, styles), out_stem)
+    return save_figure(rd_figure(curves, metric, title, bpp_max, styles, labels), out_stem)
 
 
 def save_figure(fig: Figure, out_stem: str | Path) -> list[Path]:
@@ -155,15 +119,16 @@ def rd_figure(
     title: str | None = None,
     bpp_max: float | None = 1.6,
     styles: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> Figure:
     """A matplotlib Figure (Agg canvas, no pyplot) of quality against bpp, one line per curve.
 
     `styles` maps a curve name to "ours" (solid, thick), "published" (dashed) or "baseline" (dotted,
     thin; the default). Curves that lack `metric` are skipped; the others keep the colours they have in
-    a plot of another metric. `title`: None names the images (:func:`image_set_title`). When the curves
-    were measured on different images, each label says on which, and a line under the title says the
-    plot is not like for like. `bpp_max` limits the x axis (None: fit all points); the y range fits the
-    points inside it. The legend lies outside the axes, right of them.
+    a plot of another metric. `title`: None names the images (:func:`image_set_title`). `labels` maps
+    curve names to legend labels (default: evc.eval.labels' short ones). When the curves were measured
+    on different images, each label says on which, and a subtitle says the plot is not like for like.
+    `bpp_max` limits the x axis (None: fit all points); the y range fits the points inside it. The legend lies outside the axes, right of them.
 
     Raises ValueError for an unknown style or metric or a bpp_max <= 0, ResultsError when no curve has
     `metric`, ImportError without matplotlib.
@@ -183,12 +148,14 @@ def rd_figure(
 
     # Colours and labels from all the curves, before those without this metric are dropped: the
     # PSNR and MS-SSIM plots of one comparison then give each codec the same colour.
-    colours, labels = _colours_and_labels(curves, styles)
+    colours, legend = _colours_and_labels(curves, styles)
+    if labels:
+        legend = [labels.get(c.name, label) for c, label in zip(curves, legend)]
     mixed = mixed_image_sets(curves)
     if mixed:
-        labels = [f"{label}: {image_set(c).describe()}" for c, label in zip(curves, labels)]
+        legend = [f"{label}: {image_set(c).describe()}" for c, label in zip(curves, legend)]
     series: list[tuple[RDCurve, str, str, np.ndarray, np.ndarray]] = []
-    for curve, colour, label in zip(curves, colours, labels):
+    for curve, colour, label in zip(curves, colours, legend):
         try:
             quality = curve_quality(curve, metric)  # raises ValueError for an unknown metric name
         except ResultsError:
@@ -214,10 +181,12 @@ def rd_figure(
     ax.set_xlabel("bits per pixel (bpp)")
     ax.set_ylabel(_Y_LABEL[metric])
     title = image_set_title(curves) if title is None else title
-    if mixed:
-        title = (f"{title}\n" if title else "") + "Not like for like: the curves were measured on different images"
     if title:
-        ax.set_title(title, fontsize="medium")
+        # Room above the axes for the subtitle, which sits between them and the title.
+        ax.set_title(title, fontsize="medium", pad=16 if mixed else 6)
+    if mixed:
+        ax.annotate(NOT_LIKE_FOR_LIKE, xy=(0.5, 1.0), xycoords="axes fraction", xytext=(0, 3),
+                    textcoords="offset points", ha="center", va="bottom", fontsize="small", color="#a0322d")
     ax.grid(True, which="major", alpha=0.4)
     ax.grid(True, which="minor", alpha=0.15)
     ax.minorticks_on()
@@ -233,5 +202,5 @@ def _y_range(values: np.ndarray) -> tuple[float, float]:
     return math.floor(lo - pad), math.ceil(hi + pad)
 
 
-__all__ = ["CODEC_COLOURS", "FALLBACK_COLOURS", "image_set_title", "plot_rd", "rd_figure", "save_figure",
-           "short_label"]
+__all__ = ["CODEC_COLOURS", "FALLBACK_COLOURS", "NOT_LIKE_FOR_LIKE", "image_set_title", "plot_rd", "rd_figure",
+           "save_figure", "short_label"]

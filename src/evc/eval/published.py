@@ -1,6 +1,6 @@
 """The published Kodak curves evc uses, shipped inside the package (published_curves/, see its README):
-VTM, `evc compare`'s default anchor, and the paper's EVC-LL / MM / SS points. Package data, so they
-are found from an installed wheel as from a checkout.
+VTM, `evc compare`'s anchor for curves on the 24 Kodak images, and the paper's EVC-LL / MM / SS
+points. Package data, so they are found from an installed wheel as from a checkout.
 """
 
 from __future__ import annotations

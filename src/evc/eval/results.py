@@ -10,9 +10,11 @@ per-image values. Times are seconds per image. Files that give MS-SSIM only in d
 ("ms-ssim-db-rgb", -10 log10(1 - MS-SSIM)) are read too.
 
 The images a curve was measured on (:func:`image_set`) come from "per_image" (their names) or from
-"meta": "images" (how many), "image_names" (which, for files without per-image values) and
-"dataset" (the folder or set, e.g. "kodak"). Curves measured on different images are not like for
-like: a BD-rate between them is marked (evc.eval.bdrate), and so is a plot (evc.eval.plots).
+"meta": "image_sha256" (name -> digest of the pixels, `evc eval` since 2026-12-07), "images" (how
+many), "image_names" (which, for files without per-image values) and "dataset" (the folder or set,
+e.g. "kodak"). Curves measured on different images are not like for like: `evc compare` anchors each
+curve on one measured on the same images (evc.eval.compare), and a BD-rate or plot across image sets
+is marked (evc.eval.bdrate, evc.eval.plots).
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class ImageSet:
     dataset: str | None  # e.g. "kodak" (evc eval: the images' folder)
     count: int | None
     names: frozenset[str] | None  # file names without suffix: kodim01.png and kodim01.ppm are one image
+    digests: frozenset[str] | None = None  # SHA-256 of each image's pixels (evc.eval.runner.pixel_digest)
 
     @property
     def known(self) -> bool:
@@ -115,18 +118,40 @@ def image_set(curve: RDCurve) -> ImageSet:
     elif not (isinstance(count, int) and count > 0):
         count = None
     dataset = curve.meta.get("dataset")
-    return ImageSet(str(dataset) if dataset else None, count, stems)
+    hashes = curve.meta.get("image_sha256")
+    digests = frozenset(map(str, hashes.values())) if isinstance(hashes, dict) and hashes else None
+    if digests is not None and count is None:
+        count = len(hashes)
+    return ImageSet(str(dataset) if dataset else None, count, stems, digests)
 
 
 def different_images(a: RDCurve, b: RDCurve) -> bool:
-    """True when ``a`` and ``b`` say they were measured on different images: other names, else another
-    count, else another dataset (letter case aside). False when they agree or one does not say."""
+    """True when ``a`` and ``b`` say they were measured on different images: other pixels (both record
+    digests), else other names, else another count, else another dataset (letter case aside). False
+    when they agree or one does not say."""
     sa, sb = image_set(a), image_set(b)
+    if sa.digests is not None and sb.digests is not None:
+        return sa.digests != sb.digests  # pixels decide: renamed copies agree, same-named photos do not
     if sa.names is not None and sb.names is not None:
         return sa.names != sb.names  # names decide: the same photos in another folder are the same set
     if sa.count is not None and sb.count is not None and sa.count != sb.count:
         return True
     return sa.dataset is not None and sb.dataset is not None and sa.dataset.lower() != sb.dataset.lower()
+
+
+def same_images(a: RDCurve, b: RDCurve) -> bool:
+    """True when ``a`` and ``b`` say enough to show they were measured on the same images: the same
+    pixel digests, else the same names, else the same count and dataset. False when they differ or
+    either does not say (:func:`different_images` gives the benefit of the doubt; this does not)."""
+    if different_images(a, b):
+        return False
+    sa, sb = image_set(a), image_set(b)
+    if sa.digests is not None and sb.digests is not None:
+        return True
+    if sa.names is not None and sb.names is not None:
+        return True
+    return (sa.count is not None and sa.count == sb.count and sa.dataset is not None and sb.dataset is not None
+            and sa.dataset.lower() == sb.dataset.lower())
 
 
 def mixed_image_sets(curves: list[RDCurve]) -> bool:

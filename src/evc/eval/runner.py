@@ -7,8 +7,8 @@ are measured by the same code.
 
 from __future__ import annotations
 
+import hashlib
 import math
-
 import platform
 import time
 from collections.abc import Sequence
@@ -22,9 +22,10 @@ import torch
 from evc import arguments
 from evc.codec import Codec
 from evc.errors import EVCError
-from evc.eval.metrics import ms_ssim, psnr
+from evc.eval.labels import short_label
+from evc.eval.metrics import MSSSIMReference, psnr
+from evc.eval.progress import progress_bar
 from evc.eval.results import RDCurve
-from evc.extras import require
 from evc.image import to_input
 
 IMAGE_SUFFIXES = {".png", ".ppm", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp"}
@@ -120,14 +121,23 @@ def load_rgb(path: Path) -> np.ndarray:
     return to_input(path).rgb
 
 
+def pixel_digest(rgb: np.ndarray) -> str:
+    """SHA-256 (hex) of an image's size and RGB pixels: the same photo gives the same digest whatever
+    its file name or format, so result files can tell whether they were measured on the same images."""
+    digest = hashlib.sha256(f"{rgb.shape[0]}x{rgb.shape[1]}x{rgb.shape[2]}:".encode())
+    digest.update(np.ascontiguousarray(rgb).tobytes())
+    return digest.hexdigest()
+
+
 def evaluate(
     codec: CodecUnderTest, images: list[Path], kind: str, progress: bool = True, warmup: bool = True
 ) -> RDCurve:
     """Code every image at every setting; the curve holds the means, ``per_image`` the rest.
 
-    ``kind`` ("ours", "baseline") is recorded in the curve's meta for plots and comparisons.
+    ``kind`` ("ours", "baseline") is recorded in the curve's meta for plots and comparisons, with the
+    images' pixel digests (:func:`pixel_digest`). ``progress``: a tqdm bar on stderr when it is a
+    terminal and the run lasts over a few seconds (:func:`progress_bar`).
     """
-    tqdm = require("tqdm", "eval").tqdm
     pixels = {p.name: load_rgb(p) for p in images}
     if warmup:  # first calls pay for tables, allocators, lazy library loading
         codec.decode(codec.encode(next(iter(pixels.values())), codec.settings[0]))
@@ -135,26 +145,28 @@ def evaluate(
         name: {"bpp": [], "psnr-rgb": [], "ms-ssim-rgb": [], "encoding_time": [], "decoding_time": []}
         for name in pixels
     }
-    bar = tqdm(total=len(codec.settings) * len(pixels), desc=codec.name, disable=not progress or None, unit="img")
-    for setting in codec.settings:
+    with progress_bar(len(codec.settings) * len(pixels), short_label(codec.name), "img", progress) as bar:
+        # Image by image: the reference's half of MS-SSIM is done once for all its settings, and only
+        # one image's worth of it is held.
         for name, rgb in pixels.items():
-            start = time.perf_counter()
-            data = codec.encode(rgb, setting)
-            encode_s = time.perf_counter() - start
-            start = time.perf_counter()
-            decoded = codec.decode(data)
-            decode_s = time.perf_counter() - start
-            if decoded.shape != rgb.shape:
-                raise EVCError(f"{codec.name} decoded {name} to shape {decoded.shape}, expected {rgb.shape}")
+            reference = MSSSIMReference(rgb)
             row = per_image[name]
-            row["bpp"].append(len(data) * 8 / (rgb.shape[0] * rgb.shape[1]))
-            row["psnr-rgb"].append(psnr(rgb, decoded))
-            ms = ms_ssim(rgb, decoded)
-            row["ms-ssim-rgb"].append(float("nan") if ms is None else ms)
-            row["encoding_time"].append(encode_s)
-            row["decoding_time"].append(decode_s)
-            bar.update(1)
-    bar.close()
+            for setting in codec.settings:
+                start = time.perf_counter()
+                data = codec.encode(rgb, setting)
+                encode_s = time.perf_counter() - start
+                start = time.perf_counter()
+                decoded = codec.decode(data)
+                decode_s = time.perf_counter() - start
+                if decoded.shape != rgb.shape:
+                    raise EVCError(f"{codec.name} decoded {name} to shape {decoded.shape}, expected {rgb.shape}")
+                row["bpp"].append(len(data) * 8 / (rgb.shape[0] * rgb.shape[1]))
+                row["psnr-rgb"].append(psnr(rgb, decoded))
+                ms = reference.compare(decoded)
+                row["ms-ssim-rgb"].append(float("nan") if ms is None else ms)
+                row["encoding_time"].append(encode_s)
+                row["decoding_time"].append(decode_s)
+                bar.update(1)
 
     means: dict[str, list[float] | None] = {}
     for key in ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"):
@@ -176,6 +188,7 @@ def evaluate(
             "kind": kind,
             "images": len(pixels),
             "dataset": Path(images[0]).parent.name,
+            "image_sha256": {name: pixel_digest(rgb) for name, rgb in pixels.items()},
             "settings": list(codec.settings),
             "setting_name": codec.setting_name,
             "versions": codec.versions(),
