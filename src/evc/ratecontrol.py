@@ -158,14 +158,18 @@ def _extrapolate(
 ) -> int:
     """The next q index in [low, high], stepping from ``from_q`` towards ``target`` along the slope of
     the probes ``nearest`` the target (two on the same side) when it is plausible (the prior's sign,
-    at most 4 times as steep, at least 1/16 as steep), else along the prior's."""
-    slope = prior
+    at most 4 times as steep, at least 1/16 as steep), else along the prior's, by at least twice the
+    last step then: a curve that does not fall as expected (random weights) is crossed in a few steps."""
+    slope, least = prior, 0.0
     if len(nearest) == 2:
         a, b = nearest
         measured = (probe.values[b] - probe.values[a]) / (math.log(b) - math.log(a))
         if math.isfinite(measured) and min(prior * 4, prior / 16) <= measured <= max(prior * 4, prior / 16):
             slope = measured
-    step = max(-_MAX_STEP, min(_MAX_STEP, (target - probe.values[from_q]) / slope))  # +-inf: a PSNR of inf
+        else:
+            least = 2 * abs(math.log(b / a))
+    step = (target - probe.values[from_q]) / slope  # +-inf: a PSNR of inf
+    step = math.copysign(min(_MAX_STEP, max(abs(step), least)), 1.0 if high > from_q else -1.0)
     return _aim(math.exp(math.log(from_q) + step), low, high, round_up)
 
 
@@ -249,10 +253,12 @@ def meet_target_bpp(
     if right is None:  # every probe is over the target, the last ones past the smallest file
         smallest = _smallest_file(sizes, Q_RANGE, enough=lambda v: v <= target)
         if sizes.values[smallest] > target:
+            sizes(Q_RANGE[0])  # the other end, for the message (this path only)
             raise TargetUnreachable(
-                f"target of {target_bpp:g} bpp is below the smallest file any q index gives this image: "
-                f"{sizes.coded[smallest].bpp:.4f} bpp at q index {smallest} (q indices {Q_RANGE[0]}..{Q_RANGE[1]}; "
-                "coarser ones give larger files again)"
+                f"target of {target_bpp:g} bpp is below the smallest file any q index gives this image: q indices "
+                f"{Q_RANGE[0]}..{Q_RANGE[1]} give {sizes.coded[smallest].bpp:.4f} bpp (q index {smallest}) to "
+                f"{sizes.coded[Q_RANGE[0]].bpp:.4f} bpp (q index {Q_RANGE[0]}); coarser q indices than {smallest} "
+                "give larger files again"
             )
         left, right = _boundary(sizes, target, lambda v: v > target, smallest, BPP_SLOPE, True, stop_when_rising=False)
         assert right is not None
