@@ -362,7 +362,7 @@ class Codec:
         (UserWarning). ``encoder_level`` (scalable models) runs encoders 0..level only;
         by default every level is tried and the one with the lowest RD cost is kept.
         ``progress``: called with a one-line description of each step as it starts ("analysis",
-        "entropy coding", a target search's "searching q for 0.5 bpp: q index 37 → 0.5200 bpp", ...);
+        "entropy coding", a target search's "searching q for X bpp: q index N → B bpp", ...);
         it never changes the bytes.
 
         Raises TypeError / ValueError for bad arguments, ImageError for an unusable image (also one

@@ -6,18 +6,22 @@ actually coded and meets the target: the best quality whose whole file is within
 smallest file whose decoded PSNR reaches a PSNR target, settled by also coding its neighbour q index.
 
 Probes are few because both measures are smooth in ln(q): ln(bpp) falls about 0.9 per unit of ln(q)
-and PSNR about 4 dB (EVC-SS v3 on Kodak, 2026-12-07). The search extrapolates along that slope from
-its first probe, then interpolates between the probes on either side of the target (regula falsi with
-the Illinois modification, so that it does not creep one q index at a time), in integers.
+and PSNR about 4 dB (EVC-SS v3, kodim01 and kodim23, real files at q 8..300, 2026-12-07). The search
+extrapolates along that slope from its first probe (then along its probes' own), interpolates between
+the probes nearest the target once they lie on either side of it (the secant of the latest two, else
+the chord), and steps 2, 4, 8, ... q indices past a prediction that keeps falling short, in integers.
+A bpp target then codes 3-4 files on Kodak, a PSNR target 3-4 files and as many g_s runs
+(``benchmarks/target_search.py``, whose output the README quotes).
 
 Real files rather than the entropy model's estimated bits: the estimate runs the same entropy networks
-as coding does, which are nearly all of a probe's cost (the ANS coder is ~3 % of it), so it saves
-nothing on a CPU and would still need real files to settle the result. A PSNR probe also runs the
-synthesis transform, which a bpp probe never does.
+as coding does, which are nearly all of a probe's cost (the ANS coder took 0.011-0.017 s of a 0.5-0.7 s
+probe, and the estimating forward 0.5-0.9 s, on kodim23 with one thread of an AMD EPYC, 2026-12-07),
+so it saves nothing on a CPU and would still need real files to settle the result. A PSNR probe also
+runs the synthesis transform, which a bpp probe never does.
 
-Two shapes of the curves are handled: the file size is smallest at some coarse q index (about 1000 on
-Kodak photos, at ~15 dB) and grows again beyond it, where the hyper-latent costs more than the all-zero
-latent saves; and at q index 1 the model gives its best quality. A target no q index meets raises
+Two shapes of the curves are handled: the file size is smallest at some coarse q index (700-1000 on
+kodim01 and kodim23, at 14-15 dB) and grows again beyond it (by 14-20 % at q index 65535), so coarser
+q indices are never the smallest file for a target; and at q index 1 the model gives its best quality. A target no q index meets raises
 ``TargetUnreachable``; one that every q index meets gives the end of the range with a ``UserWarning``,
 and so does a result outside the trained anchors, which the model was not trained for.
 """

@@ -3,7 +3,7 @@
 Shown only where stderr is a terminal, not with ``--quiet``, and only once the image has taken
 ``DELAY`` seconds: a photo that codes in a second prints nothing. The line names the image and the step
 running now (the codec's progress hook: "analysis", "entropy coding", a target search's "searching q
-for 0.5 bpp: q index 37 → 0.5200 bpp", ...) and the elapsed time, which ticks during a long step.
+for X bpp: q index N → B bpp", ...) and the elapsed time, which ticks during a long step.
 tqdm draws it (``disable=None``: silent when its stream is no terminal); nothing here changes a file.
 """
 
