@@ -359,6 +359,7 @@ def test_no_progress_unless_stderr_is_a_terminal(capsys, out_dir, weights, codec
 @pytest.mark.parametrize("quiet", [False, True])
 def test_progress_on_a_terminal_shows_each_step(out_dir, weights, codec, rgb_png, monkeypatch, quiet):
     monkeypatch.setattr(evc.cli.progress, "DELAY", 0.0)
+    monkeypatch.setattr(evc.cli.progress, "MIN_INTERVAL", 0.0)  # every step drawn, however quick
     terminal = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     target = codec.encode(Image.open(rgb_png), 0.5).bpp

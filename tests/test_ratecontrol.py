@@ -234,7 +234,8 @@ def test_a_psnr_target_codes_few_files(shipped, monkeypatch) -> None:
 def test_real_targets_outside_the_anchors_are_met_with_a_warning(shipped) -> None:
     image = photo()
     q_best, q_worst = shipped.q_index(1.0), shipped.q_index(0.0)
-    finer = shipped.encode(image, q_index=q_best - 6)
+    with pytest.warns(UserWarning, match="past EVC-SS's highest-rate anchor"):
+        finer = shipped.encode(image, q_index=q_best - 6)
     with pytest.warns(UserWarning, match=rf"past the highest-rate anchor .*{q_best}\.\.{q_worst}.*1\.\.65535"):
         result = shipped.encode(image, target_bpp=finer.bpp)
     assert result.q_index < q_best and result.bpp <= finer.bpp

@@ -435,9 +435,9 @@ class Codec:
 
         q_best, q_worst = self.q_index(1.0), self.q_index(0.0)
         if rate["target_bpp"] is not None:
-            return meet_target_bpp(encode_at, q_best, q_worst, rate["target_bpp"], progress=progress)  # type: ignore[return-value]
+            return meet_target_bpp(encode_at, q_best, q_worst, rate["target_bpp"], progress=progress)
         if rate["target_psnr"] is not None:
-            return meet_target_psnr(encode_at, q_best, q_worst, rate["target_psnr"], progress=progress)  # type: ignore[return-value]
+            return meet_target_psnr(encode_at, q_best, q_worst, rate["target_psnr"], progress=progress)
         return encode_at(self._resolve_q_index(rate["quality"], rate["q_index"]), reconstruct=True, stages=progress)
 
     def _encoder_level(self, encoder_level: object) -> int | None:

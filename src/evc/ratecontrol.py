@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from evc.bitstream.container import Q_INDEX_MAX
 from evc.errors import EVCError
@@ -59,22 +59,25 @@ class Coded(Protocol):
     def psnr(self) -> float: ...
 
 
+C = TypeVar("C", bound=Coded)
+
+
 class TargetUnreachable(EVCError):
     """No q index of the model meets the requested target for this image."""
 
 
-class _Probes:
+class _Probes(Generic[C]):
     """The q indices one search has coded, each once, with the value the search compares."""
 
     def __init__(
         self,
-        encode: Callable[[int], Coded],
-        measure: Callable[[Coded], float],
-        describe: Callable[[int, Coded], str],
+        encode: Callable[[int], C],
+        measure: Callable[[C], float],
+        describe: Callable[[int, C], str],
         progress: Progress | None,
     ) -> None:
         self._encode, self._measure, self._describe, self._progress = encode, measure, describe, progress
-        self.coded: dict[int, Coded] = {}
+        self.coded: dict[int, C] = {}
         self.values: dict[int, float] = {}
 
     def __call__(self, q: int) -> float:
@@ -228,14 +231,14 @@ def _warn(message: str) -> None:
 
 
 def meet_target_bpp(
-    encode: Callable[[int], Coded],
+    encode: Callable[[int], C],
     q_best: int,
     q_worst: int,
     target_bpp: float,
     *,
     start: int | None = None,
     progress: Progress | None = None,
-) -> Coded:
+) -> C:
     """The coded file of the best quality (smallest q index) whose real size is at most ``target_bpp``
     bits per pixel, searched over every q index 1..65535.
 
@@ -278,14 +281,14 @@ def meet_target_bpp(
 
 
 def meet_target_psnr(
-    encode: Callable[[int], Coded],
+    encode: Callable[[int], C],
     q_best: int,
     q_worst: int,
     target_psnr: float,
     *,
     start: int | None = None,
     progress: Progress | None = None,
-) -> Coded:
+) -> C:
     """The smallest coded file whose decoded PSNR reaches ``target_psnr`` dB, searched over every q
     index 1..65535 (the largest q index that reaches it, unless a smaller file lies at a smaller one:
     past the coarsest useful q index files grow again).

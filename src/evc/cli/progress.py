@@ -18,6 +18,8 @@ from typing import Any, TextIO
 DELAY = 2.0
 # How often the elapsed time is redrawn while one step runs, in seconds.
 TICK = 0.5
+# Steps that follow one another faster than this are not each drawn (tqdm's ``mininterval``).
+MIN_INTERVAL = 0.1
 
 
 class ImageProgress:
@@ -42,7 +44,7 @@ class ImageProgress:
         except ImportError:  # progress is a courtesy: coding goes on without it
             return
         self._bar = tqdm(total=None, desc=description, bar_format="{desc} [{elapsed}]", delay=DELAY,
-                         disable=None, file=stream, leave=False, dynamic_ncols=True)
+                         mininterval=MIN_INTERVAL, disable=None, file=stream, leave=False, dynamic_ncols=True)
         self._ticker = threading.Thread(target=self._tick, name="evc-progress", daemon=True)
         self._ticker.start()
 
