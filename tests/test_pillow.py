@@ -45,7 +45,8 @@ def test_pillow_alone_opens_decodes_and_saves_evc(tmp_path, codec):
     # An opened .evc image saves again, to a path or a file object, with a target.
     with Image.open(tmp_path / "a.evc") as image:
         buffer = io.BytesIO()
-        with pytest.warns(UserWarning, match="target of 20 dB is below"):  # noise: every rate beats 20 dB
+        # noise: the trained rates all beat 20 dB; a coarser q index meets it, with a warning that says so
+        with pytest.warns(UserWarning, match=r"target of 20 dB is met at q index \d+ .*outside the trained anchors"):
             image.save(buffer, "EVC", target_psnr=20)
     buffer.seek(0)
     with Image.open(buffer) as again:

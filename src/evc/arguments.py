@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from evc.bitstream.container import Q_INDEX_MAX
@@ -118,6 +119,13 @@ def rate(
         raise ValueError(f"give at most one of quality, q_index, target_bpp, target_psnr (got {', '.join(chosen)})")
     checks = {"quality": quality, "q_index": q_index, "target_bpp": target_bpp, "target_psnr": target_psnr}
     return {name: None if v is None else checks[name](v) for name, v in given.items()}
+
+
+def progress(value: Any) -> Callable[[str], Any] | None:
+    """A progress hook: None, or a callable that takes one line of text per step."""
+    if value is not None and not callable(value):
+        raise TypeError(f"progress must be None or a callable taking a line of text, got {_shown(value)}")
+    return value
 
 
 def encoder_level(value: Any, levels: int | None, model: str = "this model") -> int | None:

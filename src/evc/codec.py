@@ -66,7 +66,7 @@ from evc.models.weights import (
     weights_fingerprint,
 )
 from evc.nn.execution import Execution
-from evc.ratecontrol import meet_target_bpp, meet_target_psnr
+from evc.ratecontrol import Progress, meet_target_bpp, meet_target_psnr
 from evc.threads import ThreadPolicy
 
 DEFAULT_QUALITY = 0.5
@@ -110,6 +110,83 @@ class EncodeResult:
     def psnr(self) -> float:
         """PSNR in dB of the colours (RGB, or gray for gray images); the alpha plane is exact."""
         return 10 * math.log10(1.0 / self.mse) if self.mse > 0 else math.inf
+
+
+def _tell(progress: Progress | None, step: str) -> None:
+    if progress is not None:
+        progress(step)
+
+
+class _Probe:
+    """One latent coded at one q index: the file at once; the reconstruction (g_s, and the MSE) when
+    :meth:`result` asks for it, so that a rate search that compares file sizes never runs g_s.
+
+    ``reconstruct``: run g_s now, while the coder thread finishes the streams (a plain encode).
+    ``stages``: progress hook told of "entropy coding" and "synthesis".
+    """
+
+    def __init__(
+        self, codec: Codec, y: torch.Tensor, source: InputImage, alpha_block: bytes | None, q_index: int,
+        level: int | None, reconstruct: bool = False, stages: Progress | None = None,
+    ) -> None:
+        self._codec, self._y, self._source, self._alpha_block = codec, y, source, alpha_block
+        self.q_index, self.level = q_index, level
+        self._result: EncodeResult | None = None
+        _tell(stages, "entropy coding")
+        coded, self._synthesis = self._code()
+        x_hat = None
+        if reconstruct:
+            _tell(stages, "synthesis")
+            x_hat = self._synthesis()
+        streams = coded()
+        self.data = pack(codec._header(source, alpha_block, q_index, streams.symbols_crc), streams.streams)
+        if x_hat is not None:
+            self._result = self._finish(x_hat)
+
+    def _code(self) -> tuple[Callable[[], CodedLatent], Callable[[], torch.Tensor] | None]:
+        codec = self._codec
+        return codec.model.code_latent(
+            self._y, q_index_to_scale(self.q_index), codec.options, codec.coder, codec.execution
+        )
+
+    @property
+    def bpp(self) -> float:
+        """Bits per pixel of the whole file."""
+        height, width = self._source.rgb.shape[:2]
+        return len(self.data) * 8 / (width * height)
+
+    @property
+    def psnr(self) -> float:
+        """PSNR in dB of the decoded colours (runs g_s the first time)."""
+        return self.result().psnr
+
+    def release(self) -> None:
+        """Drop what the reconstruction needs (the decoded latent); :meth:`result` then codes again."""
+        self._synthesis = None
+
+    def result(self, stages: Progress | None = None) -> EncodeResult:
+        """The coded image with its reconstruction, as :meth:`Codec.encode` returns it."""
+        if self._result is None:
+            if self._synthesis is None:  # released: the same q codes to the same bytes again
+                _, self._synthesis = self._code()
+            _tell(stages, "synthesis")
+            self._result = self._finish(self._synthesis())
+            self._synthesis = None
+        return self._result
+
+    def _finish(self, x_hat: torch.Tensor) -> EncodeResult:
+        source = self._source
+        rgb, colour = source.rgb, source.colour
+        height, width = rgb.shape[:2]
+        recon = tensor_to_rgb(x_hat[:, :, :height, :width])
+        image = rgb_to_pil(recon, colour, source.icc_profile, source.exif, source.xmp)
+        if colour == "L":  # measure what the user gets back: the gray image against the gray input
+            error = mse(np.asarray(image), rgb[:, :, 0])
+        else:
+            error = mse(recon, rgb)
+        if source.alpha is not None:  # lossless: the input's plane is what the decoder gives back
+            image.putalpha(Image.fromarray(source.alpha, "L"))
+        return EncodeResult(self.data, image, self.q_index, width, height, error, self.level)
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -261,6 +338,7 @@ class Codec:
         target_psnr: float | None = None,
         encoder_level: int | None = None,
         strip: bool = False,
+        progress: Progress | None = None,
     ) -> bytes:
         """Code an image into the bytes of an .evc file.
 
@@ -276,24 +354,30 @@ class Codec:
         The rate is set by at most one of ``quality`` (in [0, 1], default 0.5), ``q_index`` (1..65535),
         ``target_bpp`` (best quality within that many bits per pixel) or ``target_psnr`` (smallest
         file reaching that many dB); bits per pixel count the whole file, alpha plane included, and the
-        PSNR the colours only. ``encoder_level`` (scalable models) runs encoders 0..level only;
+        PSNR the colours only. A target is searched over every q index 1..65535 on real files
+        (:mod:`evc.ratecontrol`); one met only outside the trained anchors (quality 0..1) is warned
+        (UserWarning). ``encoder_level`` (scalable models) runs encoders 0..level only;
         by default every level is tried and the one with the lowest RD cost is kept.
+        ``progress``: called with a one-line description of each step as it starts ("analysis",
+        "entropy coding", a target search's "searching q for X bpp: q index N → B bpp", ...);
+        it never changes the bytes.
 
         Raises TypeError / ValueError for bad arguments, ImageError for an unusable image (also one
         with transparency that cannot be coded: a side over 16383 pixels, or float64 arithmetic, whose
-        format version 2 has no alpha), EVCError when a target cannot be met.
+        format version 2 has no alpha), TargetUnreachable (an EVCError) when no q index meets a target.
         """
         rate = arguments.rate(quality, q_index, target_bpp, target_psnr)
         level = self._encoder_level(encoder_level)
-        # Choosing among a scalable model's encoder levels compares their reconstructions.
-        needs_reconstruction = rate["target_psnr"] is not None or (self.model.num_levels > 1 and level is None)
-        if needs_reconstruction or rate["target_bpp"] is not None:
-            return self.encode(image, quality, q_index=q_index, target_bpp=target_bpp, target_psnr=target_psnr,
-                               encoder_level=encoder_level, strip=strip).data
+        progress = arguments.progress(progress)
+        # A target is searched, and choosing among a scalable model's levels compares reconstructions.
+        if rate["target_bpp"] is not None or rate["target_psnr"] is not None or self._chooses_level(level):
+            return self._coded(image, rate, level, strip, progress).data
         # Plain coding at one rate: the synthesis transform is not needed.
         coded_image, alpha_block = self._image(image, strip)
         q = self._resolve_q_index(rate["quality"], rate["q_index"])
+        _tell(progress, "analysis")
         [(_, y)] = self._latents(coded_image.rgb, level)
+        _tell(progress, "entropy coding")
         coded, _ = self.model.compress_latent(
             y, q_index_to_scale(q), reconstruct=False, options=self.options, coder=self.coder, run=self.execution
         )
@@ -310,26 +394,48 @@ class Codec:
         target_psnr: float | None = None,
         encoder_level: int | None = None,
         strip: bool = False,
+        progress: Progress | None = None,
     ) -> EncodeResult:
         """Like :meth:`compress` (same arguments and errors), also returning the reconstruction the
         decoder will produce, its q index, bpp and PSNR."""
         rate = arguments.rate(quality, q_index, target_bpp, target_psnr)
         level = self._encoder_level(encoder_level)
-        coded_image, alpha_block = self._image(image, strip)
-        latents = self._latents(coded_image.rgb, level)
+        progress = arguments.progress(progress)
+        return self._coded(image, rate, level, strip, progress).result(progress)
 
-        def encode_at(q: int) -> EncodeResult:
-            return min(
-                (self._encode_latent(y, coded_image, alpha_block, q, lvl) for lvl, y in latents),
-                key=lambda r: rd_loss_weight(self.model.rate.lambda_for_q_index(q)) * r.mse + r.bpp,
-            )
+    def _chooses_level(self, level: int | None) -> bool:
+        """Whether an encode tries every encoder level of a scalable model (and keeps the best)."""
+        return self.model.num_levels > 1 and level is None
+
+    def _coded(
+        self, image: ImageInput, rate: dict[str, Any], level: int | None, strip: bool, progress: Progress | None
+    ) -> _Probe:
+        """The image coded at the checked ``rate``: at one q index, or searched for a target."""
+        coded_image, alpha_block = self._image(image, strip)
+        _tell(progress, "analysis")
+        latents = self._latents(coded_image.rgb, level)
+        # A search keeps the reconstruction's inputs (the decoded latent) of its latest probes only: the
+        # result is nearly always one of them, and an older one is coded again if not.
+        live: list[_Probe] = []
+
+        def encode_at(q: int, *, reconstruct: bool = False, stages: Progress | None = None) -> _Probe:
+            probes = [_Probe(self, y, coded_image, alpha_block, q, lvl, reconstruct, stages) for lvl, y in latents]
+            if len(probes) == 1:
+                probe = probes[0]
+            else:  # a scalable model's levels: the lowest RD cost, which needs every reconstruction
+                weight = rd_loss_weight(self.model.rate.lambda_for_q_index(q))
+                probe = min(probes, key=lambda p: weight * p.result().mse + p.bpp)
+            live.append(probe)
+            if len(live) > 2:
+                live.pop(0).release()
+            return probe
 
         q_best, q_worst = self.q_index(1.0), self.q_index(0.0)
         if rate["target_bpp"] is not None:
-            return meet_target_bpp(encode_at, q_best, q_worst, rate["target_bpp"])
+            return meet_target_bpp(encode_at, q_best, q_worst, rate["target_bpp"], progress=progress)
         if rate["target_psnr"] is not None:
-            return meet_target_psnr(encode_at, q_best, q_worst, rate["target_psnr"])
-        return encode_at(self._resolve_q_index(rate["quality"], rate["q_index"]))
+            return meet_target_psnr(encode_at, q_best, q_worst, rate["target_psnr"], progress=progress)
+        return encode_at(self._resolve_q_index(rate["quality"], rate["q_index"]), reconstruct=True, stages=progress)
 
     def _encoder_level(self, encoder_level: object) -> int | None:
         levels = self.model.num_levels
@@ -407,38 +513,20 @@ class Codec:
             return [(None, latents[0])]
         return list(enumerate(latents))
 
-    def _encode_latent(
-        self, y: torch.Tensor, source: InputImage, alpha_block: bytes | None, q_index: int, level: int | None
-    ) -> EncodeResult:
-        rgb, colour = source.rgb, source.colour
-        height, width = rgb.shape[:2]
-        coded, x_hat = self.model.compress_latent(
-            y, q_index_to_scale(q_index), options=self.options, coder=self.coder, run=self.execution
-        )
-        assert x_hat is not None
-        recon = tensor_to_rgb(x_hat[:, :, :height, :width])
-        image = rgb_to_pil(recon, colour, source.icc_profile, source.exif, source.xmp)
-        if colour == "L":  # measure what the user gets back: the gray image against the gray input
-            error = mse(np.asarray(image), rgb[:, :, 0])
-        else:
-            error = mse(recon, rgb)
-        if source.alpha is not None:  # lossless: the input's plane is what the decoder gives back
-            image.putalpha(Image.fromarray(source.alpha, "L"))
-        data = pack(self._header(source, alpha_block, q_index, coded.symbols_crc), coded.streams)
-        return EncodeResult(data, image, q_index, width, height, error, level)
-
     # -- decoding --------------------------------------------------------------------------------
     @_with_thread_policy
-    def decompress(self, data: bytes | BinaryIO) -> Image.Image:
+    def decompress(self, data: bytes | BinaryIO, *, progress: Progress | None = None) -> Image.Image:
         """Decode a file made by this model and these weights into a PIL image ("RGB" or "L", "RGBA" or
         "LA" for a file with an alpha plane; the ICC profile the input had, if any, in
         ``image.info["icc_profile"]``, its EXIF block and XMP packet in ``["exif"]`` and ``["xmp"]``).
 
         ``data``: the file's bytes, or a binary file object (read from its position to its end).
+        ``progress``: called with "entropy decoding", then "synthesis", as each starts.
         Raises TypeError for anything else, FormatError for any malformed, truncated, corrupt or hostile file, a file of another
         model or other weights, or one declaring more than ``max_pixels`` (padded) pixels.
         """
         data = file_bytes(data)
+        progress = arguments.progress(progress)
         header, streams = parse(data, known_model_ids=set(MODELS_BY_ID))
         if header.model_id != self.spec.model_id:
             other = MODELS_BY_ID[header.model_id].name
@@ -459,6 +547,7 @@ class Codec:
         options = decoding_options(len(streams), header.exact, header.skip_certain, header.exact_arithmetic)
         # Before the networks run: a damaged alpha plane is refused at once.
         alpha = None if header.alpha is None else decode_alpha(header.alpha, header.width, header.height)
+        _tell(progress, "entropy decoding")
         x_hat = self.model.decompress_latent(
             CodedLatent(streams, header.symbols_crc),
             padded(header.height),
@@ -466,6 +555,7 @@ class Codec:
             q_index_to_scale(header.q_index),
             options,
             self.execution,
+            progress,
         )
         rgb = tensor_to_rgb(x_hat[:, :, : header.height, : header.width])
         return rgb_to_pil(rgb, header.colour, header.icc_profile, header.exif, header.xmp, alpha)  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ from evc.cli.common import (
     EXIT_OK, EXIT_USAGE, USER_ERRORS, CLIError, add_option, checked, load_codec, log, one_line
 )
 from evc.cli.files import OutputExistsError, check_output, write_error, write_output
+from evc.cli.progress import DELAY as PROGRESS_DELAY, ImageProgress
 from evc.icc import profile_description
 from evc.models.registry import MODELS_BY_ID
 
@@ -291,9 +292,10 @@ def _encoded(
         described = profile_description(image.info["icc_profile"]) or "unnamed"
         log(args, f"{source}: ICC colour profile ({described}) carried in the file and restored on decoding")
     start = time.perf_counter()
-    if not args.verbose:  # the bytes only: no reconstruction unless the rate search needs one
-        return codec.compress(image, args.quality, **rate), ""
-    result = codec.encode(image, args.quality, **rate)
+    with ImageProgress(f"encoding {source} {image.width}x{image.height}", args.quiet) as progress:
+        if not args.verbose:  # the bytes only: no reconstruction unless the rate search needs one
+            return codec.compress(image, args.quality, progress=progress, **rate), ""
+        result = codec.encode(image, args.quality, progress=progress, **rate)
     elapsed = time.perf_counter() - start
     level = "" if result.encoder_level is None else f", encoder level {result.encoder_level}"
     return result.data, (
@@ -488,7 +490,8 @@ def _decoded(
     header, _ = parse(data, known_model_ids=set(MODELS_BY_ID))
     codec = codecs(MODELS_BY_ID[header.model_id].name)
     start = time.perf_counter()
-    image = codec.decompress(data)
+    with ImageProgress(f"decoding {source} {header.width}x{header.height}", args.quiet) as progress:
+        image = codec.decompress(data, progress=progress)
     elapsed = time.perf_counter() - start
     return encode_output_image(image, fmt, args.output_quality), (
         f"{source} -> {target} ({header.width}x{header.height} {image.mode}), {elapsed:.2f} s"
@@ -566,7 +569,10 @@ def _add_coding_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=checked(arguments.max_pixels), metavar="N",
                         help="refuse images (or files declaring images) over N pixels once padded to multiples of 64 "
                              f"(default {DEFAULT_MAX_PIXELS})")
-    parser.add_argument("--verbose", "-v", action="store_true", help="progress and timings on stderr")
+    parser.add_argument("--verbose", "-v", action="store_true", help="a line per file with its timings on stderr")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress line (one shows on stderr when it is a terminal and an image takes "
+                             f"over {PROGRESS_DELAY:g} s: the step running, a target search's q indices, the time)")
 
 
 def _usage(command: str) -> str:

@@ -5,8 +5,9 @@ Commands live in one module per group: evc.cli.codec (encode, decode, info, mode
 ``register`` and sets ``run``, the function the command runs.
 
 Every failure the user can cause ends with one line on stderr ("evc: error: ...") and exit code 2;
-warnings are one line each ("evc: warning: ..."); progress and timings go to stderr only with --verbose
-(eval and compare: a progress bar, on a terminal only, evc.eval.progress); nothing but requested output
+warnings are one line each ("evc: warning: ..."); timings go to stderr only with --verbose, and a
+progress line only to a terminal, never with --quiet (encode and decode: evc.cli.progress; eval and
+compare: a progress bar, evc.eval.progress); nothing but requested output
 goes to stdout. "-" as a file name is standard input or output.
 """
 
@@ -74,4 +75,9 @@ def _main(argv: list[str]) -> int:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings (the library's and ours) as one line each on stderr, like errors."""
-    print(f"evc: warning: {one_line(message)}", file=sys.stderr)
+    text = f"evc: warning: {one_line(message)}"
+    tqdm = sys.modules.get("tqdm")  # imported only where a progress line may be on the terminal
+    if tqdm is not None:
+        tqdm.tqdm.write(text, file=sys.stderr)  # above the progress line, not into it
+    else:
+        print(text, file=sys.stderr)

@@ -10,7 +10,7 @@ quantised (straight-through rounding vs. rounding plus entropy coding).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -158,6 +158,26 @@ class EVC(nn.Module):
 
     # -- coding ----------------------------------------------------------------------------------
     @torch.no_grad()
+    def code_latent(
+        self,
+        y: torch.Tensor,
+        q_scale: float,
+        options: CodingOptions = CodingOptions(),
+        coder: Executor | None = None,
+        run: Execution = DEFAULT_EXECUTION,
+    ) -> tuple[Callable[[], CodedLatent], Callable[[], torch.Tensor]]:
+        """Code one latent (batch 1) at ``q_scale``, returning two functions: the coded latent (waits for
+        the coder thread) and the decoder's reconstruction (1, 3, H, W), which runs g_s when called.
+        Call the reconstruction first to overlap g_s with the coder, or not at all where only the file
+        is needed (a rate search). ``coder``: see :meth:`LatentCodec.compress`; ``run``: see
+        :class:`~evc.nn.execution.Execution`."""
+        if y.shape[0] != 1:
+            raise ValueError("coding works on one image at a time")
+        divisor = self.rate.divisor(torch.tensor(q_scale, device=y.device, dtype=y.dtype))
+        coded, y_hat, q_step = self.latent_codec.compress(y / divisor, options, coder, run)
+        return coded, lambda: self.synthesise(y_hat, q_step, divisor, run)
+
+    @torch.no_grad()
     def compress_latent(
         self,
         y: torch.Tensor,
@@ -170,11 +190,8 @@ class EVC(nn.Module):
         """Code one latent (batch 1) at ``q_scale``; returns it coded and (if asked) the decoder's
         reconstruction (1, 3, H, W). ``coder``: see :meth:`LatentCodec.compress`; ``run``: see
         :class:`~evc.nn.execution.Execution`."""
-        if y.shape[0] != 1:
-            raise ValueError("coding works on one image at a time")
-        divisor = self.rate.divisor(torch.tensor(q_scale, device=y.device, dtype=y.dtype))
-        coded, y_hat, q_step = self.latent_codec.compress(y / divisor, options, coder, run)
-        x_hat = self.synthesise(y_hat, q_step, divisor, run) if reconstruct else None
+        coded, reconstruction = self.code_latent(y, q_scale, options, coder, run)
+        x_hat = reconstruction() if reconstruct else None
         return coded(), x_hat  # the coder thread has run alongside the synthesis
 
     @torch.no_grad()
@@ -186,11 +203,15 @@ class EVC(nn.Module):
         q_scale: float,
         options: CodingOptions = CodingOptions(),
         run: Execution = DEFAULT_EXECUTION,
+        progress: Callable[[str], None] | None = None,
     ) -> torch.Tensor:
         """Decode :meth:`compress_latent`'s output into the padded reconstruction (1, 3, H, W).
+        ``progress``: called with "synthesis" once the entropy decoding is done.
         Raises FormatError as :meth:`LatentCodec.decompress` does."""
         device = next(self.parameters()).device
         z_shape = (1, HYPER_CHANNELS, padded_height // PADDING_MULTIPLE, padded_width // PADDING_MULTIPLE)
         y_hat, q_step = self.latent_codec.decompress(coded, z_shape, options, device, run)
+        if progress is not None:
+            progress("synthesis")
         divisor = self.rate.divisor(torch.tensor(q_scale, device=device, dtype=torch.float32))
         return self.synthesise(y_hat, q_step, divisor, run)
