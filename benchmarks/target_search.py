@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import platform
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -37,17 +36,7 @@ from PIL import Image
 
 import evc
 from evc.shared_data import KODAK_DIR
-
-
-def cpu_name() -> str:
-    """The CPU's model name (as lscpu prints it), else what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from evc.train.speed import cpu_model_name
 
 
 class Transforms:
@@ -133,7 +122,7 @@ def main() -> None:
     codec.execution = dataclasses.replace(codec.execution, timing=hook)
     import torch
 
-    print(f"{codec.name}, CPU: {cpu_name()}, {torch.get_num_threads()} thread(s), "
+    print(f"{codec.name}, CPU: {cpu_model_name()}, {torch.get_num_threads()} thread(s), "
           f"{datetime.date.today().isoformat()}, trained anchors q {codec.q_index(1.0)}..{codec.q_index(0.0)}")
     print(f"{'image':<10} {'target':>11}  {'method':<14} {'wall s':>7} {'cpu s':>7} {'x1 enc':>7} {'files':>6} "
           f"{'g_s':>4} {'q':>5}  result")

@@ -131,6 +131,20 @@ class BDQuality:
     different_images: bool = False
 
 
+def _quality_by_log_rate(curve: RDCurve, metric: str, needs: str) -> tuple[np.ndarray, np.ndarray]:
+    """The curve's distinct log10(bpp) values, ascending, and its mean quality at each (points at one
+    rate are averaged). Raises ResultsError for a bpp <= 0 or fewer than 2 distinct rates (``needs``
+    says what for)."""
+    bpp = np.asarray(curve.bpp, dtype=np.float64)
+    if np.any(bpp <= 0):
+        raise ResultsError(f"curve {curve.name!r}: bpp values must be positive (log of rate)")
+    log_rate, inverse = np.unique(np.log10(bpp), return_inverse=True)
+    quality = np.bincount(inverse, weights=curve_quality(curve, metric)) / np.bincount(inverse)
+    if log_rate.size < 2:
+        raise ResultsError(f"curve {curve.name!r} has {log_rate.size} distinct rate(s); {needs}")
+    return log_rate, quality
+
+
 def bd_quality(anchor: RDCurve, test: RDCurve, metric: str = "psnr") -> BDQuality:
     """Bjontegaard delta quality (BD-PSNR for "psnr") of ``test`` against ``anchor``: the mean quality
     difference in dB at equal rate, PCHIP of quality against log10(bpp), integrated exactly over the
@@ -140,14 +154,7 @@ def bd_quality(anchor: RDCurve, test: RDCurve, metric: str = "psnr") -> BDQualit
     _check_metric(metric)
     curves = []
     for curve in (anchor, test):
-        bpp = np.asarray(curve.bpp, dtype=np.float64)
-        if np.any(bpp <= 0):
-            raise ResultsError(f"curve {curve.name!r}: bpp values must be positive (log of rate)")
-        log_rate, inverse = np.unique(np.log10(bpp), return_inverse=True)
-        quality = np.bincount(inverse, weights=curve_quality(curve, metric)) / np.bincount(inverse)
-        if log_rate.size < 2:
-            raise ResultsError(f"curve {curve.name!r} has {log_rate.size} distinct rate(s); a BD-quality needs at least 2")
-        curves.append((log_rate, quality))
+        curves.append(_quality_by_log_rate(curve, metric, "a BD-quality needs at least 2"))
     (ra, qa), (rt, qt) = curves
     lo, hi = _overlap(ra, rt, anchor, test, "rate", lambda r: f"{10**r:.4f}", " bpp")
     # mean_log_rate integrates any PCHIP y(x); here x is log-rate and y quality.
@@ -163,13 +170,7 @@ def quality_at_rates(curve: RDCurve, rates: Sequence[float], metric: str = "psnr
     its points (as :func:`bd_quality`), None outside its rate range. Raises ResultsError when the curve
     lacks ``metric`` or has fewer than 2 distinct rates."""
     _check_metric(metric)
-    bpp = np.asarray(curve.bpp, dtype=np.float64)
-    if np.any(bpp <= 0):
-        raise ResultsError(f"curve {curve.name!r}: bpp values must be positive (log of rate)")
-    log_rate, inverse = np.unique(np.log10(bpp), return_inverse=True)
-    quality = np.bincount(inverse, weights=curve_quality(curve, metric)) / np.bincount(inverse)
-    if log_rate.size < 2:
-        raise ResultsError(f"curve {curve.name!r} has {log_rate.size} distinct rate(s); interpolation needs 2")
+    log_rate, quality = _quality_by_log_rate(curve, metric, "interpolation needs 2")
     interpolator = require("scipy.interpolate", "eval").PchipInterpolator(log_rate, quality, extrapolate=False)
     out: list[float | None] = []
     for rate in rates:
