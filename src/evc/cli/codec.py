@@ -109,7 +109,8 @@ def _image_extension_warning(name: str) -> None:
 
     path = Path(name)
     suffix = path.suffix.lower()
-    fmt = Image.registered_extensions().get(suffix) or OTHER_IMAGE_EXTENSIONS.get(suffix)
+    # Our names first: a plugin registered by then (pillow-heif) would call .heic "HEIF".
+    fmt = OTHER_IMAGE_EXTENSIONS.get(suffix) or Image.registered_extensions().get(suffix)
     if name == STDIO or fmt is None or fmt == "EVC":
         return
     warnings.warn(f"{path} will hold an EVC file, not {FORMAT_NAMES.get(fmt, fmt)}; name it {path.with_suffix('.evc')}")
