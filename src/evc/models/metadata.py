@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -108,17 +108,29 @@ def _float32_tensors(path: str | Path) -> Iterator[tuple[str, Any]]:
             yield name, array.astype(np.float32, copy=False)  # shape kept; tobytes() is C order
 
 
+def tensors_fingerprint(tensors: Iterable[tuple[str, tuple[int, ...], bytes]]) -> int:
+    """32-bit fingerprint of named float32 tensors given in name order as (name, shape, C-order bytes):
+    the one hash behind :func:`evc.models.weights.state_fingerprint` and :func:`numpy_identity`."""
+    digest = hashlib.sha256()
+    for name, shape, data in tensors:
+        digest.update(name.encode())
+        digest.update(str(tuple(int(n) for n in shape)).encode())
+        digest.update(data)
+    return int.from_bytes(digest.digest()[:4], "big")
+
+
 def numpy_identity(path: str | Path) -> tuple[int, list[float] | None]:
     """The fingerprint (:func:`evc.models.weights.state_fingerprint` of the stored tensors, the same
     bytes hashed) and the stored anchor q_scale values (None if there is no such tensor) of a weights
     file or folder. Raises NeedsTorch for a tensor numpy cannot hold, ModelError for unreadable files."""
     check_parts(path, weight_files(Path(path)), read_metadata(path))
-    digest = hashlib.sha256()
-    anchors = None
-    for name, array in _float32_tensors(path):
-        digest.update(name.encode())
-        digest.update(str(tuple(int(n) for n in array.shape)).encode())
-        digest.update(array.tobytes())
-        if name == Q_SCALE_TENSOR:
-            anchors = [float(v) for v in array.reshape(-1)]
-    return int.from_bytes(digest.digest()[:4], "big"), anchors
+    anchors: list[float] | None = None
+
+    def tensors() -> Iterator[tuple[str, tuple[int, ...], bytes]]:
+        nonlocal anchors
+        for name, array in _float32_tensors(path):
+            if name == Q_SCALE_TENSOR:
+                anchors = [float(v) for v in array.reshape(-1)]
+            yield name, array.shape, array.tobytes()
+
+    return tensors_fingerprint(tensors()), anchors

@@ -6,9 +6,9 @@ A weights location is a .safetensors file or a folder of them (a model split int
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -19,7 +19,7 @@ from evc.errors import ModelError
 from evc.fileutil import default_file_mode
 from evc.models.evc import EVC
 # Reading metadata needs no torch (evc.models.metadata); re-exported, code imports it from here.
-from evc.models.metadata import check_parts, read_metadata, weight_files  # noqa: F401
+from evc.models.metadata import check_parts, read_metadata, tensors_fingerprint, weight_files  # noqa: F401
 from evc.weights_keys import *  # noqa: F403  every metadata key, re-exported: code imports them from here
 
 MAX_PART_BYTES = 15 * 1024 * 1024
@@ -36,13 +36,12 @@ def weights_fingerprint(model: torch.nn.Module) -> int:
 
 def state_fingerprint(state: dict[str, torch.Tensor]) -> int:
     """:func:`weights_fingerprint` of a state dict (e.g. from :func:`load_state`), without a model."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(state.items()):
-        t = tensor.detach().to("cpu", torch.float32).contiguous()
-        digest.update(name.encode())
-        digest.update(str(tuple(t.shape)).encode())
-        digest.update(t.numpy().tobytes())
-    return int.from_bytes(digest.digest()[:4], "big")
+    def tensors() -> Iterator[tuple[str, tuple[int, ...], bytes]]:
+        for name, tensor in sorted(state.items()):
+            t = tensor.detach().to("cpu", torch.float32).contiguous()
+            yield name, tuple(t.shape), t.numpy().tobytes()
+
+    return tensors_fingerprint(tensors())
 
 
 @torch.no_grad()
