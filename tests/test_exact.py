@@ -370,6 +370,7 @@ PINNED = {
     "v2": Pinned("181.9", 2883, 188_929_269),
     "v3": Pinned("187.1", 2802, 183_656_724),
     "v4": Pinned("194.2", 2700, 176_957_994),
+    "v5": Pinned("199.3", 2630, 172_382_234),
 }
 SHIPPED = evc.MODELS["EVC-SS"].has_weights()
 SHIPPED_VERSION = ModelCard.read(evc.MODELS["EVC-SS"].weights_dir).version if SHIPPED else None
