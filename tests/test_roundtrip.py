@@ -152,6 +152,33 @@ def test_weights_round_trip_through_safetensors(tmp_path) -> None:
         evc.load(weights=tmp_path)
 
 
+def test_one_loader_settles_which_model_the_weights_hold(tmp_path) -> None:
+    """evc.models.weights.load_model: the model the metadata names, which a name given must match; the
+    name or a default where the metadata names none; the caller's random state untouched."""
+    from safetensors.torch import save_file
+
+    from evc.models.weights import load_model, save_weights
+
+    model = evc.create_model("EVC-SS", seed=4)
+    save_weights(model, tmp_path / "named", "EVC-SS")
+    state = torch.random.get_rng_state()
+    loaded, spec, metadata = load_model(tmp_path / "named")
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert spec.name == "EVC-SS" and metadata["evc.model"] == "EVC-SS"
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor.half().float()), name
+    assert load_model(tmp_path / "named", "ss", default="EVC-LL")[1].name == "EVC-SS"  # the metadata wins the default
+    with pytest.raises(evc.ModelError, match="holds weights for EVC-SS, not EVC-LL"):
+        load_model(tmp_path / "named", "EVC-LL")
+    bare = tmp_path / "bare.safetensors"  # a state without metadata: the caller says which model it is
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(bare))
+    with pytest.raises(evc.ModelError, match="does not say which model it holds"):
+        load_model(bare)
+    assert load_model(bare, default="EVC-SS")[1].name == load_model(bare, "EVC-SS")[1].name == "EVC-SS"
+    with pytest.raises(evc.ModelError, match="do not fit this model"):
+        load_model(bare, "EVC-LL")
+
+
 def test_untrained_models_are_refused_without_weights() -> None:
     untrained = next(name for name, spec in evc.MODELS.items() if not spec.has_weights())
     with pytest.raises(evc.UntrainedModelError, match="untrained"):

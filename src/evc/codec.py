@@ -7,9 +7,7 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import functools
 import math
 import threading
 import warnings
@@ -17,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -26,21 +24,11 @@ from PIL import Image
 
 from evc import arguments
 from evc.alpha import decode_alpha, encode_alpha
-from evc.bitstream.container import (
-    FLAG_ALPHA,
-    FLAG_EXACT,
-    FLAG_EXIF,
-    FLAG_ICC,
-    FLAG_SKIP_CERTAIN,
-    FLAG_XMP,
-    Header,
-    pack,
-    parse,
-    version_for,
-)
-from evc.entropy.latent_codec import CodedLatent, CodingOptions, decoding_options
-from evc.errors import EVCError, FormatError, ImageError, ModelError, UntrainedModelError
-from evc.fileinfo import FileInfo, file_bytes, file_info  # noqa: F401  (without torch; re-exported)
+from evc.arguments import Rate
+from evc.bitstream.container import Header, encoder_header, pack, version_for
+from evc.entropy.latent_codec import CodedLatent, CodingOptions, EncoderOptions, decoding_options
+from evc.errors import FormatError, ImageError
+from evc.fileinfo import FileInfo, file_bytes, file_info, parse_file  # noqa: F401  (without torch; re-exported)
 from evc.fileinfo import weights_path as _weights_path
 from evc.image import (
     DEFAULT_MAX_PIXELS,
@@ -55,21 +43,13 @@ from evc.image import (
     to_input,
 )
 from evc.models.evc import EVC, PADDING_MULTIPLE
-from evc.models.registry import MODELS_BY_ID, ModelSpec, default_model_name, get_spec
+from evc.models.registry import ModelSpec, get_spec, shipped_model
 from evc.models.variable_rate import q_index_to_scale, rd_loss_weight
-from evc.models.weights import (
-    MODEL_KEY,
-    apply_state,
-    load_state,
-    read_metadata,
-    round_to_stored_precision,
-    weights_fingerprint,
-)
+from evc.models.weights import load_model, stored_copy
 from evc.nn.execution import Execution
-from evc.ratecontrol import Progress, meet_target_bpp, meet_target_psnr
-from evc.threads import ThreadPolicy
+from evc.ratecontrol import Progress, coded_at
+from evc.threads import ThreadPolicy, per_call
 
-DEFAULT_QUALITY = 0.5
 # How the encoder fills an image out to multiples of 64 before the networks see it (the decoder crops
 # whatever was there): "auto" repeats the edge pixels ("replicate", torch.nn.functional.pad's mode) for
 # an image with a side under 64 pixels, where black borders ("constant", zeros) are most of what the
@@ -86,7 +66,6 @@ def padding_mode(width: int, height: int) -> str:
     if PADDING_MODE != "auto":
         return PADDING_MODE
     return "replicate" if min(width, height) < SMALL_SIDE else "constant"
-PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -189,20 +168,6 @@ class _Probe:
         return EncodeResult(self.data, image, self.q_index, width, height, error, self.level)
 
 
-_Method = TypeVar("_Method", bound=Callable[..., Any])
-
-
-def _with_thread_policy(method: _Method) -> _Method:
-    """Run a Codec method with the thread count its policy chooses for this image."""
-
-    @functools.wraps(method)
-    def run(self: Codec, *args: Any, **kwargs: Any) -> Any:
-        with self.thread_policy.applied():
-            return method(self, *args, **kwargs)
-
-    return run  # type: ignore[return-value]
-
-
 class Codec:
     """One model with its weights, ready to code images.
 
@@ -254,40 +219,26 @@ class Codec:
         channels_last = arguments.flag("channels_last", channels_last)
         self.spec: ModelSpec = get_spec(name)
         self.device = arguments.device(device)
-        model = copy.deepcopy(model)
-        round_to_stored_precision(model)
-        self.model = model.to(self.device).eval()
-        self.fingerprint = weights_fingerprint(self.model)
+        stored, self.fingerprint = stored_copy(model)
+        self.model = stored.to(self.device).eval()
         self._max_pixels = DEFAULT_MAX_PIXELS
-        self._options = CodingOptions(exact=exact, substreams=substreams, arithmetic=arithmetic)
-        # Whether the weights have an 8-bit grid is settled at the first encode, not here: a codec that
-        # only decodes (or only reads version-2 files) never pays for the int8 conversion.
-        self._arithmetic_settled = not (exact and arithmetic == "int8")
-        # How the networks run (precision, layout, tiles, timing): the codec's, not the model's.
-        self.execution = Execution(transform_dtype=PRECISIONS[precision], channels_last=channels_last)
+        self._encoder_options = EncoderOptions(
+            self.model.latent_codec, CodingOptions(exact=exact, substreams=substreams, arithmetic=arithmetic), self.name
+        )
+        # How the networks run (precision, layout, tiles, timing): the codec's, not the model's. The
+        # precisions are named as torch names its dtypes.
+        self.execution = Execution(transform_dtype=getattr(torch, precision), channels_last=channels_last)
         self.execution.prepare(self.model.g_a, self.model.g_s)
         self._coder: ThreadPoolExecutor | None = None
-        # Guards the two lazy set-ups below, so that threads sharing this codec see them whole.
-        self._setup_lock = threading.Lock()
+        self._coder_lock = threading.Lock()  # threads sharing this codec start one coder thread
 
     @property
     def options(self) -> CodingOptions:
         """How this codec encodes (decoding follows each file's header). The first access with the int8
         arithmetic converts the entropy networks; weights beyond 8 bits' reach (|w| > 63 on every grid)
-        then warn (UserWarning) and the codec writes format version 2 with float64 fixed point instead."""
-        if not self._arithmetic_settled:
-            # A second thread waits here until the first has settled the arithmetic, rather than
-            # encoding in int8 while the first finds the weights beyond its reach.
-            with self._setup_lock:
-                if not self._arithmetic_settled:
-                    try:
-                        self.model.latent_codec.exact_parameters("int8")
-                    except ValueError as exc:  # version 2 still codes them
-                        message = f"{exc}: {self.name} codes with float64 fixed point instead (format version 2)"
-                        warnings.warn(message, UserWarning, stacklevel=3)
-                        self._options = dataclasses.replace(self._options, arithmetic="float64")
-                    self._arithmetic_settled = True
-        return self._options
+        then warn (UserWarning) and the codec writes format version 2 with float64 fixed point instead
+        (:class:`~evc.entropy.latent_codec.EncoderOptions`)."""
+        return self._encoder_options.get()
 
     @property
     def max_pixels(self) -> int:
@@ -303,7 +254,7 @@ class Codec:
     def coder(self) -> ThreadPoolExecutor:
         """One background thread for entropy coding, so it overlaps with the networks."""
         if self._coder is None:
-            with self._setup_lock:
+            with self._coder_lock:
                 if self._coder is None:
                     self._coder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evc-coder")
         return self._coder
@@ -327,18 +278,10 @@ class Codec:
         return self.model.rate.anchor_q_indices()
 
     # -- encoding --------------------------------------------------------------------------------
-    @_with_thread_policy
     def compress(
-        self,
-        image: ImageInput,
-        quality: float | None = None,
-        *,
-        q_index: int | None = None,
-        target_bpp: float | None = None,
-        target_psnr: float | None = None,
-        encoder_level: int | None = None,
-        strip: bool = False,
-        progress: Progress | None = None,
+        self, image: ImageInput, quality: float | None = None, *, q_index: int | None = None,
+        target_bpp: float | None = None, target_psnr: float | None = None, encoder_level: int | None = None,
+        strip: bool = False, progress: Progress | None = None,
     ) -> bytes:
         """Code an image into the bytes of an .evc file.
 
@@ -367,59 +310,44 @@ class Codec:
         format version 2 has no alpha), TargetUnreachable (an EVCError) when no q index meets a target.
         """
         rate = arguments.rate(quality, q_index, target_bpp, target_psnr)
-        level = self._encoder_level(encoder_level)
-        progress = arguments.progress(progress)
-        # A target is searched, and choosing among a scalable model's levels compares reconstructions.
-        if rate["target_bpp"] is not None or rate["target_psnr"] is not None or self._chooses_level(level):
-            return self._coded(image, rate, level, strip, progress).data
-        # Plain coding at one rate: the synthesis transform is not needed.
-        coded_image, alpha_block = self._image(image, strip)
-        q = self._resolve_q_index(rate["quality"], rate["q_index"])
-        _tell(progress, "analysis")
-        [(_, y)] = self._latents(coded_image.rgb, level)
-        _tell(progress, "entropy coding")
-        coded, _ = self.model.compress_latent(
-            y, q_index_to_scale(q), reconstruct=False, options=self.options, coder=self.coder, run=self.execution
-        )
-        return pack(self._header(coded_image, alpha_block, q, coded.symbols_crc), coded.streams)
+        return self._encode(image, rate, encoder_level, strip, progress, reconstruct=False).data
 
-    @_with_thread_policy
     def encode(
-        self,
-        image: ImageInput,
-        quality: float | None = None,
-        *,
-        q_index: int | None = None,
-        target_bpp: float | None = None,
-        target_psnr: float | None = None,
-        encoder_level: int | None = None,
-        strip: bool = False,
-        progress: Progress | None = None,
+        self, image: ImageInput, quality: float | None = None, *, q_index: int | None = None,
+        target_bpp: float | None = None, target_psnr: float | None = None, encoder_level: int | None = None,
+        strip: bool = False, progress: Progress | None = None,
     ) -> EncodeResult:
         """Like :meth:`compress` (same arguments and errors), also returning the reconstruction the
         decoder will produce, its q index, bpp and PSNR."""
         rate = arguments.rate(quality, q_index, target_bpp, target_psnr)
-        level = self._encoder_level(encoder_level)
-        progress = arguments.progress(progress)
-        return self._coded(image, rate, level, strip, progress).result(progress)
+        return self._encode(image, rate, encoder_level, strip, progress, reconstruct=True).result()
 
-    def _chooses_level(self, level: int | None) -> bool:
-        """Whether an encode tries every encoder level of a scalable model (and keeps the best)."""
-        return self.model.num_levels > 1 and level is None
-
-    def _coded(
-        self, image: ImageInput, rate: dict[str, Any], level: int | None, strip: bool, progress: Progress | None
+    @per_call  # the thread count this image's encode runs with
+    @torch.no_grad()
+    def _encode(
+        self, image: ImageInput, rate: Rate, encoder_level: object, strip: object, progress: object, reconstruct: bool
     ) -> _Probe:
-        """The image coded at the checked ``rate``: at one q index, or searched for a target."""
+        """The one path of :meth:`compress` and :meth:`encode`: the image coded at the checked ``rate``
+        (at one q index, or searched for a target, :func:`evc.ratecontrol.coded_at`); ``reconstruct``:
+        with the decoder's reconstruction (``result()`` then runs nothing more)."""
+        level = self._encoder_level(encoder_level)
+        checked_progress = arguments.progress(progress)
         coded_image, alpha_block = self._image(image, strip)
-        _tell(progress, "analysis")
+        _tell(checked_progress, "analysis")
         latents = self._latents(coded_image.rgb, level)
+        # One file at a known q index runs g_s while the coder thread finishes its streams; a search's
+        # probes run it only where compared (a PSNR target, a scalable model's levels).
+        final = not rate.is_target
         # A search keeps the reconstruction's inputs (the decoded latent) of its latest probes only: the
         # result is nearly always one of them, and an older one is coded again if not.
         live: list[_Probe] = []
 
-        def encode_at(q: int, *, reconstruct: bool = False, stages: Progress | None = None) -> _Probe:
-            probes = [_Probe(self, y, coded_image, alpha_block, q, lvl, reconstruct, stages) for lvl, y in latents]
+        def encode_at(q: int) -> _Probe:
+            probes = [
+                _Probe(self, y, coded_image, alpha_block, q, lvl, final and (reconstruct or len(latents) > 1),
+                       checked_progress if final else None)
+                for lvl, y in latents
+            ]
             if len(probes) == 1:
                 probe = probes[0]
             else:  # a scalable model's levels: the lowest RD cost, which needs every reconstruction
@@ -430,12 +358,10 @@ class Codec:
                 live.pop(0).release()
             return probe
 
-        q_best, q_worst = self.q_index(1.0), self.q_index(0.0)
-        if rate["target_bpp"] is not None:
-            return meet_target_bpp(encode_at, q_best, q_worst, rate["target_bpp"], progress=progress)
-        if rate["target_psnr"] is not None:
-            return meet_target_psnr(encode_at, q_best, q_worst, rate["target_psnr"], progress=progress)
-        return encode_at(self._resolve_q_index(rate["quality"], rate["q_index"]), reconstruct=True, stages=progress)
+        probe = coded_at(rate, encode_at, self.model.rate.anchor_q_scales(), self.name, progress=checked_progress)
+        if reconstruct:
+            probe.result(checked_progress)
+        return probe
 
     def _encoder_level(self, encoder_level: object) -> int | None:
         levels = self.model.num_levels
@@ -467,41 +393,17 @@ class Codec:
             )
         return coded, encode_alpha(coded.alpha)
 
-    def _resolve_q_index(self, quality: float | None, q_index: int | None) -> int:
-        """The q index of already checked rate arguments (neither: the default quality). Warns
-        (UserWarning) for a q index past the highest-rate anchor, which no quality reaches."""
-        if q_index is None:
-            return self.q_index(DEFAULT_QUALITY if quality is None else quality)
-        best = self.q_index(1.0)
-        if q_index < best:
-            # Finer steps than the model was trained for: past the anchor each extra bit buys a fraction
-            # of the quality it buys below it, ever less (EVC-SS v1, measured in the README at --q-index).
-            warnings.warn(
-                f"q index {q_index} is past {self.name}'s highest-rate anchor (q index {best}, quality 1): "
-                "the model was not trained for these rates, where more bits buy little quality",
-                UserWarning, stacklevel=3,
-            )
-        return q_index
-
     def _header(self, image: InputImage, alpha_block: bytes | None, q_index: int, symbols_crc: int) -> Header:
+        """The header of ``image`` coded at ``q_index`` (_image keeps metadata and alpha only where the
+        arithmetic's format version holds them)."""
         height, width = image.rgb.shape[:2]
-        flags = (
-            (FLAG_EXACT if self.options.exact else 0)
-            | (FLAG_SKIP_CERTAIN if self.options.skip_certain else 0)
-            | (FLAG_ICC if image.icc_profile else 0)
-            | (FLAG_EXIF if image.exif else 0)
-            | (FLAG_XMP if image.xmp else 0)
-            | (FLAG_ALPHA if alpha_block else 0)
-        )
-        # The lowest version that holds the file (_image keeps metadata and alpha only where one does).
-        version = version_for(self.options.arithmetic, metadata=bool(image.exif or image.xmp or alpha_block))
-        assert version is not None
-        return Header(
-            self.spec.model_id, self.fingerprint, image.colour, q_index, width, height, symbols_crc, flags,
-            image.icc_profile or None, version, image.exif or None, image.xmp or None, alpha_block or None,
+        options = self.options
+        return encoder_header(
+            self.spec.model_id, self.fingerprint, image.colour, q_index, width, height, symbols_crc,
+            exact=options.exact, skip_certain=options.skip_certain, arithmetic=options.arithmetic,
+            icc_profile=image.icc_profile, exif=image.exif, xmp=image.xmp, alpha=alpha_block,
         )
 
-    @torch.no_grad()
     def _latents(self, rgb: np.ndarray, encoder_level: int | None) -> list[tuple[int | None, torch.Tensor]]:
         height, width = rgb.shape[:2]
         x = rgb_to_tensor(rgb, self.device)
@@ -514,7 +416,7 @@ class Codec:
         return list(enumerate(latents))
 
     # -- decoding --------------------------------------------------------------------------------
-    @_with_thread_policy
+    @per_call
     def decompress(self, data: bytes | BinaryIO, *, progress: Progress | None = None) -> Image.Image:
         """Decode a file made by this model and these weights into a PIL image ("RGB" or "L", "RGBA" or
         "LA" for a file with an alpha plane; the ICC profile the input had, if any, in
@@ -527,9 +429,9 @@ class Codec:
         """
         data = file_bytes(data)
         progress = arguments.progress(progress)
-        header, streams = parse(data, known_model_ids=set(MODELS_BY_ID))
-        if header.model_id != self.spec.model_id:
-            other = MODELS_BY_ID[header.model_id].name
+        header, streams, made_by = parse_file(data)
+        if made_by != self.spec:
+            other = made_by.name
             raise FormatError(f"file was made by {other}, this codec is {self.name}; load {other} to decode it")
         if header.weights_fingerprint != self.fingerprint:
             raise FormatError(
@@ -577,29 +479,12 @@ def load(
     """
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a model name (see evc.MODELS) or None, got a {type(name).__name__}")
-    if weights is not None:
-        metadata = read_metadata(_weights_path(weights))
-        named = metadata.get(MODEL_KEY)
-        if name is None:
-            if named is None:
-                raise ModelError(f"{weights} does not say which model it holds; pass the model name")
-            name = named
-        elif named is not None and get_spec(named).name != get_spec(name).name:
-            raise ModelError(f"{weights} holds weights for {get_spec(named).name}, not {get_spec(name).name}")
-        source = Path(weights)
+    if weights is None:
+        shipped = shipped_model(name)
+        source, name = shipped.weights_dir, shipped.name
     else:
-        if name is None:
-            name = default_model_name()
-            if name is None:
-                raise UntrainedModelError(None)
-        spec = get_spec(name)
-        if not spec.has_weights():
-            raise UntrainedModelError(spec.name)
-        source = spec.weights_dir
-    spec = get_spec(name)
-    state, _ = load_state(source)
-    model = spec.build()
-    apply_state(model, state, str(source))
+        source = _weights_path(weights)
+    model, spec, _ = load_model(source, name)
     return Codec(model, spec.name, device, **options)
 
 
@@ -611,5 +496,5 @@ def decompress(
     Raises TypeError for anything else, FormatError for a bad file, UntrainedModelError / ModelError
     when its model cannot be loaded."""
     data = file_bytes(data)
-    header, _ = parse(data, known_model_ids=set(MODELS_BY_ID))
-    return load(MODELS_BY_ID[header.model_id].name, device=device, weights=weights).decompress(data)
+    _, _, made_by = parse_file(data)
+    return load(made_by.name, device=device, weights=weights).decompress(data)

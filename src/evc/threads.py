@@ -21,10 +21,12 @@ otherwise "auto".
 
 from __future__ import annotations
 
+import functools
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 ENV_VAR = "EVC_THREADS"
 AUTO = "auto"
@@ -144,6 +146,21 @@ class ThreadPolicy:
         finally:
             if torch.get_num_threads() != previous:
                 torch.set_num_threads(previous)
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def per_call(method: _Method) -> _Method:
+    """Decorate a method of an object that has a ``thread_policy`` (a :class:`ThreadPolicy`): each call
+    runs with the count of torch threads the policy chooses when it starts (the codec: per image)."""
+
+    @functools.wraps(method)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self.thread_policy.applied():
+            return method(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
 
 
 @contextmanager

@@ -25,14 +25,13 @@ from typing import TYPE_CHECKING, Any
 import evc
 from evc import arguments
 from evc.arguments import DEFAULT_MAX_PIXELS
-from evc.bitstream.container import parse
 from evc.cli.common import (
     EXIT_OK, EXIT_USAGE, USER_ERRORS, CLIError, add_option, checked, load_codec, log, one_line
 )
 from evc.cli.files import OutputExistsError, check_output, write_error, write_output
 from evc.cli.progress import DELAY as PROGRESS_DELAY, ImageProgress
+from evc.fileinfo import parse_file
 from evc.icc import profile_description
-from evc.models.registry import MODELS_BY_ID
 
 if TYPE_CHECKING:  # Pillow too is imported by the commands that write images: `evc models` needs none of it
     from PIL import Image
@@ -488,8 +487,8 @@ def _decoded(
 ) -> tuple[bytes, str]:
     """The image file (format ``fmt``) of the .evc file ``data``, and its --verbose line."""
     # Validate the container before any model is loaded (file_info would also load weights for the quality).
-    header, _ = parse(data, known_model_ids=set(MODELS_BY_ID))
-    codec = codecs(MODELS_BY_ID[header.model_id].name)
+    header, _, made_by = parse_file(data)
+    codec = codecs(made_by.name)
     start = time.perf_counter()
     with ImageProgress(f"decoding {source} {header.width}x{header.height}", args.quiet) as progress:
         image = codec.decompress(data, progress=progress)

@@ -20,8 +20,8 @@ from evc.distill import sparsity_loss
 from evc.distill.mask_decay import MaskedTeacher, merge, removed_channels, removed_masks, select_channels
 from evc.errors import EVCError
 from evc.models.evc import EVC
-from evc.models.registry import create_model, get_spec
-from evc.models.weights import DISTILLED_FROM_KEY, MODEL_KEY, SPARSITY_KEY, apply_state, load_state, read_metadata
+from evc.models.registry import get_spec
+from evc.models.weights import DISTILLED_FROM_KEY, SPARSITY_KEY, held_model, load_model, read_metadata
 from evc.train.checkpoint import CHECKPOINT_NAME, read_checkpoint
 from evc.train.config import ConfigError, TrainConfig
 from evc.train.objective import RateDistortionLoss
@@ -90,7 +90,7 @@ class MaskDecayTask(TrainingTask):
         super().__init__(config)
         self.config: DistillConfig = config
         self.student = get_spec(config.student)
-        self.teacher_name = get_spec(read_metadata(config.teacher).get(MODEL_KEY) or config.model).name
+        self.teacher_name = held_model(config.teacher, read_metadata(config.teacher), default=config.model).name
         teacher = get_spec(self.teacher_name)
         self.encoder_to = self.student.encoder if self.student.encoder != teacher.encoder else None
         self.decoder_to = self.student.decoder if self.student.decoder != teacher.decoder else None
@@ -106,9 +106,7 @@ class MaskDecayTask(TrainingTask):
         return f"{self.teacher_name}->{self.student.name} mask decay ({self.config.sparsity})"
 
     def build(self) -> nn.Module:
-        teacher = create_model(self.teacher_name, seed=self.config.seed)
-        state, _ = load_state(self.config.teacher)
-        apply_state(teacher, state, self.config.teacher)
+        teacher, _, _ = load_model(self.config.teacher, self.teacher_name)
         masked = MaskedTeacher(teacher, self.encoder_to, self.decoder_to)
         # Ours removes the channels chosen up front from the teacher's weights (the same on resume);
         # L1 / L2 keep the largest masks, decided when the student is merged.

@@ -12,7 +12,10 @@ entropy decoding.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import threading
+import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
@@ -393,3 +396,34 @@ class LatentCodec:
         if dequantize.crc != coded.symbols_crc:
             raise FormatError(f"decoded symbols differ from the encoder's (checksum mismatch): {_FLOAT_ELSEWHERE}")
         return y_hat, q_step
+
+
+class EncoderOptions:
+    """The coding options an encoder asked for, settled against the model at the first :meth:`get`.
+
+    Exact int8 arithmetic converts the entropy networks (:meth:`LatentCodec.exact_parameters`) then,
+    not at construction, so that an encoder that only ever decodes never pays for it; weights beyond
+    8 bits' reach (|w| > 63 on every grid) warn (UserWarning, naming ``model``) and code with float64
+    fixed point instead (format version 2). Threads sharing it see the settled options whole.
+    """
+
+    def __init__(self, latent_codec: LatentCodec, options: CodingOptions, model: str) -> None:
+        self._latent_codec, self._options, self._model = latent_codec, options, model
+        self._settled = not (options.exact and options.arithmetic == "int8")
+        self._lock = threading.Lock()
+
+    def get(self) -> CodingOptions:
+        """The options to code with (the first call with int8 arithmetic converts the networks)."""
+        if not self._settled:
+            # A second thread waits here until the first has settled the arithmetic, rather than
+            # encoding in int8 while the first finds the weights beyond its reach.
+            with self._lock:
+                if not self._settled:
+                    try:
+                        self._latent_codec.exact_parameters("int8")
+                    except ValueError as exc:  # version 2 still codes them
+                        message = f"{exc}: {self._model} codes with float64 fixed point instead (format version 2)"
+                        warnings.warn(message, UserWarning, stacklevel=4)
+                        self._options = dataclasses.replace(self._options, arithmetic="float64")
+                    self._settled = True
+        return self._options

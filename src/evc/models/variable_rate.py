@@ -57,9 +57,8 @@ class VariableRate(nn.Module):
         return [float(s) for s in self.q_scale.detach().cpu()]
 
     def q_index_for_quality(self, quality: float) -> int:
-        """quality 0 = lowest-rate anchor, 1 = highest-rate anchor, log-uniform in q_scale between."""
-        if not (isinstance(quality, (int, float)) and 0.0 <= quality <= 1.0):
-            raise ValueError(f"quality must be a number in [0, 1], got {quality!r}")
+        """quality 0 = lowest-rate anchor, 1 = highest-rate anchor, log-uniform in q_scale between
+        (``quality``: in [0, 1], as :func:`evc.arguments.quality` checks it)."""
         return q_index_for_quality(quality, self.anchor_q_scales())
 
     def quality_for_q_index(self, q_index: int) -> float:

@@ -63,7 +63,7 @@ from evc.models.weights import (
     STEPS_KEY,
     TRAINING_SECONDS_KEY,
     apply_state,
-    load_state,
+    load_model,
     read_metadata,
     save_weights,
 )
@@ -114,23 +114,21 @@ def build_model(config: TrainConfig) -> EVC:
     """The model to train: fresh, or from --init-weights. A scalable model also starts from the
     single-encoder model of the same sizes (Scale-SL from EVC-SL): that encoder fills every level.
 
-    Raises ConfigError when --init-weights holds another model.
+    Raises ConfigError when --init-weights holds another model, ModelError for unusable weights.
     """
     spec = get_spec(config.model)
-    model = create_model(spec.name, seed=config.seed)
-    if config.init_weights:
-        named = read_metadata(config.init_weights).get(MODEL_KEY)
-        state, _ = load_state(config.init_weights)
-        source = get_spec(named) if named is not None else spec
-        single_for_scalable = spec.scalable and not source.scalable and (source.encoder, source.decoder) == (
-            spec.encoder, spec.decoder
-        )
-        if single_for_scalable:
-            state = expand_single_encoder_state(state, model.num_levels)  # type: ignore[attr-defined]
-        elif source.name != spec.name:
-            raise ConfigError(f"--init-weights {config.init_weights} holds {source.name}, not {spec.name}")
+    if not config.init_weights:
+        return create_model(spec.name, seed=config.seed)
+    # Weights that name no model are taken for the model trained.
+    loaded, source, _ = load_model(config.init_weights, default=spec.name)
+    if source == spec:
+        return loaded
+    if spec.scalable and not source.scalable and (source.encoder, source.decoder) == (spec.encoder, spec.decoder):
+        model = create_model(spec.name, seed=config.seed)
+        state = expand_single_encoder_state(loaded.state_dict(), model.num_levels)  # type: ignore[attr-defined]
         apply_state(model, state, config.init_weights)
-    return model
+        return model
+    raise ConfigError(f"--init-weights {config.init_weights} holds {source.name}, not {spec.name}")
 
 
 class TrainingTask:
