@@ -64,15 +64,17 @@ class RDOutput:
 
 
 class EVC(nn.Module):
-    """One EVC codec: encoder size X, decoder size Y (EVC-XY)."""
+    """One EVC codec: encoder size X, decoder size Y (EVC-XY). ``encoder``: what stands in g_a's place,
+    a scalable model's encoders (:class:`~evc.models.scalable.ScalableEVC`); default one analysis
+    transform of ``encoder_size``."""
 
     num_levels = 1  # encoder levels (a scalable model has several)
 
-    def __init__(self, encoder_size: str = "L", decoder_size: str = "L") -> None:
+    def __init__(self, encoder_size: str = "L", decoder_size: str = "L", encoder: nn.Module | None = None) -> None:
         super().__init__()
         self.encoder_size = encoder_size
         self.decoder_size = decoder_size
-        self.g_a = AnalysisTransform(encoder_size)  # type: ignore[arg-type]
+        self.g_a = AnalysisTransform(encoder_size) if encoder is None else encoder  # type: ignore[arg-type]
         self.g_s = SynthesisTransform(decoder_size)  # type: ignore[arg-type]
         self.h_a = HyperAnalysis(LATENT_CHANNELS, HYPER_CHANNELS)
         self.h_s = HyperSynthesis(LATENT_CHANNELS, HYPER_CHANNELS)

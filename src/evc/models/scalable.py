@@ -24,9 +24,9 @@ class ScalableEVC(EVC):
     (the last level's) whose ``levels`` hold every level's."""
 
     def __init__(self, encoder_size: str = "S", decoder_size: str = "S", num_levels: int = NUM_LEVELS) -> None:
-        super().__init__(encoder_size, decoder_size)
+        encoders = nn.ModuleList([AnalysisTransform(encoder_size) for _ in range(num_levels)])  # type: ignore[arg-type]
+        super().__init__(encoder_size, decoder_size, encoder=encoders)
         self.num_levels = num_levels
-        self.g_a = nn.ModuleList([AnalysisTransform(encoder_size) for _ in range(num_levels)])  # type: ignore[arg-type]
 
     def analyse(self, x: torch.Tensor, level: int | None = None, run: Execution = DEFAULT_EXECUTION) -> torch.Tensor:
         """Latent of ``level`` (default: the last): mean of encoders 0..level; runs only those."""
