@@ -401,7 +401,10 @@ class FixedBranches:
     def outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Each chain's output, in order."""
         fused = self.entry(x) if self.entry is not None else None
-        return [chain(x if part is None else fused[(*self.CHANNELS, part)]) for part, chain in self.chains]  # type: ignore[index]
+        return [
+            chain(x if part is None else fused[(*self.CHANNELS, part)])  # type: ignore[index]
+            for part, chain in self.chains
+        ]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         outs = self.outputs(x)
