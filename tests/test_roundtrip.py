@@ -56,7 +56,7 @@ def test_small_images_are_padded_by_replicating_their_edges() -> None:
     image = smooth_image(30, 40, seed=4)
     extended = np.pad(image, ((0, 34), (0, 24), (0, 0)), mode="edge")
     assert parse(codec.compress(image, 0.5))[1] == parse(codec.compress(extended, 0.5))[1]
-    # Sides of 64 or more: zeros, which cost photos less rate (the validation split, codec.PADDING_MODE).
+    # Sides of 64 or more: zeros, which cost photos less rate (the validation split, evc.image.PADDING_MODE).
     photo = smooth_image(70, 100, seed=5)
     zeros = np.pad(photo, ((0, 58), (0, 28), (0, 0)))
     assert parse(codec.compress(photo, 0.5))[1] == parse(codec.compress(zeros, 0.5))[1]

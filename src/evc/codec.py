@@ -7,13 +7,9 @@
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import threading
-import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -23,72 +19,22 @@ import torch.nn.functional as F
 from PIL import Image
 
 from evc import arguments
-from evc.alpha import decode_alpha, encode_alpha
+from evc.alpha import decode_alpha
 from evc.arguments import Rate
-from evc.bitstream.container import Header, encoder_header, pack, version_for
+from evc.bitstream.container import pack
+# What this codec shares with the ONNX Runtime one lives without torch (EncodeResult re-exported).
+from evc.coding import EncodeResult, Probe, coded_probe, decodable, file_header, prepared_image
 from evc.entropy.latent_codec import CodedLatent, CodingOptions, EncoderOptions, decoding_options
-from evc.errors import FormatError, ImageError
 from evc.fileinfo import FileInfo, file_bytes, file_info, parse_file  # noqa: F401  (without torch; re-exported)
 from evc.fileinfo import weights_path as _weights_path
-from evc.image import (
-    DEFAULT_MAX_PIXELS,
-    ImageInput,
-    InputImage,
-    check_pixel_limit,
-    mse,
-    padded,
-    rgb_to_pil,
-    rgb_to_tensor,
-    tensor_to_rgb,
-    to_input,
-)
-from evc.models.evc import EVC, PADDING_MULTIPLE
+from evc.image import DEFAULT_MAX_PIXELS, ImageInput, InputImage, padded, padding_mode, rgb_to_pil, rgb_to_tensor, tensor_to_rgb
+from evc.models.evc import EVC
 from evc.models.registry import ModelSpec, get_spec, shipped_model
-from evc.models.variable_rate import q_index_to_scale, rd_loss_weight
+from evc.models.variable_rate import q_index_to_scale
 from evc.models.weights import load_model, stored_copy
 from evc.nn.execution import Execution
-from evc.ratecontrol import Progress, coded_at
+from evc.ratecontrol import Progress
 from evc.threads import ThreadPolicy, per_call
-
-# How the encoder fills an image out to multiples of 64 before the networks see it (the decoder crops
-# whatever was there): "auto" repeats the edge pixels ("replicate", torch.nn.functional.pad's mode) for
-# an image with a side under 64 pixels, where black borders ("constant", zeros) are most of what the
-# networks see, and pads with zeros otherwise. Measured 2026-12-07 (issue 38): on a 1x1 pixel and 8x8
-# Kodak crops replicating wins by far (benchmarks/padding.py); on the validation split's photos, whose
-# sides are all over 64, it cost 0.64 % more rate (BD-rate, shipped v3) than zeros. "constant" or
-# "replicate" forces one mode (benchmarks/padding.py sets it).
-PADDING_MODE = "auto"
-SMALL_SIDE = 64
-
-
-def padding_mode(width: int, height: int) -> str:
-    """The torch padding mode the encoder uses for an image of ``width`` x ``height`` pixels."""
-    if PADDING_MODE != "auto":
-        return PADDING_MODE
-    return "replicate" if min(width, height) < SMALL_SIDE else "constant"
-
-
-@dataclass(frozen=True)
-class EncodeResult:
-    """A coded image with what the decoder will reconstruct from it."""
-
-    data: bytes
-    reconstruction: Image.Image  # "RGB" / "L", or "RGBA" / "LA" with the input's alpha (exact)
-    q_index: int
-    width: int
-    height: int
-    mse: float  # on [0, 1] colour values of the 8-bit reconstruction (the alpha plane is lossless)
-    encoder_level: int | None = None
-
-    @property
-    def bpp(self) -> float:
-        """Bits per pixel of the whole file: header, metadata, the coded alpha plane, streams, CRC."""
-        return len(self.data) * 8 / (self.width * self.height)
-
-    @property
-    def psnr(self) -> float:
-        """PSNR in dB of the colours (RGB, or gray for gray images); the alpha plane is exact."""
-        return 10 * math.log10(1.0 / self.mse) if self.mse > 0 else math.inf
 
 
 def _tell(progress: Progress | None, step: str) -> None:
@@ -96,9 +42,8 @@ def _tell(progress: Progress | None, step: str) -> None:
         progress(step)
 
 
-class _Probe:
-    """One latent coded at one q index: the file at once; the reconstruction (g_s, and the MSE) when
-    :meth:`result` asks for it, so that a rate search that compares file sizes never runs g_s.
+class _Probe(Probe):
+    """One latent coded at one q index (:class:`evc.coding.Probe`), here with the synthesis g_s.
 
     ``reconstruct``: run g_s now, while the coder thread finishes the streams (a plain encode).
     ``stages``: progress hook told of "entropy coding" and "synthesis".
@@ -108,7 +53,7 @@ class _Probe:
         self, codec: Codec, y: torch.Tensor, source: InputImage, alpha_block: bytes | None, q_index: int,
         level: int | None, reconstruct: bool = False, stages: Progress | None = None,
     ) -> None:
-        self._codec, self._y, self._source, self._alpha_block = codec, y, source, alpha_block
+        self._codec, self._y, self.source = codec, y, source
         self.q_index, self.level = q_index, level
         self._result: EncodeResult | None = None
         _tell(stages, "entropy coding")
@@ -118,7 +63,8 @@ class _Probe:
             _tell(stages, "synthesis")
             x_hat = self._synthesis()
         streams = coded()
-        self.data = pack(codec._header(source, alpha_block, q_index, streams.symbols_crc), streams.streams)
+        header = file_header(codec.spec, codec.fingerprint, codec.options, source, alpha_block, q_index, streams.symbols_crc)
+        self.data = pack(header, streams.streams)
         if x_hat is not None:
             self._result = self._finish(x_hat)
 
@@ -128,23 +74,12 @@ class _Probe:
             self._y, q_index_to_scale(self.q_index), codec.options, codec.coder, codec.execution
         )
 
-    @property
-    def bpp(self) -> float:
-        """Bits per pixel of the whole file."""
-        height, width = self._source.rgb.shape[:2]
-        return len(self.data) * 8 / (width * height)
-
-    @property
-    def psnr(self) -> float:
-        """PSNR in dB of the decoded colours (runs g_s the first time)."""
-        return self.result().psnr
-
     def release(self) -> None:
-        """Drop what the reconstruction needs (the decoded latent); :meth:`result` then codes again."""
         self._synthesis = None
 
     def result(self, stages: Progress | None = None) -> EncodeResult:
-        """The coded image with its reconstruction, as :meth:`Codec.encode` returns it."""
+        """The coded image with its reconstruction, as :meth:`Codec.encode` returns it (``stages``: told
+        of "synthesis" when it runs)."""
         if self._result is None:
             if self._synthesis is None:  # released: the same q codes to the same bytes again
                 _, self._synthesis = self._code()
@@ -154,18 +89,8 @@ class _Probe:
         return self._result
 
     def _finish(self, x_hat: torch.Tensor) -> EncodeResult:
-        source = self._source
-        rgb, colour = source.rgb, source.colour
-        height, width = rgb.shape[:2]
-        recon = tensor_to_rgb(x_hat[:, :, :height, :width])
-        image = rgb_to_pil(recon, colour, source.icc_profile, source.exif, source.xmp)
-        if colour == "L":  # measure what the user gets back: the gray image against the gray input
-            error = mse(np.asarray(image), rgb[:, :, 0])
-        else:
-            error = mse(recon, rgb)
-        if source.alpha is not None:  # lossless: the input's plane is what the decoder gives back
-            image.putalpha(Image.fromarray(source.alpha, "L"))
-        return EncodeResult(self.data, image, self.q_index, width, height, error, self.level)
+        height, width = self.source.rgb.shape[:2]
+        return self._encode_result(tensor_to_rgb(x_hat[:, :, :height, :width]))
 
 
 class Codec:
@@ -328,81 +253,31 @@ class Codec:
         self, image: ImageInput, rate: Rate, encoder_level: object, strip: object, progress: object, reconstruct: bool
     ) -> _Probe:
         """The one path of :meth:`compress` and :meth:`encode`: the image coded at the checked ``rate``
-        (at one q index, or searched for a target, :func:`evc.ratecontrol.coded_at`); ``reconstruct``:
+        (at one q index, or searched for a target: :func:`evc.coding.coded_probe`); ``reconstruct``:
         with the decoder's reconstruction (``result()`` then runs nothing more)."""
         level = self._encoder_level(encoder_level)
         checked_progress = arguments.progress(progress)
-        coded_image, alpha_block = self._image(image, strip)
+        # stacklevel: past this method, its two decorators and compress / encode, to the caller's line.
+        coded_image, alpha_block = prepared_image(image, strip, self.options.arithmetic, self.max_pixels, stacklevel=5)
         _tell(checked_progress, "analysis")
         latents = self._latents(coded_image.rgb, level)
         # One file at a known q index runs g_s while the coder thread finishes its streams; a search's
         # probes run it only where compared (a PSNR target, a scalable model's levels).
         final = not rate.is_target
-        # A search keeps the reconstruction's inputs (the decoded latent) of its latest probes only: the
-        # result is nearly always one of them, and an older one is coded again if not.
-        live: list[_Probe] = []
 
-        def encode_at(q: int) -> _Probe:
-            probes = [
-                _Probe(self, y, coded_image, alpha_block, q, lvl, final and (reconstruct or len(latents) > 1),
-                       checked_progress if final else None)
-                for lvl, y in latents
-            ]
-            if len(probes) == 1:
-                probe = probes[0]
-            else:  # a scalable model's levels: the lowest RD cost, which needs every reconstruction
-                weight = rd_loss_weight(self.model.rate.lambda_for_q_index(q))
-                probe = min(probes, key=lambda p: weight * p.result().mse + p.bpp)
-            live.append(probe)
-            if len(live) > 2:
-                live.pop(0).release()
-            return probe
+        def probe(q: int, latent: tuple[int | None, torch.Tensor]) -> _Probe:
+            lvl, y = latent
+            return _Probe(self, y, coded_image, alpha_block, q, lvl, final and (reconstruct or len(latents) > 1),
+                          checked_progress if final else None)
 
-        probe = coded_at(rate, encode_at, self.model.rate.anchor_q_scales(), self.name, progress=checked_progress)
+        kept = coded_probe(rate, latents, probe, self.model.rate.anchor_q_scales(), self.name, checked_progress)
         if reconstruct:
-            probe.result(checked_progress)
-        return probe
+            kept.result(checked_progress)
+        return kept
 
     def _encoder_level(self, encoder_level: object) -> int | None:
         levels = self.model.num_levels
         return arguments.encoder_level(encoder_level, levels if levels > 1 else None, self.name)
-
-    def _image(self, image: ImageInput, strip: object) -> tuple[InputImage, bytes | None]:
-        """The image to code and its coded alpha plane (None when opaque)."""
-        if arguments.flag("strip", strip):
-            coded = dataclasses.replace(to_input(image, self.max_pixels), exif=None, xmp=None)
-        else:
-            coded = to_input(image, self.max_pixels)
-        if (coded.exif or coded.xmp) and version_for(self.options.arithmetic, metadata=True) is None:
-            warnings.warn(
-                f"format version {version_for(self.options.arithmetic, metadata=False)} ({self.options.arithmetic} "
-                "arithmetic) cannot hold EXIF or XMP metadata: the image's metadata is not carried",
-                UserWarning, stacklevel=4,
-            )
-            coded = dataclasses.replace(coded, exif=None, xmp=None)
-        height, width = coded.rgb.shape[:2]
-        # The same measure as the decoder's: the padded size is what the networks process.
-        check_pixel_limit(width, height, self.max_pixels)
-        if coded.alpha is None:
-            return coded, None
-        if version_for(self.options.arithmetic, metadata=True) is None:
-            raise ImageError(
-                f"the image has transparent pixels, which format version "
-                f"{version_for(self.options.arithmetic, metadata=False)} ({self.options.arithmetic} arithmetic) "
-                "cannot hold; code it with int8 arithmetic (the default) or flatten it first"
-            )
-        return coded, encode_alpha(coded.alpha)
-
-    def _header(self, image: InputImage, alpha_block: bytes | None, q_index: int, symbols_crc: int) -> Header:
-        """The header of ``image`` coded at ``q_index`` (_image keeps metadata and alpha only where the
-        arithmetic's format version holds them)."""
-        height, width = image.rgb.shape[:2]
-        options = self.options
-        return encoder_header(
-            self.spec.model_id, self.fingerprint, image.colour, q_index, width, height, symbols_crc,
-            exact=options.exact, skip_certain=options.skip_certain, arithmetic=options.arithmetic,
-            icc_profile=image.icc_profile, exif=image.exif, xmp=image.xmp, alpha=alpha_block,
-        )
 
     def _latents(self, rgb: np.ndarray, encoder_level: int | None) -> list[tuple[int | None, torch.Tensor]]:
         height, width = rgb.shape[:2]
@@ -429,23 +304,7 @@ class Codec:
         """
         data = file_bytes(data)
         progress = arguments.progress(progress)
-        header, streams, made_by = parse_file(data)
-        if made_by != self.spec:
-            other = made_by.name
-            raise FormatError(f"file was made by {other}, this codec is {self.name}; load {other} to decode it")
-        if header.weights_fingerprint != self.fingerprint:
-            raise FormatError(
-                f"file was made with other weights for {self.name} (fingerprint {header.weights_fingerprint:08x}, "
-                f"loaded {self.fingerprint:08x}); decode it with the weights that encoded it"
-            )
-        # The decoder's work and memory grow with the padded size (a 1 x N image decodes as 64 x N'),
-        # so that is what the limit bounds, checked before anything of that size is allocated.
-        padded_pixels = padded(header.width) * padded(header.height)
-        if padded_pixels > self.max_pixels:
-            raise FormatError(
-                f"file declares {header.width}x{header.height} pixels ({padded_pixels} once padded to multiples "
-                f"of {PADDING_MULTIPLE}), over the limit of {self.max_pixels} (Codec.max_pixels)"
-            )
+        header, streams = decodable(data, self.spec, self.fingerprint, self.max_pixels, "Codec.max_pixels")
         options = decoding_options(len(streams), header.exact, header.skip_certain, header.exact_arithmetic)
         # Before the networks run: a damaged alpha plane is refused at once.
         alpha = None if header.alpha is None else decode_alpha(header.alpha, header.width, header.height)

@@ -49,7 +49,9 @@ def _main(argv: list[str]) -> int:
     started = LoadSample()  # the thread policy's first choice measures the load from here (start-up)
     try:
         args = build_parser().parse_args(argv)
-        if not hasattr(args, "threads"):  # a command that computes nothing
+        # A command that computes nothing, or one on ONNX Runtime, whose sessions take their own thread
+        # count (evc.onnx.runtime) and whose process must not import torch.
+        if not hasattr(args, "threads") or getattr(args, "onnx", None) is not None:
             return args.run(args)
         # The whole command (loading the model too) follows the thread policy; each image then
         # measures again (Codec).
