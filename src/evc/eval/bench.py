@@ -160,7 +160,10 @@ class RowPeak:
         try:  # "5": reset the peak resident set size to the current one (Linux 4.0 and later)
             with open("/proc/self/clear_refs", "w") as clear:
                 clear.write("5")
-            self.own = _status_kb("VmHWM") is not None
+            # Some kernels accept the write and keep the old peak: the reset took only if the peak is
+            # now the current resident set (a few pages may be touched in between).
+            peak, resident = _status_kb("VmHWM"), _status_kb("VmRSS")
+            self.own = peak is not None and resident is not None and peak - resident < 4096
         except OSError:
             self.own = False
 
