@@ -3,9 +3,8 @@
     python benchmarks/coder_speed.py [--symbols 294912] [--repeat 5] [--certain-share 0.45]
                                      [--epsilons 1e-5 1e-4 1e-3 1e-2] [--process-pool]
 
-Rows: the grouping of the coder before this version (kept here as the baseline), the current coder,
-the current coder skipping certain symbols, and 2 / 4 substreams coded one after the other and with a
-thread pool (optionally a process pool). Every variant's output is checked to decode exactly.
+Rows: the coder, the coder skipping certain symbols, and 2 / 4 substreams coded one after the other
+and with a thread pool (optionally a process pool). Every variant's output is checked to decode exactly.
 ``--epsilons`` also sweeps the threshold that makes a table certain (what CERTAIN_EPSILON was
 chosen from). The default size is a Kodak image's latent (192 x 32 x 48).
 
@@ -22,78 +21,17 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
-import constriction
 import numpy as np
 
 from evc.entropy.coder import (
     CERTAIN_EPSILON,
     SymbolTables,
-    _decode_escapes,
-    _encode_escapes,
     decode_substreams,
     decode_symbols,
     encode_substreams,
     encode_symbols,
 )
 from evc.entropy.gaussian import NUM_SCALES, scale_pmfs, scale_table
-from evc.errors import FormatError
-
-
-# -- the coder's grouping before this version (int64 stable argsort + np.unique), as the baseline --
-def _old_group(table_index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    order = np.argsort(table_index, kind="stable")
-    tables, counts = np.unique(table_index[order], return_counts=True)
-    return order, tables, counts
-
-
-def old_encode_symbols(symbols: np.ndarray, table_index: np.ndarray, tables: SymbolTables) -> bytes:
-    symbols = np.asarray(symbols, dtype=np.int64).ravel()
-    table_index = np.asarray(table_index, dtype=np.int64).ravel()
-    if symbols.size == 0:
-        return b""
-    relative = symbols - tables.offsets[table_index]
-    sizes = tables.sizes[table_index]
-    escaped = (relative < 0) | (relative >= sizes)
-    codes = np.where(escaped, sizes, relative).astype(np.int32)
-    coder = constriction.stream.stack.AnsCoder()
-    if escaped.any():
-        below = relative[escaped] < 0
-        offset = np.where(below, -relative[escaped] - 1, relative[escaped] - sizes[escaped])
-        _encode_escapes(coder, 2 * offset + below)
-    order, group_tables, counts = _old_group(table_index)
-    sorted_codes = codes[order]
-    ends = np.cumsum(counts)
-    for table, end, count in zip(group_tables[::-1], ends[::-1], counts[::-1]):
-        coder.encode_reverse(sorted_codes[end - count : end], tables.models[table])
-    return coder.get_compressed().astype("<u4").tobytes()
-
-
-def old_decode_symbols(data: bytes, table_index: np.ndarray, tables: SymbolTables) -> np.ndarray:
-    table_index = np.asarray(table_index, dtype=np.int64).ravel()
-    if table_index.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
-    order, group_tables, counts = _old_group(table_index)
-    sorted_codes = np.concatenate(
-        [coder.decode(tables.models[t], int(n)) for t, n in zip(group_tables, counts)]
-    ).astype(np.int64)
-    codes = np.empty_like(sorted_codes)
-    codes[order] = sorted_codes
-    sizes = tables.sizes[table_index]
-    escaped = codes == sizes
-    symbols = codes + tables.offsets[table_index]
-    if escaped.any():
-        values = _decode_escapes(coder, int(escaped.sum()))
-        below = (values & 1).astype(bool)
-        offset = values >> 1
-        symbols[escaped] = np.where(
-            below,
-            tables.offsets[table_index[escaped]] - 1 - offset,
-            tables.offsets[table_index[escaped]] + sizes[escaped] + offset,
-        )
-    if not coder.is_empty():
-        raise FormatError("corrupt stream: data left over after the last symbol")
-    return symbols
 
 
 # -- the benchmark -------------------------------------------------------------------------------
@@ -149,10 +87,8 @@ def main() -> None:
     thread_pool = ThreadPoolExecutor(max_workers=4)
     process_pool = ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) if args.process_pool else None
     variants: list[tuple[str, Callable[[], object], Callable[[object], np.ndarray]]] = [
-        ("old grouping (baseline)", lambda: old_encode_symbols(symbols, index, tables),
-         lambda d: old_decode_symbols(d, index, tables)),
-        ("new", lambda: encode_symbols(symbols, index, tables), lambda d: decode_symbols(d, index, tables)),
-        ("new + skip", lambda: encode_symbols(symbols, index, tables, skip_certain=True),
+        ("one stream", lambda: encode_symbols(symbols, index, tables), lambda d: decode_symbols(d, index, tables)),
+        ("one stream + skip", lambda: encode_symbols(symbols, index, tables, skip_certain=True),
          lambda d: decode_symbols(d, index, tables, skip_certain=True)),
     ]
 
@@ -168,17 +104,16 @@ def main() -> None:
     for skip in (False, True):
         for count in (2, 4):
             for pool_name, pool in pools:
-                name = f"new{' + skip' if skip else ''}, {count} substreams, {pool_name}"
+                name = f"{count} substreams{' + skip' if skip else ''}, {pool_name}"
                 variants.append((name, *substreams(count, skip, pool)))
 
-    print(f"{'variant':40s} {'encode M/s':>11s} {'decode M/s':>11s} {'bits/symbol':>12s} {'bits vs new':>12s}")
+    print(f"{'variant':40s} {'encode M/s':>11s} {'decode M/s':>11s} {'bits/symbol':>12s} {'vs one stream':>14s}")
     reference_bits = None
     for name, encode, decode in variants:
         encode_rate, decode_rate, bits = measure(encode, decode, symbols, args.repeat)
-        if name == "new":
-            reference_bits = bits
-        change = f"{100 * (bits / reference_bits - 1):+.3f}%" if reference_bits else ""
-        print(f"{name:40s} {encode_rate:11.1f} {decode_rate:11.1f} {bits / symbols.size:12.5f} {change:>12s}")
+        reference_bits = reference_bits or bits  # the first row's
+        change = f"{100 * (bits / reference_bits - 1):+.3f}%"
+        print(f"{name:40s} {encode_rate:11.1f} {decode_rate:11.1f} {bits / symbols.size:12.5f} {change:>14s}")
     thread_pool.shutdown()
     if process_pool is not None:
         process_pool.shutdown()

@@ -1,5 +1,5 @@
 """What the encoder's padding costs small images: the shipped EVC-SS's error and size with zero padding
-and with the edge pixels replicated (evc.codec.PADDING_MODE forced to each; its default, "auto", replicates
+and with the edge pixels replicated (evc.image.PADDING_MODE forced to each; its default, "auto", replicates
 for images with a side under 64 pixels, as all of these are).
 
     python benchmarks/padding.py [--weights PATH] [--qualities 0 0.5 1] [--count 8] [--size 8]
@@ -19,14 +19,14 @@ import numpy as np
 from PIL import Image
 
 import evc
-import evc.codec
+import evc.image
 from evc.shared_data import KODAK_DIR
 
 MODES = {"zeros": "constant", "replicate": "replicate"}
 
 
 def measure(codec: evc.Codec, rgb: np.ndarray, quality: float, mode: str) -> tuple[int, float, int]:
-    evc.codec.PADDING_MODE = mode
+    evc.image.PADDING_MODE = mode
     data = codec.compress(rgb, quality)
     decoded = np.asarray(codec.decompress(data).convert("RGB"), dtype=np.int64)
     error = decoded - rgb.astype(np.int64)

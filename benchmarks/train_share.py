@@ -68,9 +68,8 @@ def measure(
             workers=0, prefetch=prefetch, device="cpu", val_images=0, warmup_steps=0, holdout=False,
         )
         trainer = Trainer(config)
-        for record in trainer.data.records:  # the cache's steady state, as in a leg after its first minutes
-            trainer.data._load(record)
-        batches = trainer._batches()
+        trainer.data.fill_cache()  # the cache's steady state, as in a leg after its first minutes
+        batches = trainer.batches()
         for _ in range(3):
             trainer.train_step(*next(batches))
         settle = time.perf_counter() + (2 * FOLLOW_FREE_CORES_EVERY_S if follow else 0)

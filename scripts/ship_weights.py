@@ -34,7 +34,8 @@ from evc.eval.runner import EVCUnderTest, evaluate, list_images
 from evc.models.card import KODAK_KEY, VERSION_KEY, ModelCard, training_totals
 from evc.models.registry import get_spec
 from evc.models.weights import (
-    ANCHORS_KEY, HELD_OUT_KEY, LAMBDAS_KEY, MODEL_KEY, PARTS_KEY, RECIPE_KEY, load_state, read_metadata, save_weights,
+    ANCHORS_KEY, HELD_OUT_KEY, LAMBDAS_KEY, MODEL_KEY, PARTS_KEY, RECIPE_KEY, held_model, load_model, read_metadata,
+    save_weights,
 )
 from evc.shared_data import KODAK_DIR
 from evc.train.config import TrainConfig, read_toml
@@ -141,9 +142,8 @@ def main() -> int:
                              "(docs/results/kodak/NAME.json): compare and write without measuring again")
     args = parser.parse_args()
 
-    meta = read_metadata(args.weights)
-    name = get_spec(meta.get(MODEL_KEY, "")).name
-    spec = get_spec(name)
+    spec = held_model(args.weights, read_metadata(args.weights))
+    name = spec.name
     if args.curve is not None:  # measured earlier (an interrupted run): the same weights, it is trusted
         curve = load_curve(args.curve)
         if curve.meta.get("versions", {}).get("weights") != f"{name} {args.version}" or curve.meta["images"] != 24:
@@ -191,9 +191,7 @@ def main() -> int:
     if args.dry_run:
         return 0
 
-    state, file_meta = load_state(args.weights)
-    model = evc.create_model(name)
-    model.load_state_dict(state)
+    model, _, file_meta = load_model(args.weights, name)
     extra: dict[str, object] = {k: v for k, v in file_meta.items() if k not in (MODEL_KEY, PARTS_KEY, ANCHORS_KEY)}
     totals = training_totals(file_meta)  # recorded by the trainer, else followed through its init weights
     if totals is not None:

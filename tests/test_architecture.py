@@ -20,8 +20,10 @@ LAYERS: dict[str, int] = {
     "evc.eval": 5,
     "evc.distill": 5,
     "evc.train": 4,
+    "evc.onnx": 4,  # export (torch) and the ONNX Runtime codec (no torch: tests/test_onnx.py)
     "evc": 3,  # the package itself: evc.load, evc.Codec, ...
     "evc.codec": 3,
+    "evc.coding": 3,
     "evc.fileinfo": 3,
     "evc.icc": 3,
     "evc.ratecontrol": 3,
@@ -42,6 +44,8 @@ LAYERS: dict[str, int] = {
 # Within one layer: pairs that must not import each other (first -> second is forbidden).
 FORBIDDEN = [
     ("evc.nn", "evc.entropy"),  # the entropy model uses network pieces, never the other way round
+    ("evc.onnx", "evc.train"),
+    ("evc.train", "evc.onnx"),
     ("evc.eval", "evc.distill"),
     ("evc.distill", "evc.eval"),
 ]

@@ -64,6 +64,21 @@ def test_api_accepts_numpy_numbers_and_ints():
     assert codec.q_index(1) == codec.q_index(1.0)
 
 
+def test_the_rate_is_settled_once_into_a_typed_value():
+    """arguments.rate checks the rate once into a frozen Rate, which the codec hands down unchecked."""
+    import dataclasses
+
+    from evc.arguments import DEFAULT_QUALITY, Rate, rate
+
+    assert rate() == Rate(quality=DEFAULT_QUALITY) and not rate().is_target
+    checked = rate(q_index_value=np.int64(80))
+    assert checked == Rate(q_index=80) and type(checked.q_index) is int
+    assert rate(np.float32(0.5)) == Rate(quality=0.5) and type(rate(np.float32(0.5)).quality) is float
+    assert rate(target_bpp_value=1).is_target and rate(target_psnr_value=30.0) == Rate(target_psnr=30.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        checked.q_index = 3  # type: ignore[misc]
+
+
 def test_one_rate_at_most():
     codec = random_codec("EVC-SS")
     with pytest.raises(ValueError, match="at most one of .* \\(got quality, target_psnr\\)"):

@@ -623,7 +623,7 @@ def test_subprocess_untrained_message(tmp_path, rgb_png):
 
 # -- the command groups ----------------------------------------------------------------------------
 
-COMMANDS = ["encode", "decode", "info", "models", "eval", "compare", "bench", "complexity", "train", "distill"]
+COMMANDS = ["encode", "decode", "export", "info", "models", "eval", "compare", "bench", "complexity", "train", "distill"]
 
 
 def test_every_command_is_listed_with_its_own_help(capsys):

@@ -12,13 +12,16 @@ import numpy as np
 import pytest
 
 from evc.bitstream.container import (
+    FLAG_ALPHA,
     FLAG_EXACT,
+    FLAG_EXIF,
     FLAG_ICC,
     FLAG_SKIP_CERTAIN,
     FORMAT_VERSION,
     HEADER_BYTES,
     MAGIC,
     Header,
+    encoder_header,
     pack,
     parse,
     read_header,
@@ -148,6 +151,22 @@ def test_header_refuses_unstorable_values() -> None:
         Header(1, 0, "CMYK", 5, 10, 10, 0)
     with pytest.raises(ValueError):
         Header(1, 0, "RGB", 5, 0, 10, 0)
+
+
+def test_an_encoder_header_takes_its_flags_and_the_lowest_version_from_what_it_holds() -> None:
+    def header(**kwargs) -> Header:
+        options = dict(exact=True, skip_certain=True, arithmetic="int8") | kwargs
+        return encoder_header(8, 0xABCDEF01, "RGB", 40, 33, 17, 5, **options)
+
+    plain = header(icc_profile=b"", exif=b"", xmp=None)  # empty blocks are none
+    assert (plain.version, plain.flags) == (3, FLAG_EXACT | FLAG_SKIP_CERTAIN)
+    assert plain.icc_profile is plain.exif is plain.xmp is plain.alpha is None
+    assert header(icc_profile=b"icc").flags == FLAG_EXACT | FLAG_SKIP_CERTAIN | FLAG_ICC
+    full = header(exact=False, exif=b"exif", alpha=b"alpha")
+    assert (full.version, full.flags, full.exif) == (4, FLAG_SKIP_CERTAIN | FLAG_EXIF | FLAG_ALPHA, b"exif")
+    assert header(arithmetic="float64", icc_profile=b"icc").version == 2
+    with pytest.raises(ValueError, match="no format version holds"):
+        header(arithmetic="float64", alpha=b"alpha")
 
 
 def test_flags_round_trip() -> None:

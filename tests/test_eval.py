@@ -145,6 +145,21 @@ def test_bench_reports_a_breakdown() -> None:
     assert n == 192 * 4 * 8 and enc > 0 and dec > 0
 
 
+def test_each_bench_row_measures_its_own_peak_memory() -> None:
+    """Issue 41: the "peak MB" of a row is its own, not the process's peak since it started (on
+    2026-12-07 both 1080p rows of `evc bench` read 2443)."""
+    from evc.eval.bench import RowPeak
+
+    big = RowPeak()
+    block = np.ones(64 * 2**20, dtype=np.uint8)  # 64 MiB, touched
+    held = big.mb()
+    del block
+    small = RowPeak()
+    if not small.own:
+        pytest.skip("this system cannot reset the peak resident memory (Linux /proc/self/clear_refs)")
+    assert held - small.mb() > 48  # the later, smaller row does not repeat the earlier one's peak
+
+
 def test_complexity_and_bench_cli(capsys) -> None:
     assert evc_main(["complexity", "--models", "EVC-SS"]) == 0
     out = capsys.readouterr().out

@@ -14,6 +14,7 @@ from evc.distill.mask_decay import (
     merge,
     removed_masks,
     select_channels,
+    top_channels,
     transform_groups,
 )
 from evc.eval.complexity import count_parameters
@@ -64,8 +65,17 @@ def test_groups_follow_the_channel_plans(teacher) -> None:
         assert all(len(kept[g.name]) == g.keep for g in masked.groups)
         importance = channel_importance(masked.groups[0])
         assert importance.shape == (masked.groups[0].width,) and (importance > 0).all()
+        assert torch.equal(kept[masked.groups[0].name], top_channels(importance, masked.groups[0].keep))
+        # One mask a group, under the group's key (parameter names hold no dots).
+        assert sorted(masked.masks) == sorted(g.key for g in masked.groups)
+        assert next(g for g in masked.groups if g.name == "g_a.0.stream").key == "g_a_0_stream"
     finally:
         masked.remove_hooks()
+
+
+def test_top_channels_are_the_highest_in_ascending_order() -> None:
+    assert top_channels(torch.tensor([0.1, 0.9, 0.5, 0.7, 0.0]), 3).tolist() == [1, 2, 3]
+    assert top_channels(torch.tensor([3.0, 1.0, 2.0]), 1).tolist() == [0]
 
 
 @pytest.mark.parametrize(("student", "enc", "dec"), [("EVC-SS", "S", "S"), ("EVC-MM", "M", "M"), ("EVC-LS", None, "S")])
@@ -81,7 +91,7 @@ def test_merge_is_exact(student: str, enc, dec) -> None:
                 drop = torch.ones(group.width, dtype=torch.bool)
                 drop[kept[group.name]] = False
                 values[drop] = 0.0
-                masked.masks[group.name.replace(".", "_")].copy_(values)
+                masked.masks[group.key].copy_(values)
         assert all(bool((m == 0).all()) for m in removed_masks(masked, kept).values())
         merged = merge(masked, kept, student).eval()
         assert count_parameters(merged) == count_parameters(evc.create_model(student))
@@ -142,8 +152,8 @@ def _zeroed_channels_reach_every_consumer(model: evc.models.evc.EVC) -> None:
             channel = group.width // 3
             with torch.no_grad():
                 for g in masked.groups:
-                    masked.masks[g.name.replace(".", "_")].fill_(1.0)
-                masked.masks[group.name.replace(".", "_")][channel] = 0.0
+                    masked.masks[g.key].fill_(1.0)
+                masked.masks[group.key][channel] = 0.0
                 y = model.g_a(_x()[:, :, :32, :32])
                 model.g_s(y)
             for consumer in group.consumers:

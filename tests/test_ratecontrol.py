@@ -14,12 +14,14 @@ import pytest
 from PIL import Image
 
 import evc
-from evc.ratecontrol import Q_RANGE, TargetUnreachable, meet_target_bpp, meet_target_psnr
+from evc.arguments import Rate
+from evc.ratecontrol import Q_RANGE, TargetUnreachable, coded_at
 
 from conftest import random_codec, smooth_image
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 Q_BEST, Q_WORST = 16, 45  # trained anchors of the synthetic curves (EVC-SS v3's)
+ANCHORS = (Q_WORST / 100, Q_BEST / 100)  # their q_scale values, lowest rate first
 
 
 @dataclass
@@ -51,6 +53,14 @@ class Curve:
         return Fake(q, self.bpp(q), self.psnr(q))
 
 
+def meet_target_bpp(encode, target: float, anchors=ANCHORS, **kwargs):
+    return coded_at(Rate(target_bpp=target), encode, anchors, **kwargs)
+
+
+def meet_target_psnr(encode, target: float, anchors=ANCHORS, **kwargs):
+    return coded_at(Rate(target_psnr=target), encode, anchors, **kwargs)
+
+
 def quiet(search, *args, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -67,7 +77,7 @@ def test_bpp_target_gives_the_best_quality_within_it_in_few_probes(seed: int) ->
     curve = Curve(scale=rng.uniform(2, 12), slope=rng.uniform(0.7, 1.1), noise=noise, seed=seed)
     for target in (curve.bpp(3) * 0.99, curve.bpp(20), curve.bpp(40) * 1.01, curve.bpp(150), curve.bpp(600) * 1.003):
         curve.calls.clear()
-        result = quiet(meet_target_bpp, curve, Q_BEST, Q_WORST, target)
+        result = quiet(meet_target_bpp, curve, target)
         # The best quality within the target: its file fits, one q index finer does not. Without noise
         # that is the first q index that fits (the curve falls to its floor); with it, one near there.
         assert result.bpp <= target < curve.bpp(result.q - 1)
@@ -81,7 +91,7 @@ def test_psnr_target_gives_the_smallest_file_reaching_it_in_few_probes(seed: int
     curve = Curve(seed=seed)
     for target in (43.0, 36.3, 32.0, 30.05, 25.0, 21.0):
         curve.calls.clear()
-        result = quiet(meet_target_psnr, curve, Q_BEST, Q_WORST, target, start=20 + 5 * seed)
+        result = quiet(meet_target_psnr, curve, target, start=20 + 5 * seed)
         expected = max(q for q in range(1, curve.q_floor) if curve.psnr(q) >= target)
         assert result.q == expected and result.psnr >= target
         assert len(curve.calls) <= 7, (target, curve.calls)
@@ -91,46 +101,44 @@ def test_targets_that_only_extrapolated_q_indices_reach_are_met_with_a_warning()
     curve = Curve()
     # More rate than the highest-rate anchor (q 16) gives: met at a finer q index, warned.
     with pytest.warns(UserWarning, match=r"met at q index \d+ .*past the highest-rate anchor .*16\.\.45.* 1\.\.65535"):
-        result = meet_target_bpp(curve, Q_BEST, Q_WORST, curve.bpp(5))
+        result = meet_target_bpp(curve, curve.bpp(5))
     assert result.q == 5
     # Less rate than the lowest-rate anchor (q 45): met at a coarser one, warned too.
     with pytest.warns(UserWarning, match=r"met at q index 300 .*below the lowest-rate anchor .*16\.\.45.* 1\.\.65535"):
-        assert meet_target_bpp(curve, Q_BEST, Q_WORST, curve.bpp(300)).q == 300
+        assert meet_target_bpp(curve, curve.bpp(300)).q == 300
     with pytest.warns(UserWarning, match=r"met at q index 3 \(40\.61 dB\).*past the highest-rate anchor"):
-        assert meet_target_psnr(curve, Q_BEST, Q_WORST, 40.6).q == 3
+        assert meet_target_psnr(curve, 40.6).q == 3
     with pytest.warns(UserWarning, match=r"met at q index 150 .*below the lowest-rate anchor"):
-        assert meet_target_psnr(curve, Q_BEST, Q_WORST, curve.psnr(150)).q == 150
+        assert meet_target_psnr(curve, curve.psnr(150)).q == 150
     with warnings.catch_warnings():  # inside the anchors: no warning
         warnings.simplefilter("error")
-        assert meet_target_bpp(curve, Q_BEST, Q_WORST, curve.bpp(30)).q == 30
-        assert meet_target_psnr(curve, Q_BEST, Q_WORST, curve.psnr(30)).q == 30
+        assert meet_target_bpp(curve, curve.bpp(30)).q == 30
+        assert meet_target_psnr(curve, curve.psnr(30)).q == 30
 
 
 def test_targets_at_the_ends_of_the_q_range() -> None:
     curve = Curve()
     # Every q index fits: the finest (q 1) is written, and the warning says the target does not bite.
     with pytest.warns(UserWarning, match=r"above the largest file any q index gives .*q index 1, the finest of 1\.\.65535"):
-        assert meet_target_bpp(curve, Q_BEST, Q_WORST, 50.0).q == 1
+        assert meet_target_bpp(curve, 50.0).q == 1
     # Below the smallest file (at q 1000; coarser ones grow again): unreachable, naming it and the range.
     smallest = curve.bpp(1000)
     curve.calls.clear()
     with pytest.raises(TargetUnreachable, match=rf"smallest file any q index gives this image: q indices 1\.\.65535 "
                                                 rf"give {smallest:.4f} bpp \(q index \d+\) to {curve.bpp(1):.4f} bpp "
                                                 r"\(q index 1\); coarser q indices than \d+ give larger files again"):
-        meet_target_bpp(curve, Q_BEST, Q_WORST, smallest * 0.98)
+        meet_target_bpp(curve, smallest * 0.98)
     assert len(curve.calls) <= 17
     # Beyond the best quality (q 1): unreachable, naming it.
     with pytest.raises(TargetUnreachable, match=r"best quality any q index gives this image: 45\.00 dB at q index 1, "
                                                 r"the finest of 1\.\.65535"):
-        meet_target_psnr(curve, Q_BEST, Q_WORST, 46.0)
-    with pytest.raises(ValueError):
-        meet_target_bpp(curve, Q_BEST, Q_WORST, 0.0)
+        meet_target_psnr(curve, 46.0)
 
 
 def test_a_bpp_target_near_the_smallest_file_is_met_past_the_last_falling_probe() -> None:
     curve = Curve(noise=0.001)
     target = curve.bpp(1000) * 1.003  # met only within a few % of q 1000, where the size is flattest
-    result = quiet(meet_target_bpp, curve, Q_BEST, Q_WORST, target)
+    result = quiet(meet_target_bpp, curve, target)
     assert result.bpp <= target
     assert all(curve.bpp(q) > target for q in range(1, result.q))  # the first that fits
 
@@ -140,10 +148,10 @@ def test_a_psnr_target_past_the_smallest_file_gives_the_smallest_file() -> None:
     (45 - 4 ln q >= 12 up to q 3827) is best met by the smallest file, whose PSNR is higher."""
     curve = Curve()
     with pytest.warns(UserWarning, match="below the lowest-rate anchor"):
-        result = meet_target_psnr(curve, Q_BEST, Q_WORST, 12.0)
+        result = meet_target_psnr(curve, 12.0)
     assert result.psnr >= 12.0 and result.bpp <= curve.bpp(1000) * 1.01 and result.q < 3827
     with pytest.warns(UserWarning, match=r"below the quality of the smallest file any q index gives .*q indices 1\.\.65535"):
-        result = meet_target_psnr(curve, Q_BEST, Q_WORST, 0.5)  # every q index reaches it (q 65535: 0.64 dB)
+        result = meet_target_psnr(curve, 0.5)  # every q index reaches it (q 65535: 0.64 dB)
     assert result.bpp <= curve.bpp(1000) * 1.01
 
 
@@ -159,17 +167,29 @@ def test_a_curve_that_does_not_fall_is_crossed_in_a_few_probes() -> None:
 
     target = encode(94).psnr - 0.003
     calls.clear()
-    result = quiet(meet_target_psnr, encode, 50, 175, target, start=94)
+    result = quiet(meet_target_psnr, encode, target, (1.75, 0.5), start=94)
     assert result.psnr >= target and encode(result.q + 1).psnr < target
     assert len(set(calls)) <= 40, len(set(calls))
 
 
 def test_each_probe_is_reported_to_progress() -> None:
     curve, lines = Curve(), []
-    meet_target_bpp(curve, Q_BEST, Q_WORST, curve.bpp(30), progress=lines.append)
+    meet_target_bpp(curve, curve.bpp(30), progress=lines.append)
     assert len(lines) == len(curve.calls) >= 2
     assert all(line.startswith(f"searching q for {curve.bpp(30):g} bpp: q index ") for line in lines)
     assert lines[-1].endswith(" bpp") and " → " in lines[-1]
+
+
+def test_a_quality_or_a_q_index_codes_one_file() -> None:
+    """The rate of a quality or a q index is settled here too, coding one file: quality 1 and 0 are the
+    anchors' q indices, and a q index past the highest-rate anchor is coded with a warning."""
+    curve = Curve()
+    assert coded_at(Rate(quality=1.0), curve, ANCHORS).q == Q_BEST
+    assert coded_at(Rate(quality=0.0), curve, ANCHORS).q == Q_WORST
+    assert coded_at(Rate(q_index=Q_BEST), curve, ANCHORS).q == Q_BEST
+    with pytest.warns(UserWarning, match=rf"q index 5 is past EVC-XY's highest-rate anchor \(q index {Q_BEST}, quality 1\)"):
+        assert coded_at(Rate(q_index=5), curve, ANCHORS, "EVC-XY").q == 5
+    assert curve.calls == [Q_BEST, Q_WORST, Q_BEST, 5]
 
 
 # -- real files ------------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ def test_small_images_are_padded_by_replicating_their_edges() -> None:
     image = smooth_image(30, 40, seed=4)
     extended = np.pad(image, ((0, 34), (0, 24), (0, 0)), mode="edge")
     assert parse(codec.compress(image, 0.5))[1] == parse(codec.compress(extended, 0.5))[1]
-    # Sides of 64 or more: zeros, which cost photos less rate (the validation split, codec.PADDING_MODE).
+    # Sides of 64 or more: zeros, which cost photos less rate (the validation split, evc.image.PADDING_MODE).
     photo = smooth_image(70, 100, seed=5)
     zeros = np.pad(photo, ((0, 58), (0, 28), (0, 0)))
     assert parse(codec.compress(photo, 0.5))[1] == parse(codec.compress(zeros, 0.5))[1]
@@ -150,6 +150,33 @@ def test_weights_round_trip_through_safetensors(tmp_path) -> None:
     files[0].unlink()
     with pytest.raises(evc.ModelError, match="parts"):
         evc.load(weights=tmp_path)
+
+
+def test_one_loader_settles_which_model_the_weights_hold(tmp_path) -> None:
+    """evc.models.weights.load_model: the model the metadata names, which a name given must match; the
+    name or a default where the metadata names none; the caller's random state untouched."""
+    from safetensors.torch import save_file
+
+    from evc.models.weights import load_model, save_weights
+
+    model = evc.create_model("EVC-SS", seed=4)
+    save_weights(model, tmp_path / "named", "EVC-SS")
+    state = torch.random.get_rng_state()
+    loaded, spec, metadata = load_model(tmp_path / "named")
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert spec.name == "EVC-SS" and metadata["evc.model"] == "EVC-SS"
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor.half().float()), name
+    assert load_model(tmp_path / "named", "ss", default="EVC-LL")[1].name == "EVC-SS"  # the metadata wins the default
+    with pytest.raises(evc.ModelError, match="holds weights for EVC-SS, not EVC-LL"):
+        load_model(tmp_path / "named", "EVC-LL")
+    bare = tmp_path / "bare.safetensors"  # a state without metadata: the caller says which model it is
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(bare))
+    with pytest.raises(evc.ModelError, match="does not say which model it holds"):
+        load_model(bare)
+    assert load_model(bare, default="EVC-SS")[1].name == load_model(bare, "EVC-SS")[1].name == "EVC-SS"
+    with pytest.raises(evc.ModelError, match="do not fit this model"):
+        load_model(bare, "EVC-LL")
 
 
 def test_untrained_models_are_refused_without_weights() -> None:

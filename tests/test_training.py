@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -225,6 +226,20 @@ def test_prefetched_batches_equal_the_data_loaders(image_folder) -> None:
     finally:
         prefetched.close()
     assert next(prefetched, "stopped") == "stopped"
+
+
+def test_a_filled_cache_serves_every_crop_without_the_files(image_folder, tmp_path) -> None:
+    """RandomCrops.fill_cache (the benchmarks' steady state): every image decoded once, up front."""
+    folder = tmp_path / "images"
+    shutil.copytree(image_folder, folder)
+    records = find_images([str(folder)], 64, print)
+    expected = [RandomCrops(records, 64, seed=2)[i] for i in range(12)]
+    cached = RandomCrops(records, 64, seed=2, cache=True)
+    cached.fill_cache()
+    shutil.rmtree(folder)  # from here only the cache can serve them
+    for i, (image, anchor) in enumerate(expected):
+        got_image, got_anchor = cached[i]
+        assert torch.equal(got_image, image) and got_anchor == anchor
 
 
 def test_prefetcher_raises_what_the_loading_raised() -> None:

@@ -16,7 +16,6 @@ from PIL import Image
 import evc
 import evc.train.speed as speed
 from evc.models.card import ModelCard
-from evc.models.evc import entropy_networks_follow_autocast
 from evc.train.checkpoint import load_checkpoint
 from evc.train.config import TrainConfig, read_toml
 from evc.train.data import RandomCrops, find_images
@@ -76,8 +75,8 @@ def test_entropy_networks_under_autocast_keep_float32_arithmetic() -> None:
     for reduced in (False, True):
         model.zero_grad()
         torch.manual_seed(1)  # the same z noise
-        with torch.autocast("cpu", dtype=torch.bfloat16), entropy_networks_follow_autocast(reduced):
-            out = model(x, anchors)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x, anchors, entropy_autocast=reduced)
         assert out.bpp.dtype == torch.float32 and out.x_hat.dtype == torch.float32
         out.bpp.sum().backward()
         grads = [p.grad for p in model.dual_prior.parameters()]

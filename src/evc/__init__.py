@@ -5,8 +5,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# First, before torch loads: the thread policy measures the machine's load from here (evc.threads).
-from evc import threads as _threads  # noqa: F401, I001
 from evc.errors import EVCError, FormatError, ImageError, ModelError, UntrainedModelError
 from evc.fileinfo import FileInfo, file_info
 from evc.models.registry import MODELS, create_model

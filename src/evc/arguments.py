@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from evc.bitstream.container import Q_INDEX_MAX
@@ -29,7 +30,9 @@ QUALITY_RANGE = (0.0, 1.0)
 Q_INDEX_RANGE = (1, Q_INDEX_MAX)  # the file's u16 field; 0 is invalid
 SUBSTREAMS_RANGE = (1, MAX_SUBSTREAMS)
 OUTPUT_QUALITY_RANGE = (1, 100)
+# The transforms' arithmetic, by the names of torch's dtypes (the codec takes torch's dtype of that name).
 PRECISIONS = ("float32", "float16", "bfloat16")
+DEFAULT_QUALITY = 0.5  # the rate when none is given
 # Large images run through the networks in tiles, so memory grows only with the buffers that hold the
 # whole image and latent (measured: about 100 bytes per pixel, 4.9 GB to encode 8000 x 6000); beyond
 # this many padded pixels (134 M, e.g. 16384 x 8192, about 13 GB) evc refuses rather than risk
@@ -102,14 +105,32 @@ def target_psnr(value: Any) -> float:
     return _positive_finite("target_psnr", value, "dB")
 
 
+@dataclass(frozen=True)
+class Rate:
+    """The rate of one encode as :func:`rate` settles it: exactly one field is set, checked.
+
+    ``quality``: in [0, 1] (0 is the lowest-rate trained anchor, 1 the highest); ``q_index``: the
+    file's rate field itself, 1..65535; ``target_bpp``: the best quality within that many bits per
+    pixel; ``target_psnr``: the smallest file reaching that many dB (both positive and finite).
+    :func:`evc.ratecontrol.coded_at` turns it into a q index.
+    """
+
+    quality: float | None = None
+    q_index: int | None = None
+    target_bpp: float | None = None
+    target_psnr: float | None = None
+
+    @property
+    def is_target(self) -> bool:
+        """Whether the q index is searched for on real files (a bpp or PSNR target), not set directly."""
+        return self.target_bpp is not None or self.target_psnr is not None
+
+
 def rate(
     quality_value: Any = None, q_index_value: Any = None, target_bpp_value: Any = None, target_psnr_value: Any = None
-) -> dict[str, float | int | None]:
-    """Check the four ways to set the rate; at most one may be given (None: not given).
-
-    Returns ``{"quality": ..., "q_index": ..., "target_bpp": ..., "target_psnr": ...}`` with the
-    given one normalised and the others None.
-    """
+) -> Rate:
+    """Check the four ways to set the rate, of which at most one may be given (None: not given), into
+    a :class:`Rate`; none given is quality :data:`DEFAULT_QUALITY`."""
     given = {
         "quality": quality_value, "q_index": q_index_value,
         "target_bpp": target_bpp_value, "target_psnr": target_psnr_value,
@@ -117,8 +138,11 @@ def rate(
     chosen = [name for name, v in given.items() if v is not None]
     if len(chosen) > 1:
         raise ValueError(f"give at most one of quality, q_index, target_bpp, target_psnr (got {', '.join(chosen)})")
+    if not chosen:
+        return Rate(quality=DEFAULT_QUALITY)
     checks = {"quality": quality, "q_index": q_index, "target_bpp": target_bpp, "target_psnr": target_psnr}
-    return {name: None if v is None else checks[name](v) for name, v in given.items()}
+    name = chosen[0]
+    return Rate(**{name: checks[name](given[name])})
 
 
 def progress(value: Any) -> Callable[[str], Any] | None:

@@ -7,17 +7,11 @@
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import functools
-import math
 import threading
-import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -25,91 +19,22 @@ import torch.nn.functional as F
 from PIL import Image
 
 from evc import arguments
-from evc.alpha import decode_alpha, encode_alpha
-from evc.bitstream.container import (
-    FLAG_ALPHA,
-    FLAG_EXACT,
-    FLAG_EXIF,
-    FLAG_ICC,
-    FLAG_SKIP_CERTAIN,
-    FLAG_XMP,
-    Header,
-    pack,
-    parse,
-    version_for,
-)
-from evc.entropy.latent_codec import CodedLatent, CodingOptions, decoding_options
-from evc.errors import EVCError, FormatError, ImageError, ModelError, UntrainedModelError
-from evc.fileinfo import FileInfo, file_bytes, file_info  # noqa: F401  (without torch; re-exported)
+from evc.alpha import decode_alpha
+from evc.arguments import Rate
+from evc.bitstream.container import pack
+# What this codec shares with the ONNX Runtime one lives without torch (EncodeResult re-exported).
+from evc.coding import EncodeResult, Probe, coded_probe, decodable, file_header, prepared_image
+from evc.entropy.latent_codec import CodedLatent, CodingOptions, EncoderOptions, decoding_options
+from evc.fileinfo import FileInfo, file_bytes, file_info, parse_file  # noqa: F401  (without torch; re-exported)
 from evc.fileinfo import weights_path as _weights_path
-from evc.image import (
-    DEFAULT_MAX_PIXELS,
-    ImageInput,
-    InputImage,
-    check_pixel_limit,
-    mse,
-    padded,
-    rgb_to_pil,
-    rgb_to_tensor,
-    tensor_to_rgb,
-    to_input,
-)
-from evc.models.evc import EVC, PADDING_MULTIPLE
-from evc.models.registry import MODELS_BY_ID, ModelSpec, default_model_name, get_spec
-from evc.models.variable_rate import q_index_to_scale, rd_loss_weight
-from evc.models.weights import (
-    MODEL_KEY,
-    apply_state,
-    load_state,
-    read_metadata,
-    round_to_stored_precision,
-    weights_fingerprint,
-)
+from evc.image import DEFAULT_MAX_PIXELS, ImageInput, InputImage, padded, padding_mode, rgb_to_pil, rgb_to_tensor, tensor_to_rgb
+from evc.models.evc import EVC
+from evc.models.registry import ModelSpec, get_spec, shipped_model
+from evc.models.variable_rate import q_index_to_scale
+from evc.models.weights import load_model, stored_copy
 from evc.nn.execution import Execution
-from evc.ratecontrol import Progress, meet_target_bpp, meet_target_psnr
-from evc.threads import ThreadPolicy
-
-DEFAULT_QUALITY = 0.5
-# How the encoder fills an image out to multiples of 64 before the networks see it (the decoder crops
-# whatever was there): "auto" repeats the edge pixels ("replicate", torch.nn.functional.pad's mode) for
-# an image with a side under 64 pixels, where black borders ("constant", zeros) are most of what the
-# networks see, and pads with zeros otherwise. Measured 2026-12-07 (issue 38): on a 1x1 pixel and 8x8
-# Kodak crops replicating wins by far (benchmarks/padding.py); on the validation split's photos, whose
-# sides are all over 64, it cost 0.64 % more rate (BD-rate, shipped v3) than zeros. "constant" or
-# "replicate" forces one mode (benchmarks/padding.py sets it).
-PADDING_MODE = "auto"
-SMALL_SIDE = 64
-
-
-def padding_mode(width: int, height: int) -> str:
-    """The torch padding mode the encoder uses for an image of ``width`` x ``height`` pixels."""
-    if PADDING_MODE != "auto":
-        return PADDING_MODE
-    return "replicate" if min(width, height) < SMALL_SIDE else "constant"
-PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-@dataclass(frozen=True)
-class EncodeResult:
-    """A coded image with what the decoder will reconstruct from it."""
-
-    data: bytes
-    reconstruction: Image.Image  # "RGB" / "L", or "RGBA" / "LA" with the input's alpha (exact)
-    q_index: int
-    width: int
-    height: int
-    mse: float  # on [0, 1] colour values of the 8-bit reconstruction (the alpha plane is lossless)
-    encoder_level: int | None = None
-
-    @property
-    def bpp(self) -> float:
-        """Bits per pixel of the whole file: header, metadata, the coded alpha plane, streams, CRC."""
-        return len(self.data) * 8 / (self.width * self.height)
-
-    @property
-    def psnr(self) -> float:
-        """PSNR in dB of the colours (RGB, or gray for gray images); the alpha plane is exact."""
-        return 10 * math.log10(1.0 / self.mse) if self.mse > 0 else math.inf
+from evc.ratecontrol import Progress
+from evc.threads import ThreadPolicy, per_call
 
 
 def _tell(progress: Progress | None, step: str) -> None:
@@ -117,9 +42,8 @@ def _tell(progress: Progress | None, step: str) -> None:
         progress(step)
 
 
-class _Probe:
-    """One latent coded at one q index: the file at once; the reconstruction (g_s, and the MSE) when
-    :meth:`result` asks for it, so that a rate search that compares file sizes never runs g_s.
+class _Probe(Probe):
+    """One latent coded at one q index (:class:`evc.coding.Probe`), here with the synthesis g_s.
 
     ``reconstruct``: run g_s now, while the coder thread finishes the streams (a plain encode).
     ``stages``: progress hook told of "entropy coding" and "synthesis".
@@ -129,7 +53,7 @@ class _Probe:
         self, codec: Codec, y: torch.Tensor, source: InputImage, alpha_block: bytes | None, q_index: int,
         level: int | None, reconstruct: bool = False, stages: Progress | None = None,
     ) -> None:
-        self._codec, self._y, self._source, self._alpha_block = codec, y, source, alpha_block
+        self._codec, self._y, self.source = codec, y, source
         self.q_index, self.level = q_index, level
         self._result: EncodeResult | None = None
         _tell(stages, "entropy coding")
@@ -139,7 +63,8 @@ class _Probe:
             _tell(stages, "synthesis")
             x_hat = self._synthesis()
         streams = coded()
-        self.data = pack(codec._header(source, alpha_block, q_index, streams.symbols_crc), streams.streams)
+        header = file_header(codec.spec, codec.fingerprint, codec.options, source, alpha_block, q_index, streams.symbols_crc)
+        self.data = pack(header, streams.streams)
         if x_hat is not None:
             self._result = self._finish(x_hat)
 
@@ -149,23 +74,12 @@ class _Probe:
             self._y, q_index_to_scale(self.q_index), codec.options, codec.coder, codec.execution
         )
 
-    @property
-    def bpp(self) -> float:
-        """Bits per pixel of the whole file."""
-        height, width = self._source.rgb.shape[:2]
-        return len(self.data) * 8 / (width * height)
-
-    @property
-    def psnr(self) -> float:
-        """PSNR in dB of the decoded colours (runs g_s the first time)."""
-        return self.result().psnr
-
     def release(self) -> None:
-        """Drop what the reconstruction needs (the decoded latent); :meth:`result` then codes again."""
         self._synthesis = None
 
     def result(self, stages: Progress | None = None) -> EncodeResult:
-        """The coded image with its reconstruction, as :meth:`Codec.encode` returns it."""
+        """The coded image with its reconstruction, as :meth:`Codec.encode` returns it (``stages``: told
+        of "synthesis" when it runs)."""
         if self._result is None:
             if self._synthesis is None:  # released: the same q codes to the same bytes again
                 _, self._synthesis = self._code()
@@ -175,32 +89,8 @@ class _Probe:
         return self._result
 
     def _finish(self, x_hat: torch.Tensor) -> EncodeResult:
-        source = self._source
-        rgb, colour = source.rgb, source.colour
-        height, width = rgb.shape[:2]
-        recon = tensor_to_rgb(x_hat[:, :, :height, :width])
-        image = rgb_to_pil(recon, colour, source.icc_profile, source.exif, source.xmp)
-        if colour == "L":  # measure what the user gets back: the gray image against the gray input
-            error = mse(np.asarray(image), rgb[:, :, 0])
-        else:
-            error = mse(recon, rgb)
-        if source.alpha is not None:  # lossless: the input's plane is what the decoder gives back
-            image.putalpha(Image.fromarray(source.alpha, "L"))
-        return EncodeResult(self.data, image, self.q_index, width, height, error, self.level)
-
-
-_Method = TypeVar("_Method", bound=Callable[..., Any])
-
-
-def _with_thread_policy(method: _Method) -> _Method:
-    """Run a Codec method with the thread count its policy chooses for this image."""
-
-    @functools.wraps(method)
-    def run(self: Codec, *args: Any, **kwargs: Any) -> Any:
-        with self.thread_policy.applied():
-            return method(self, *args, **kwargs)
-
-    return run  # type: ignore[return-value]
+        height, width = self.source.rgb.shape[:2]
+        return self._encode_result(tensor_to_rgb(x_hat[:, :, :height, :width]))
 
 
 class Codec:
@@ -254,40 +144,26 @@ class Codec:
         channels_last = arguments.flag("channels_last", channels_last)
         self.spec: ModelSpec = get_spec(name)
         self.device = arguments.device(device)
-        model = copy.deepcopy(model)
-        round_to_stored_precision(model)
-        self.model = model.to(self.device).eval()
-        self.fingerprint = weights_fingerprint(self.model)
+        stored, self.fingerprint = stored_copy(model)
+        self.model = stored.to(self.device).eval()
         self._max_pixels = DEFAULT_MAX_PIXELS
-        self._options = CodingOptions(exact=exact, substreams=substreams, arithmetic=arithmetic)
-        # Whether the weights have an 8-bit grid is settled at the first encode, not here: a codec that
-        # only decodes (or only reads version-2 files) never pays for the int8 conversion.
-        self._arithmetic_settled = not (exact and arithmetic == "int8")
-        # How the networks run (precision, layout, tiles, timing): the codec's, not the model's.
-        self.execution = Execution(transform_dtype=PRECISIONS[precision], channels_last=channels_last)
+        self._encoder_options = EncoderOptions(
+            self.model.latent_codec, CodingOptions(exact=exact, substreams=substreams, arithmetic=arithmetic), self.name
+        )
+        # How the networks run (precision, layout, tiles, timing): the codec's, not the model's. The
+        # precisions are named as torch names its dtypes.
+        self.execution = Execution(transform_dtype=getattr(torch, precision), channels_last=channels_last)
         self.execution.prepare(self.model.g_a, self.model.g_s)
         self._coder: ThreadPoolExecutor | None = None
-        # Guards the two lazy set-ups below, so that threads sharing this codec see them whole.
-        self._setup_lock = threading.Lock()
+        self._coder_lock = threading.Lock()  # threads sharing this codec start one coder thread
 
     @property
     def options(self) -> CodingOptions:
         """How this codec encodes (decoding follows each file's header). The first access with the int8
         arithmetic converts the entropy networks; weights beyond 8 bits' reach (|w| > 63 on every grid)
-        then warn (UserWarning) and the codec writes format version 2 with float64 fixed point instead."""
-        if not self._arithmetic_settled:
-            # A second thread waits here until the first has settled the arithmetic, rather than
-            # encoding in int8 while the first finds the weights beyond its reach.
-            with self._setup_lock:
-                if not self._arithmetic_settled:
-                    try:
-                        self.model.latent_codec.exact_parameters("int8")
-                    except ValueError as exc:  # version 2 still codes them
-                        message = f"{exc}: {self.name} codes with float64 fixed point instead (format version 2)"
-                        warnings.warn(message, UserWarning, stacklevel=3)
-                        self._options = dataclasses.replace(self._options, arithmetic="float64")
-                    self._arithmetic_settled = True
-        return self._options
+        then warn (UserWarning) and the codec writes format version 2 with float64 fixed point instead
+        (:class:`~evc.entropy.latent_codec.EncoderOptions`)."""
+        return self._encoder_options.get()
 
     @property
     def max_pixels(self) -> int:
@@ -303,7 +179,7 @@ class Codec:
     def coder(self) -> ThreadPoolExecutor:
         """One background thread for entropy coding, so it overlaps with the networks."""
         if self._coder is None:
-            with self._setup_lock:
+            with self._coder_lock:
                 if self._coder is None:
                     self._coder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evc-coder")
         return self._coder
@@ -327,18 +203,10 @@ class Codec:
         return self.model.rate.anchor_q_indices()
 
     # -- encoding --------------------------------------------------------------------------------
-    @_with_thread_policy
     def compress(
-        self,
-        image: ImageInput,
-        quality: float | None = None,
-        *,
-        q_index: int | None = None,
-        target_bpp: float | None = None,
-        target_psnr: float | None = None,
-        encoder_level: int | None = None,
-        strip: bool = False,
-        progress: Progress | None = None,
+        self, image: ImageInput, quality: float | None = None, *, q_index: int | None = None,
+        target_bpp: float | None = None, target_psnr: float | None = None, encoder_level: int | None = None,
+        strip: bool = False, progress: Progress | None = None,
     ) -> bytes:
         """Code an image into the bytes of an .evc file.
 
@@ -367,141 +235,50 @@ class Codec:
         format version 2 has no alpha), TargetUnreachable (an EVCError) when no q index meets a target.
         """
         rate = arguments.rate(quality, q_index, target_bpp, target_psnr)
-        level = self._encoder_level(encoder_level)
-        progress = arguments.progress(progress)
-        # A target is searched, and choosing among a scalable model's levels compares reconstructions.
-        if rate["target_bpp"] is not None or rate["target_psnr"] is not None or self._chooses_level(level):
-            return self._coded(image, rate, level, strip, progress).data
-        # Plain coding at one rate: the synthesis transform is not needed.
-        coded_image, alpha_block = self._image(image, strip)
-        q = self._resolve_q_index(rate["quality"], rate["q_index"])
-        _tell(progress, "analysis")
-        [(_, y)] = self._latents(coded_image.rgb, level)
-        _tell(progress, "entropy coding")
-        coded, _ = self.model.compress_latent(
-            y, q_index_to_scale(q), reconstruct=False, options=self.options, coder=self.coder, run=self.execution
-        )
-        return pack(self._header(coded_image, alpha_block, q, coded.symbols_crc), coded.streams)
+        return self._encode(image, rate, encoder_level, strip, progress, reconstruct=False).data
 
-    @_with_thread_policy
     def encode(
-        self,
-        image: ImageInput,
-        quality: float | None = None,
-        *,
-        q_index: int | None = None,
-        target_bpp: float | None = None,
-        target_psnr: float | None = None,
-        encoder_level: int | None = None,
-        strip: bool = False,
-        progress: Progress | None = None,
+        self, image: ImageInput, quality: float | None = None, *, q_index: int | None = None,
+        target_bpp: float | None = None, target_psnr: float | None = None, encoder_level: int | None = None,
+        strip: bool = False, progress: Progress | None = None,
     ) -> EncodeResult:
         """Like :meth:`compress` (same arguments and errors), also returning the reconstruction the
         decoder will produce, its q index, bpp and PSNR."""
         rate = arguments.rate(quality, q_index, target_bpp, target_psnr)
-        level = self._encoder_level(encoder_level)
-        progress = arguments.progress(progress)
-        return self._coded(image, rate, level, strip, progress).result(progress)
+        return self._encode(image, rate, encoder_level, strip, progress, reconstruct=True).result()
 
-    def _chooses_level(self, level: int | None) -> bool:
-        """Whether an encode tries every encoder level of a scalable model (and keeps the best)."""
-        return self.model.num_levels > 1 and level is None
-
-    def _coded(
-        self, image: ImageInput, rate: dict[str, Any], level: int | None, strip: bool, progress: Progress | None
+    @per_call  # the thread count this image's encode runs with
+    @torch.no_grad()
+    def _encode(
+        self, image: ImageInput, rate: Rate, encoder_level: object, strip: object, progress: object, reconstruct: bool
     ) -> _Probe:
-        """The image coded at the checked ``rate``: at one q index, or searched for a target."""
-        coded_image, alpha_block = self._image(image, strip)
-        _tell(progress, "analysis")
+        """The one path of :meth:`compress` and :meth:`encode`: the image coded at the checked ``rate``
+        (at one q index, or searched for a target: :func:`evc.coding.coded_probe`); ``reconstruct``:
+        with the decoder's reconstruction (``result()`` then runs nothing more)."""
+        level = self._encoder_level(encoder_level)
+        checked_progress = arguments.progress(progress)
+        # stacklevel: past this method, its two decorators and compress / encode, to the caller's line.
+        coded_image, alpha_block = prepared_image(image, strip, self.options.arithmetic, self.max_pixels, stacklevel=5)
+        _tell(checked_progress, "analysis")
         latents = self._latents(coded_image.rgb, level)
-        # A search keeps the reconstruction's inputs (the decoded latent) of its latest probes only: the
-        # result is nearly always one of them, and an older one is coded again if not.
-        live: list[_Probe] = []
+        # One file at a known q index runs g_s while the coder thread finishes its streams; a search's
+        # probes run it only where compared (a PSNR target, a scalable model's levels).
+        final = not rate.is_target
 
-        def encode_at(q: int, *, reconstruct: bool = False, stages: Progress | None = None) -> _Probe:
-            probes = [_Probe(self, y, coded_image, alpha_block, q, lvl, reconstruct, stages) for lvl, y in latents]
-            if len(probes) == 1:
-                probe = probes[0]
-            else:  # a scalable model's levels: the lowest RD cost, which needs every reconstruction
-                weight = rd_loss_weight(self.model.rate.lambda_for_q_index(q))
-                probe = min(probes, key=lambda p: weight * p.result().mse + p.bpp)
-            live.append(probe)
-            if len(live) > 2:
-                live.pop(0).release()
-            return probe
+        def probe(q: int, latent: tuple[int | None, torch.Tensor]) -> _Probe:
+            lvl, y = latent
+            return _Probe(self, y, coded_image, alpha_block, q, lvl, final and (reconstruct or len(latents) > 1),
+                          checked_progress if final else None)
 
-        q_best, q_worst = self.q_index(1.0), self.q_index(0.0)
-        if rate["target_bpp"] is not None:
-            return meet_target_bpp(encode_at, q_best, q_worst, rate["target_bpp"], progress=progress)
-        if rate["target_psnr"] is not None:
-            return meet_target_psnr(encode_at, q_best, q_worst, rate["target_psnr"], progress=progress)
-        return encode_at(self._resolve_q_index(rate["quality"], rate["q_index"]), reconstruct=True, stages=progress)
+        kept = coded_probe(rate, latents, probe, self.model.rate.anchor_q_scales(), self.name, checked_progress)
+        if reconstruct:
+            kept.result(checked_progress)
+        return kept
 
     def _encoder_level(self, encoder_level: object) -> int | None:
         levels = self.model.num_levels
         return arguments.encoder_level(encoder_level, levels if levels > 1 else None, self.name)
 
-    def _image(self, image: ImageInput, strip: object) -> tuple[InputImage, bytes | None]:
-        """The image to code and its coded alpha plane (None when opaque)."""
-        if arguments.flag("strip", strip):
-            coded = dataclasses.replace(to_input(image, self.max_pixels), exif=None, xmp=None)
-        else:
-            coded = to_input(image, self.max_pixels)
-        if (coded.exif or coded.xmp) and version_for(self.options.arithmetic, metadata=True) is None:
-            warnings.warn(
-                f"format version {version_for(self.options.arithmetic, metadata=False)} ({self.options.arithmetic} "
-                "arithmetic) cannot hold EXIF or XMP metadata: the image's metadata is not carried",
-                UserWarning, stacklevel=4,
-            )
-            coded = dataclasses.replace(coded, exif=None, xmp=None)
-        height, width = coded.rgb.shape[:2]
-        # The same measure as the decoder's: the padded size is what the networks process.
-        check_pixel_limit(width, height, self.max_pixels)
-        if coded.alpha is None:
-            return coded, None
-        if version_for(self.options.arithmetic, metadata=True) is None:
-            raise ImageError(
-                f"the image has transparent pixels, which format version "
-                f"{version_for(self.options.arithmetic, metadata=False)} ({self.options.arithmetic} arithmetic) "
-                "cannot hold; code it with int8 arithmetic (the default) or flatten it first"
-            )
-        return coded, encode_alpha(coded.alpha)
-
-    def _resolve_q_index(self, quality: float | None, q_index: int | None) -> int:
-        """The q index of already checked rate arguments (neither: the default quality). Warns
-        (UserWarning) for a q index past the highest-rate anchor, which no quality reaches."""
-        if q_index is None:
-            return self.q_index(DEFAULT_QUALITY if quality is None else quality)
-        best = self.q_index(1.0)
-        if q_index < best:
-            # Finer steps than the model was trained for: past the anchor each extra bit buys a fraction
-            # of the quality it buys below it, ever less (EVC-SS v1, measured in the README at --q-index).
-            warnings.warn(
-                f"q index {q_index} is past {self.name}'s highest-rate anchor (q index {best}, quality 1): "
-                "the model was not trained for these rates, where more bits buy little quality",
-                UserWarning, stacklevel=3,
-            )
-        return q_index
-
-    def _header(self, image: InputImage, alpha_block: bytes | None, q_index: int, symbols_crc: int) -> Header:
-        height, width = image.rgb.shape[:2]
-        flags = (
-            (FLAG_EXACT if self.options.exact else 0)
-            | (FLAG_SKIP_CERTAIN if self.options.skip_certain else 0)
-            | (FLAG_ICC if image.icc_profile else 0)
-            | (FLAG_EXIF if image.exif else 0)
-            | (FLAG_XMP if image.xmp else 0)
-            | (FLAG_ALPHA if alpha_block else 0)
-        )
-        # The lowest version that holds the file (_image keeps metadata and alpha only where one does).
-        version = version_for(self.options.arithmetic, metadata=bool(image.exif or image.xmp or alpha_block))
-        assert version is not None
-        return Header(
-            self.spec.model_id, self.fingerprint, image.colour, q_index, width, height, symbols_crc, flags,
-            image.icc_profile or None, version, image.exif or None, image.xmp or None, alpha_block or None,
-        )
-
-    @torch.no_grad()
     def _latents(self, rgb: np.ndarray, encoder_level: int | None) -> list[tuple[int | None, torch.Tensor]]:
         height, width = rgb.shape[:2]
         x = rgb_to_tensor(rgb, self.device)
@@ -514,7 +291,7 @@ class Codec:
         return list(enumerate(latents))
 
     # -- decoding --------------------------------------------------------------------------------
-    @_with_thread_policy
+    @per_call
     def decompress(self, data: bytes | BinaryIO, *, progress: Progress | None = None) -> Image.Image:
         """Decode a file made by this model and these weights into a PIL image ("RGB" or "L", "RGBA" or
         "LA" for a file with an alpha plane; the ICC profile the input had, if any, in
@@ -527,23 +304,7 @@ class Codec:
         """
         data = file_bytes(data)
         progress = arguments.progress(progress)
-        header, streams = parse(data, known_model_ids=set(MODELS_BY_ID))
-        if header.model_id != self.spec.model_id:
-            other = MODELS_BY_ID[header.model_id].name
-            raise FormatError(f"file was made by {other}, this codec is {self.name}; load {other} to decode it")
-        if header.weights_fingerprint != self.fingerprint:
-            raise FormatError(
-                f"file was made with other weights for {self.name} (fingerprint {header.weights_fingerprint:08x}, "
-                f"loaded {self.fingerprint:08x}); decode it with the weights that encoded it"
-            )
-        # The decoder's work and memory grow with the padded size (a 1 x N image decodes as 64 x N'),
-        # so that is what the limit bounds, checked before anything of that size is allocated.
-        padded_pixels = padded(header.width) * padded(header.height)
-        if padded_pixels > self.max_pixels:
-            raise FormatError(
-                f"file declares {header.width}x{header.height} pixels ({padded_pixels} once padded to multiples "
-                f"of {PADDING_MULTIPLE}), over the limit of {self.max_pixels} (Codec.max_pixels)"
-            )
+        header, streams = decodable(data, self.spec, self.fingerprint, self.max_pixels, "Codec.max_pixels")
         options = decoding_options(len(streams), header.exact, header.skip_certain, header.exact_arithmetic)
         # Before the networks run: a damaged alpha plane is refused at once.
         alpha = None if header.alpha is None else decode_alpha(header.alpha, header.width, header.height)
@@ -577,29 +338,12 @@ def load(
     """
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a model name (see evc.MODELS) or None, got a {type(name).__name__}")
-    if weights is not None:
-        metadata = read_metadata(_weights_path(weights))
-        named = metadata.get(MODEL_KEY)
-        if name is None:
-            if named is None:
-                raise ModelError(f"{weights} does not say which model it holds; pass the model name")
-            name = named
-        elif named is not None and get_spec(named).name != get_spec(name).name:
-            raise ModelError(f"{weights} holds weights for {get_spec(named).name}, not {get_spec(name).name}")
-        source = Path(weights)
+    if weights is None:
+        shipped = shipped_model(name)
+        source, name = shipped.weights_dir, shipped.name
     else:
-        if name is None:
-            name = default_model_name()
-            if name is None:
-                raise UntrainedModelError(None)
-        spec = get_spec(name)
-        if not spec.has_weights():
-            raise UntrainedModelError(spec.name)
-        source = spec.weights_dir
-    spec = get_spec(name)
-    state, _ = load_state(source)
-    model = spec.build()
-    apply_state(model, state, str(source))
+        source = _weights_path(weights)
+    model, spec, _ = load_model(source, name)
     return Codec(model, spec.name, device, **options)
 
 
@@ -611,5 +355,5 @@ def decompress(
     Raises TypeError for anything else, FormatError for a bad file, UntrainedModelError / ModelError
     when its model cannot be loaded."""
     data = file_bytes(data)
-    header, _ = parse(data, known_model_ids=set(MODELS_BY_ID))
-    return load(MODELS_BY_ID[header.model_id].name, device=device, weights=weights).decompress(data)
+    _, _, made_by = parse_file(data)
+    return load(made_by.name, device=device, weights=weights).decompress(data)

@@ -16,13 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from evc.bitstream.container import parse
+from evc.bitstream.container import Header, parse
 from evc.entropy.streams import decoding_options
 from evc.errors import ModelError
-from evc.models.metadata import Q_SCALE_TENSOR, NeedsTorch, numpy_identity, read_metadata
+from evc.models.metadata import Q_SCALE_TENSOR, NeedsTorch, held_model, numpy_identity, read_metadata
 from evc.models.rates import qualities_for_q_index, quality_for_q_index
-from evc.models.registry import MODELS_BY_ID, get_spec
-from evc.weights_keys import ANCHORS_KEY, MODEL_KEY
+from evc.models.registry import MODELS_BY_ID, ModelSpec
+from evc.weights_keys import ANCHORS_KEY
+
+# The model ids this evc knows: a file naming another is refused as malformed (an unknown model).
+KNOWN_MODEL_IDS = frozenset(MODELS_BY_ID)
 
 
 def weights_path(weights: object) -> Path:
@@ -48,6 +51,14 @@ def file_bytes(data: object) -> Any:
             )
         return content
     return data
+
+
+def parse_file(data: bytes) -> tuple[Header, list[bytes], ModelSpec]:
+    """An evc file's header, its streams and the model that made it (``data``: bytes-like, see
+    :func:`file_bytes`). Raises FormatError for a malformed file, or one of a model this evc does not
+    know, TypeError for data that is not bytes-like."""
+    header, streams = parse(data, known_model_ids=KNOWN_MODEL_IDS)
+    return header, streams, MODELS_BY_ID[header.model_id]
 
 
 @dataclass(frozen=True)
@@ -96,15 +107,14 @@ def file_info(data: bytes | BinaryIO, weights: str | Path | None = None) -> File
     Raises FormatError for a malformed file, ModelError for unreadable weights or weights of another model.
     """
     data = file_bytes(data)
-    header, streams = parse(data, known_model_ids=set(MODELS_BY_ID))
+    header, streams, spec = parse_file(data)
     options = decoding_options(len(streams), header.exact, header.skip_certain, header.exact_arithmetic)
-    spec = MODELS_BY_ID[header.model_id]
     source: Path | None = None
     if weights is not None:
         source = weights_path(weights)
-        named = read_metadata(source).get(MODEL_KEY)
-        if named is not None and get_spec(named).name != spec.name:
-            raise ModelError(f"{weights} holds weights for {get_spec(named).name}; the file was made by {spec.name}")
+        held = held_model(weights, read_metadata(source), default=spec.name)
+        if held != spec:
+            raise ModelError(f"{weights} holds weights for {held.name}; the file was made by {spec.name}")
     elif spec.has_weights():
         source = spec.weights_dir
     quality = quality_range = None

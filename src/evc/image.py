@@ -41,20 +41,23 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal, Union
+import sys
+from typing import TYPE_CHECKING, BinaryIO, Literal, Union
 
 import numpy as np
-import torch
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from evc.arguments import DEFAULT_MAX_PIXELS  # why this limit: there
+from evc.entropy.streams import PIXELS_PER_HYPER_LATENT as PADDING_MULTIPLE  # the networks' whole input
 from evc.errors import ImageError
 from evc.icc import profile_description
-from evc.models.evc import PADDING_MULTIPLE
+
+if TYPE_CHECKING:  # torch only for tensors, which a caller passes with torch loaded (evc.onnx.runtime has none)
+    import torch
 
 ColourMode = Literal["RGB", "L"]
 # An image file's bytes, or a binary file object holding one, is opened like a path.
-ImageInput = Union[Image.Image, np.ndarray, torch.Tensor, str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
+ImageInput = Union[Image.Image, np.ndarray, "torch.Tensor", str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
 
 
 # Every mode Pillow has, by kind: a gray kind is coded as gray and decoded as "L", a colour kind decoded
@@ -83,6 +86,40 @@ class InputImage:
     exif: bytes | None = None  # the EXIF block as Pillow gives it (image.info["exif"]), orientation applied
     xmp: bytes | None = None  # the XMP packet (image.info["xmp"])
     alpha: np.ndarray | None = None  # (H, W) uint8 straight alpha, 0 transparent; None when fully opaque
+
+
+# How the encoder fills an image out to multiples of 64 before the networks see it (the decoder crops
+# whatever was there): "auto" repeats the edge pixels ("replicate", torch.nn.functional.pad's mode) for
+# an image with a side under 64 pixels, where black borders ("constant", zeros) are most of what the
+# networks see, and pads with zeros otherwise. Measured 2026-12-07 (issue 38): on a 1x1 pixel and 8x8
+# Kodak crops replicating wins by far (benchmarks/padding.py); on the validation split's photos, whose
+# sides are all over 64, it cost 0.64 % more rate (BD-rate, shipped v3) than zeros. "constant" or
+# "replicate" forces one mode (benchmarks/padding.py sets it).
+PADDING_MODE = "auto"
+SMALL_SIDE = 64
+
+
+def padding_mode(width: int, height: int) -> str:
+    """The padding mode ("constant" or "replicate") the encoder uses for an image of ``width`` x
+    ``height`` pixels."""
+    if PADDING_MODE != "auto":
+        return PADDING_MODE
+    return "replicate" if min(width, height) < SMALL_SIDE else "constant"
+
+
+def network_input(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 -> the analysis transform's input: (1, 3, H', W') float32 in [0, 1], H' and W'
+    padded to multiples of 64 as :func:`padding_mode` says (the values the PyTorch codec pads
+    :func:`rgb_to_tensor`'s to, tests/test_onnx.py checks)."""
+    height, width = rgb.shape[:2]
+    x = np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255.0)
+    pad = ((0, 0), (0, 0), (0, padded(height) - height), (0, padded(width) - width))
+    return np.pad(x, pad, mode="edge" if padding_mode(width, height) == "replicate" else "constant")
+
+
+def to_pixels(x: np.ndarray) -> np.ndarray:
+    """(1, 3, H, W) float reconstruction -> (H, W, 3) uint8, clamped to [0, 1] and rounded (half to even)."""
+    return np.round(np.clip(x[0], 0.0, 1.0) * np.float32(255.0)).astype(np.uint8).transpose(1, 2, 0)
 
 
 def padded(size: int) -> int:
@@ -423,6 +460,8 @@ def array_to_rgb(array: np.ndarray) -> tuple[np.ndarray, ColourMode]:
 
 
 def _tensor_to_rgb(image: torch.Tensor) -> tuple[np.ndarray, ColourMode]:
+    import torch
+
     t = image.detach().cpu()
     if t.dim() == 4:
         if t.shape[0] != 1:
@@ -453,7 +492,8 @@ def to_input(image: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> InputIm
             return pil_to_input(opened)
     if isinstance(image, Image.Image):
         return pil_to_input(image)
-    if isinstance(image, torch.Tensor):
+    torch = sys.modules.get("torch")  # an object can be a tensor only once torch is loaded
+    if torch is not None and isinstance(image, torch.Tensor):
         return InputImage(*_tensor_to_rgb(image))
     if isinstance(image, np.ndarray):
         return InputImage(*array_to_rgb(image))
@@ -470,13 +510,17 @@ def to_rgb_array(image: ImageInput) -> tuple[np.ndarray, ColourMode]:
 
 
 def rgb_to_tensor(rgb: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1]."""
+    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1] (the values of :func:`network_input`, unpadded).
+    Its memory stays in the array's (H, W, C) order, which sets the convolution kernels the PyTorch
+    codec's g_a runs (and so the last bits of its latent)."""
+    import torch
+
     return torch.from_numpy(np.array(rgb, dtype=np.uint8)).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
 
 def tensor_to_rgb(x: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) float reconstruction -> (H, W, 3) uint8, clamped and rounded."""
-    return x[0].clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    """(1, 3, H, W) float reconstruction tensor -> (H, W, 3) uint8, as :func:`to_pixels`."""
+    return to_pixels(x.detach().float().cpu().numpy())
 
 
 def rgb_to_pil(

@@ -23,10 +23,11 @@ from typing import IO, Any
 
 from PIL import Image, ImageFile
 
-from evc.bitstream.container import MAGIC, parse, read_header
+from evc.bitstream.container import MAGIC, read_header
 from evc.codec import Codec, load
 from evc.errors import EVCError
-from evc.models.registry import MODELS_BY_ID, get_spec
+from evc.fileinfo import KNOWN_MODEL_IDS, parse_file
+from evc.models.registry import get_spec
 
 FORMAT = "EVC"
 EXTENSION = ".evc"
@@ -62,7 +63,7 @@ class EvcImageFile(ImageFile.ImageFile):
     def _open(self) -> None:
         assert self.fp is not None
         try:
-            header = read_header(self.fp, known_model_ids=set(MODELS_BY_ID))
+            header = read_header(self.fp, known_model_ids=KNOWN_MODEL_IDS)
         except EVCError as exc:
             raise OSError(f"cannot open the EVC file: {exc}") from None
         self._size = (header.width, header.height)
@@ -82,8 +83,8 @@ class _Decoder(ImageFile.PyDecoder):
         assert self.fd is not None
         data = self.fd.read()
         try:
-            header, _ = parse(data, known_model_ids=set(MODELS_BY_ID))
-            image = _codec(MODELS_BY_ID[header.model_id].name).decompress(data)
+            _, _, made_by = parse_file(data)
+            image = _codec(made_by.name).decompress(data)
         except EVCError as exc:
             raise OSError(f"cannot decode the EVC file: {exc}") from None
         if image.mode != self.mode or image.size != (self.state.xsize, self.state.ysize):

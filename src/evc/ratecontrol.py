@@ -1,4 +1,5 @@
-"""Per-image rate control: find the q index that meets a bits-per-pixel or PSNR target.
+"""Per-image rate control: the q index of the rate an encode asks for (:class:`evc.arguments.Rate`), and
+the search for the one that meets a bits-per-pixel or PSNR target (:func:`coded_at`).
 
 The search runs over every q index the format allows (1..65535, what ``--q-index`` takes), not only
 between the trained rate anchors. Each probe is a real coded file, so the result is one that was
@@ -30,11 +31,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
+from evc.arguments import Rate
 from evc.bitstream.container import Q_INDEX_MAX
 from evc.errors import EVCError
+from evc.models.rates import q_index_for_quality
 
 Q_RANGE = (1, Q_INDEX_MAX)  # the q indices a file can hold, as --q-index takes them
 # The prior slopes the first extrapolation uses (measured; the later steps use the probes' own).
@@ -230,27 +233,52 @@ def _warn(message: str) -> None:
     warnings.warn(message, UserWarning, stacklevel=4)
 
 
-def meet_target_bpp(
-    encode: Callable[[int], C],
-    q_best: int,
-    q_worst: int,
-    target_bpp: float,
-    *,
-    start: int | None = None,
-    progress: Progress | None = None,
+def coded_at(
+    rate: Rate, encode: Callable[[int], C], anchor_q_scales: Sequence[float], model: str = "the model", *,
+    start: int | None = None, progress: Progress | None = None,
 ) -> C:
-    """The coded file of the best quality (smallest q index) whose real size is at most ``target_bpp``
-    bits per pixel, searched over every q index 1..65535.
+    """The file coded at ``rate``: at the q index of its quality (log-uniform in q_scale between the
+    anchors, :func:`evc.models.rates.q_index_for_quality`) or at its q index, coded once; for a target,
+    the file a search over every q index 1..65535 finds:
 
-    ``encode(q)``: the file coded at q index q (only its ``bpp`` is read). ``q_best`` / ``q_worst``: the
-    q indices of the highest- and lowest-rate trained anchors (the warnings name them); ``start``: the
-    first q index probed (default: their geometric mean). ``progress``: called with one line per probe.
-    Warns (UserWarning) when the result lies outside the anchors or is q index 1 (the target does not
-    bite); raises TargetUnreachable, naming the smallest file any q index gives, when none fits, and
-    ValueError for a target that is not positive.
+    - ``target_bpp``: the best quality (smallest q index) whose real size is at most that many bits per
+      pixel (only ``bpp`` of the coded files is read);
+    - ``target_psnr``: the smallest file whose decoded PSNR reaches that many dB (the largest q index
+      that reaches it, unless a smaller file lies at a smaller one: past the coarsest useful q index
+      files grow again; ``psnr`` is read, and ``bpp`` where the file size is compared).
+
+    ``encode(q)``: the file coded at q index q. ``anchor_q_scales``: the trained rate anchors' q_scale
+    values, lowest rate first; ``model``: its name, for the warnings. ``start``: the first q index a
+    search probes (default: the anchors' geometric mean); ``progress``: called with one line per probe.
+    Warns (UserWarning) for a q index past the highest-rate anchor, which no quality reaches, for a
+    target met outside the anchors, and when every q index meets a target (the end of the range is
+    coded); raises TargetUnreachable, naming the smallest file or the best quality any q index gives,
+    when no q index meets a target.
     """
-    if not target_bpp > 0:
-        raise ValueError(f"target bpp must be positive, got {target_bpp}")
+    q_best, q_worst = q_index_for_quality(1.0, anchor_q_scales), q_index_for_quality(0.0, anchor_q_scales)
+    if rate.target_bpp is not None:
+        return _meet_target_bpp(encode, q_best, q_worst, rate.target_bpp, start, progress)
+    if rate.target_psnr is not None:
+        return _meet_target_psnr(encode, q_best, q_worst, rate.target_psnr, start, progress)
+    if rate.quality is not None:
+        return encode(q_index_for_quality(rate.quality, anchor_q_scales))
+    assert rate.q_index is not None  # a Rate sets exactly one field
+    if rate.q_index < q_best:
+        # Finer steps than the model was trained for: past the anchor each extra bit buys a fraction
+        # of the quality it buys below it, ever less (EVC-SS v1, measured in the README at --q-index).
+        warnings.warn(
+            f"q index {rate.q_index} is past {model}'s highest-rate anchor (q index {q_best}, quality 1): "
+            "the model was not trained for these rates, where more bits buy little quality",
+            UserWarning, stacklevel=4,
+        )
+    return encode(rate.q_index)
+
+
+def _meet_target_bpp(
+    encode: Callable[[int], C], q_best: int, q_worst: int, target_bpp: float, start: int | None, progress: Progress | None
+) -> C:
+    """:func:`coded_at` for a bpp target (``q_best`` / ``q_worst``: the q indices of the highest- and
+    lowest-rate anchors, which the warnings name)."""
     goal = f"searching q for {target_bpp:g} bpp"
     sizes = _Probes(encode, lambda c: math.log(c.bpp), lambda q, c: f"{goal}: q index {q} → {c.bpp:.4f} bpp",
                     progress)
@@ -280,24 +308,10 @@ def meet_target_bpp(
     return result
 
 
-def meet_target_psnr(
-    encode: Callable[[int], C],
-    q_best: int,
-    q_worst: int,
-    target_psnr: float,
-    *,
-    start: int | None = None,
-    progress: Progress | None = None,
+def _meet_target_psnr(
+    encode: Callable[[int], C], q_best: int, q_worst: int, target_psnr: float, start: int | None, progress: Progress | None
 ) -> C:
-    """The smallest coded file whose decoded PSNR reaches ``target_psnr`` dB, searched over every q
-    index 1..65535 (the largest q index that reaches it, unless a smaller file lies at a smaller one:
-    past the coarsest useful q index files grow again).
-
-    Arguments as :func:`meet_target_bpp` (``encode(q)``'s ``psnr`` is read, and its ``bpp`` where the
-    file size is compared). Warns (UserWarning) when the result lies outside the anchors or when every
-    q index reaches the target; raises TargetUnreachable, naming the best quality any q index gives,
-    when none does.
-    """
+    """:func:`coded_at` for a PSNR target (arguments as :func:`_meet_target_bpp`)."""
     goal = f"searching q for {target_psnr:g} dB"
     quality = _Probes(encode, lambda c: c.psnr,
                       lambda q, c: f"{goal}: q index {q} → {c.psnr:.2f} dB, {c.bpp:.4f} bpp", progress)

@@ -21,10 +21,12 @@ otherwise "auto".
 
 from __future__ import annotations
 
+import functools
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 ENV_VAR = "EVC_THREADS"
 AUTO = "auto"
@@ -95,11 +97,6 @@ def parse(setting: str | int | None) -> str | int:
     return setting
 
 
-# Taken when evc is imported (evc/__init__.py imports this module first, before torch): a command's
-# first choice measures the load over its own start-up.
-IMPORT_SAMPLE = LoadSample()
-
-
 class ThreadPolicy:
     """Chooses the thread count for each piece of work (an image, a training window) under a setting.
 
@@ -133,7 +130,7 @@ class ThreadPolicy:
     @contextmanager
     def applied(self) -> Iterator[int]:
         """Run the block with :meth:`choose`'s count of torch threads, then restore the previous count."""
-        import torch  # here: this module is imported before torch, to time the start-up (IMPORT_SAMPLE)
+        import torch  # here: a command measures its start-up, torch's import included (process_threads)
 
         previous = torch.get_num_threads()
         count = self.choose()
@@ -146,11 +143,27 @@ class ThreadPolicy:
                 torch.set_num_threads(previous)
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def per_call(method: _Method) -> _Method:
+    """Decorate a method of an object that has a ``thread_policy`` (a :class:`ThreadPolicy`): each call
+    runs with the count of torch threads the policy chooses when it starts (the codec: per image)."""
+
+    @functools.wraps(method)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self.thread_policy.applied():
+            return method(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
+
+
 @contextmanager
-def process_threads(setting: str | int | None = None, since: LoadSample | None = IMPORT_SAMPLE) -> Iterator[int]:
+def process_threads(setting: str | int | None = None, since: LoadSample | None = None) -> Iterator[int]:
     """Run the block with the policy's torch thread count for the whole process, measured since
-    ``since`` (default: since evc was imported, i.e. over the process's start-up), then restore the
-    previous count. A command runs in this, so that loading the model follows the policy too. Raises
+    ``since`` (default: now, over a short window), then restore the previous count. A command runs in
+    this, from a sample taken when it starts, so that the first choice measures the load over its
+    start-up (torch loads here, before the choice) and loading the model follows the policy too. Raises
     ValueError for a bad setting."""
     with ThreadPolicy(setting, since=since).applied() as count:
         yield count

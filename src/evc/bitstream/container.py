@@ -136,6 +136,28 @@ class Header:
         return bool(self.flags & FLAG_SKIP_CERTAIN)
 
 
+def encoder_header(
+    model_id: int, weights_fingerprint: int, colour: str, q_index: int, width: int, height: int, symbols_crc: int,
+    *, exact: bool, skip_certain: bool, arithmetic: str, icc_profile: bytes | None = None,
+    exif: bytes | None = None, xmp: bytes | None = None, alpha: bytes | None = None,
+) -> Header:
+    """The header an encoder writes: the flags of its coding options (``exact``, ``skip_certain``) and
+    of the blocks it carries (an empty block counts as none), in the lowest version that holds them for
+    ``arithmetic`` (:func:`version_for`). Raises ValueError when no version does (float64 arithmetic with
+    EXIF, XMP or alpha: the encoder leaves those out first) or for a field :class:`Header` refuses."""
+    blocks = {FLAG_ICC: icc_profile or None, FLAG_EXIF: exif or None, FLAG_XMP: xmp or None, FLAG_ALPHA: alpha or None}
+    flags = (FLAG_EXACT if exact else 0) | (FLAG_SKIP_CERTAIN if skip_certain else 0)
+    for flag, block in blocks.items():
+        flags |= flag if block else 0
+    version = version_for(arithmetic, metadata=bool(exif or xmp or alpha))
+    if version is None:
+        raise ValueError(f"no format version holds EXIF, XMP or an alpha plane with {arithmetic} arithmetic")
+    return Header(
+        model_id, weights_fingerprint, colour, q_index, width, height, symbols_crc, flags, blocks[FLAG_ICC], version,
+        blocks[FLAG_EXIF], blocks[FLAG_XMP], blocks[FLAG_ALPHA],
+    )
+
+
 def pack(header: Header, streams: list[bytes]) -> bytes:
     if not 1 <= len(streams) <= MAX_STREAMS:
         raise ValueError(f"between 1 and {MAX_STREAMS} streams, got {len(streams)}")

@@ -5,8 +5,10 @@
 ``--out-dir DIR`` (a batch): the model is then loaded once and every file coded in the same process,
 since starting (imports, weights, the exact networks) costs several times what coding one photo does.
 
-``info`` and ``models`` need neither torch nor a model: what imports torch (evc.codec, evc.image) is
-imported inside the commands that code, so these two answer quickly (tests/test_startup.py keeps it so).
+``info`` and ``models`` need neither torch nor a model: what imports torch (evc.codec) is imported
+inside the commands that code, so these two answer quickly (tests/test_startup.py keeps it so).
+``encode`` and ``decode`` with ``--onnx DIR`` run on ONNX Runtime from an export that ``export`` wrote
+(evc.onnx.runtime) and never import torch (tests/test_onnx.py keeps it so).
 """
 
 from __future__ import annotations
@@ -25,14 +27,14 @@ from typing import TYPE_CHECKING, Any
 import evc
 from evc import arguments
 from evc.arguments import DEFAULT_MAX_PIXELS
-from evc.bitstream.container import parse
 from evc.cli.common import (
     EXIT_OK, EXIT_USAGE, USER_ERRORS, CLIError, add_option, checked, load_codec, log, one_line
 )
 from evc.cli.files import OutputExistsError, check_output, write_error, write_output
 from evc.cli.progress import DELAY as PROGRESS_DELAY, ImageProgress
+from evc.fileinfo import parse_file
 from evc.icc import profile_description
-from evc.models.registry import MODELS_BY_ID
+from evc.models.registry import get_spec
 
 if TYPE_CHECKING:  # Pillow too is imported by the commands that write images: `evc models` needs none of it
     from PIL import Image
@@ -226,20 +228,53 @@ def _write_in(job: _Job, data: bytes, force: bool) -> None:
     _write(str(job.target), data, force)
 
 
+# Options of encode and decode that choose how PyTorch runs: with --onnx each must keep its default,
+# which _add_coding_options records from the parser's own declarations (args.pytorch_defaults).
+_PYTORCH_OPTIONS = ("weights", "device", "precision", "channels_last", "arithmetic")
+
+
+def _check_onnx_options(args: argparse.Namespace) -> None:
+    """With --onnx, refuse the options that only the PyTorch codec has (the export fixes the weights,
+    and ONNX Runtime runs the networks as they were exported, the entropy parameters in int8)."""
+    given = [name for name, unset in args.pytorch_defaults.items() if getattr(args, name, unset) != unset]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise CLIError(f"{flags} {'does' if len(given) == 1 else 'do'} not go with --onnx: the export in {args.onnx} "
+                       "holds the weights, and ONNX Runtime codes in exact int8 arithmetic on the CPU")
+
+
+def _onnx_codec(args: argparse.Namespace, name: str | None) -> Any:
+    """The ONNX Runtime codec of the export in --onnx DIR; CLIError when ``name`` (--model, or the
+    model a file names) is another model than the export's."""
+    from evc.onnx.runtime import OnnxCodec
+
+    codec = OnnxCodec(args.onnx, threads=args.threads, substreams=getattr(args, "substreams", 1))
+    if args.max_pixels is not None:
+        codec.max_pixels = args.max_pixels
+    other = None if name is None else get_spec(name).name
+    if other is not None and other != codec.name:
+        raise CLIError(f"the export in {args.onnx} is of {codec.name}, not {other}: "
+                       f"run `evc export DIR --model {other}` and give that DIR to --onnx")
+    return codec
+
+
 class _Codecs:
     """The codecs of one command, loaded once per model: every file of a batch is coded with the same
     one, so the weights are read and the exact networks prepared once. A model that failed to load
-    fails again at once for the next file that needs it."""
+    fails again at once for the next file that needs it. With --onnx, the ONNX Runtime codec of that
+    export (evc.onnx.runtime), which has the same methods."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self._loaded: dict[str | None, evc.Codec | Exception] = {}
+        if args.onnx is not None:
+            _check_onnx_options(args)
 
     def __call__(self, name: str | None) -> evc.Codec:
         if name not in self._loaded:
             start = time.perf_counter()
             try:
-                codec = load_codec(self.args, name)
+                codec = load_codec(self.args, name) if self.args.onnx is None else _onnx_codec(self.args, name)
             except USER_ERRORS as exc:
                 self._loaded[name] = exc
                 raise
@@ -456,7 +491,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
     suffix, fmt = _format_option(args)
     fmt = _output_format(args, fmt)
     jobs = _batch_jobs(args, suffix)
-    arguments.device(args.device)  # an unusable device stops the batch before any file, not at each
+    if args.onnx is None:
+        arguments.device(args.device)  # an unusable device stops the batch before any file, not at each
 
     def decode_file(job: _Job) -> None:
         data, line = _decoded(args, codecs, fmt, _read_bytes(job.source), job.source, str(job.target))
@@ -488,8 +524,8 @@ def _decoded(
 ) -> tuple[bytes, str]:
     """The image file (format ``fmt``) of the .evc file ``data``, and its --verbose line."""
     # Validate the container before any model is loaded (file_info would also load weights for the quality).
-    header, _ = parse(data, known_model_ids=set(MODELS_BY_ID))
-    codec = codecs(MODELS_BY_ID[header.model_id].name)
+    header, _, made_by = parse_file(data)
+    codec = codecs(made_by.name)
     start = time.perf_counter()
     with ImageProgress(f"decoding {source} {header.width}x{header.height}", args.quiet) as progress:
         image = codec.decompress(data, progress=progress)
@@ -557,8 +593,26 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    folder = Path(args.folder)
+    if folder.exists() and not folder.is_dir():
+        raise CLIError(f"{folder} is not a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not args.force:
+        raise CLIError(f"{folder} is not empty; pass --force to write the export into it (its files are replaced)")
+    from evc.onnx.export import export
+
+    start = time.perf_counter()
+    manifest = export(folder, args.model, args.weights)
+    log(args, f"exported {manifest.model} (weights {manifest.weights_fingerprint:08x}, format version "
+              f"{manifest.format_version}) to {folder} in {time.perf_counter() - start:.1f} s")
+    return EXIT_OK
+
+
 def _add_coding_options(parser: argparse.ArgumentParser) -> None:
     """The options of the commands that load a codec to code an image (encode, decode)."""
+    parser.add_argument("--onnx", metavar="DIR",
+                        help="code on ONNX Runtime, without PyTorch, with the export `evc export DIR` wrote "
+                             "(pip install 'evc[onnx]'); its latents are the PyTorch codec's, integer for integer")
     add_option(parser, "--weights")
     add_option(parser, "--device")
     add_option(parser, "--threads")
@@ -570,6 +624,8 @@ def _add_coding_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=checked(arguments.max_pixels), metavar="N",
                         help="refuse images (or files declaring images) over N pixels once padded to multiples of 64 "
                              f"(default {DEFAULT_MAX_PIXELS})")
+    # After the command's own PyTorch options (encode: --arithmetic), so that each default is the declared one.
+    parser.set_defaults(pytorch_defaults={name: parser.get_default(name) for name in _PYTORCH_OPTIONS})
     parser.add_argument("--verbose", "-v", action="store_true", help="a line per file with its timings on stderr")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress line (one shows on stderr when it is a terminal and an image takes "
@@ -625,6 +681,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_option(dec, "--force")
     _add_coding_options(dec)
     dec.set_defaults(run=cmd_decode)
+
+    exp = commands.add_parser("export", help="write a model as ONNX files, for encode and decode --onnx DIR "
+                                             "without PyTorch (pip install 'evc[onnx]')")
+    exp.add_argument("folder", metavar="DIR", help="folder to write the ONNX files, tables and manifest into")
+    add_option(exp, "--model", help="model name (default: the best shipped model, or the one --weights names)")
+    add_option(exp, "--weights", help="weights file or folder (a training run's export/) instead of the model's "
+                                      "shipped weights")
+    add_option(exp, "--force", help="write into DIR even if it holds files")
+    exp.add_argument("--verbose", "-v", action="store_true", help="a line with what was exported on stderr")
+    exp.set_defaults(run=cmd_export)
 
     info = commands.add_parser("info", help="describe an .evc file")
     info.add_argument("file", help=".evc file, or - for standard input")

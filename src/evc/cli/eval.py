@@ -16,6 +16,7 @@ import evc
 import evc.models.registry
 from evc.cli.common import EXIT_OK, CLIError, add_option, load_codec, positive_int
 from evc.cli.files import check_output, write_output
+from evc.errors import ModelError
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -211,12 +212,12 @@ def bench_cases(args: argparse.Namespace) -> list[tuple[str, int, int]]:
     from evc.eval.bench import PAPER_CASES, SIZES
 
     if args.weights and not args.models:
-        from evc.models.weights import MODEL_KEY, read_metadata
+        from evc.models.metadata import held_model, read_metadata
 
-        named = read_metadata(args.weights).get(MODEL_KEY)
-        if named is None:
-            raise CLIError(f"{args.weights} does not say which model it holds; give it with --models NAME")
-        name = evc.models.registry.get_spec(named).name
+        try:
+            name = held_model(args.weights, read_metadata(args.weights)).name
+        except ModelError as exc:
+            raise CLIError(f"{exc} (--models NAME)") from None
         if args.sizes:
             sizes = [s for s in SIZES if f"{s[0]}x{s[1]}" in args.sizes]
         else:

@@ -23,7 +23,7 @@ import evc.cli.codec
 import evc.cli.eval
 import evc.cli.train
 from evc.cli.common import EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, USER_ERRORS, Parser, one_line
-from evc.threads import process_threads
+from evc.threads import LoadSample, process_threads
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,13 +46,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
+    started = LoadSample()  # the thread policy's first choice measures the load from here (start-up)
     try:
         args = build_parser().parse_args(argv)
-        if not hasattr(args, "threads"):  # a command that computes nothing
+        # A command that computes nothing, or one on ONNX Runtime, whose sessions take their own thread
+        # count (evc.onnx.runtime) and whose process must not import torch.
+        if not hasattr(args, "threads") or getattr(args, "onnx", None) is not None:
             return args.run(args)
         # The whole command (loading the model too) follows the thread policy; each image then
         # measures again (Codec).
-        with process_threads(args.threads):
+        with process_threads(args.threads, since=started):
             return args.run(args)
     except KeyboardInterrupt:
         print("evc: interrupted", file=sys.stderr)

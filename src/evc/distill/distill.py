@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from evc.distill import sparsity_loss
-from evc.distill.mask_decay import MaskedTeacher, merge, removed_channels, removed_masks, select_channels
+from evc.distill.mask_decay import MaskedTeacher, merge, removed_channels, removed_masks, select_channels, top_channels
 from evc.errors import EVCError
 from evc.models.evc import EVC
-from evc.models.registry import create_model, get_spec
-from evc.models.weights import DISTILLED_FROM_KEY, MODEL_KEY, SPARSITY_KEY, apply_state, load_state, read_metadata
+from evc.models.registry import get_spec
+from evc.models.weights import DISTILLED_FROM_KEY, SPARSITY_KEY, held_model, load_model, read_metadata
 from evc.train.checkpoint import CHECKPOINT_NAME, read_checkpoint
 from evc.train.config import ConfigError, TrainConfig
 from evc.train.objective import RateDistortionLoss
@@ -31,7 +31,7 @@ from evc.train.trainer import EXPORT_DIR, Trainer, TrainingTask
 # gradient on a mask. L1 and L2 act on every mask: at 1e-3 their pull (at m = 1) exceeds the
 # rate-distortion gradient of 83-88 % of the masks of the issue-22 teacher, more than the 56 % that
 # EVC-LL -> EVC-SS removes, where 1e-4 exceeded it for 62-70 %
-# (`python benchmarks/mask_gradient_scale.py`, docs/mask-decay.md).
+# (measured in docs/mask-decay.md).
 DEFAULT_SPARSITY_WEIGHT = {"ours": 1.0, "l1": 1e-3, "l2": 1e-3}
 # The removed masks' ceiling reaches zero at this fraction of the decay phase; the rest lets the
 # network settle with the channels gone.
@@ -78,8 +78,10 @@ class MaskDecayLoss(nn.Module):
             return sparsity_loss.ours(removed_masks(self.masked, self.kept).values(), self.step, self.ceiling_steps)
         return getattr(sparsity_loss, self.kind)(self.masked.masks.values())
 
-    def forward(self, x: torch.Tensor, anchor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        loss, mse, bpp = self.rd(x, anchor)
+    def forward(
+        self, x: torch.Tensor, anchor: torch.Tensor, entropy_autocast: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        loss, mse, bpp = self.rd(x, anchor, entropy_autocast)
         return loss + self.weight * self.penalty(), mse, bpp
 
 
@@ -90,7 +92,7 @@ class MaskDecayTask(TrainingTask):
         super().__init__(config)
         self.config: DistillConfig = config
         self.student = get_spec(config.student)
-        self.teacher_name = get_spec(read_metadata(config.teacher).get(MODEL_KEY) or config.model).name
+        self.teacher_name = held_model(config.teacher, read_metadata(config.teacher), default=config.model).name
         teacher = get_spec(self.teacher_name)
         self.encoder_to = self.student.encoder if self.student.encoder != teacher.encoder else None
         self.decoder_to = self.student.decoder if self.student.decoder != teacher.decoder else None
@@ -106,9 +108,7 @@ class MaskDecayTask(TrainingTask):
         return f"{self.teacher_name}->{self.student.name} mask decay ({self.config.sparsity})"
 
     def build(self) -> nn.Module:
-        teacher = create_model(self.teacher_name, seed=self.config.seed)
-        state, _ = load_state(self.config.teacher)
-        apply_state(teacher, state, self.config.teacher)
+        teacher, _, _ = load_model(self.config.teacher, self.teacher_name)
         masked = MaskedTeacher(teacher, self.encoder_to, self.decoder_to)
         # Ours removes the channels chosen up front from the teacher's weights (the same on resume);
         # L1 / L2 keep the largest masks, decided when the student is merged.
@@ -139,17 +139,14 @@ class MaskDecayTask(TrainingTask):
             return
         masked = self.loss.masked
         for group in masked.groups:
-            mask = masked.masks[group.name.replace(".", "_")]
+            mask = masked.masks[group.key]
             removed = removed_channels(group, self.kept[group.name]).to(mask.device)
             sparsity_loss.project_below_ceiling(mask, removed, step + 1, self.loss.ceiling_steps)
 
     def current_kept(self, module: MaskedTeacher) -> dict[str, torch.Tensor]:
         if self.config.sparsity == "ours":
             return self.kept
-        return {
-            g.name: torch.sort(torch.topk(mask.detach().cpu(), g.keep).indices).values
-            for g, mask in module.named_groups()
-        }
+        return {g.name: top_channels(mask.detach().cpu(), g.keep) for g, mask in module.named_groups()}
 
     def codec_model(self, module: nn.Module) -> tuple[EVC, str]:
         return merge(module, self.current_kept(module), self.student.name), self.student.name  # type: ignore[arg-type]

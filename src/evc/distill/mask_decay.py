@@ -64,6 +64,12 @@ class MaskGroup:
     # Modules whose output the mask multiplies (forward hooks); output channel c = group channel c.
     hooked: list[nn.Module] = field(default_factory=list)
 
+    @property
+    def key(self) -> str:
+        """The name of the group's mask among the masked teacher's parameters (and in its checkpoints):
+        its name with "_" for ".", which parameter names cannot hold."""
+        return self.name.replace(".", "_")
+
 
 def _is_depthwise(module: nn.Module) -> bool:
     return isinstance(module, nn.Conv2d) and module.groups > 1
@@ -247,7 +253,7 @@ class MaskedTeacher(nn.Module):
         self.encoder_to, self.decoder_to = encoder_to, decoder_to
         self.groups = transform_groups(teacher, encoder_to, decoder_to)
         self.masks = nn.ParameterDict(
-            {g.name.replace(".", "_"): nn.Parameter(torch.ones(g.width)) for g in self.groups}
+            {g.key: nn.Parameter(torch.ones(g.width)) for g in self.groups}
         )
         self._handles = []
         for group in self.groups:
@@ -256,7 +262,7 @@ class MaskedTeacher(nn.Module):
 
     def mask(self, group: MaskGroup) -> torch.Tensor:
         """The mask as applied: never negative."""
-        return torch.relu(self.masks[group.name.replace(".", "_")])
+        return torch.relu(self.masks[group.key])
 
     def _hook(self, group: MaskGroup):
         def apply(_module, _inputs, output: torch.Tensor) -> torch.Tensor:
@@ -264,8 +270,8 @@ class MaskedTeacher(nn.Module):
 
         return apply
 
-    def forward(self, x: torch.Tensor, anchor: torch.Tensor):
-        return self.teacher(x, anchor)
+    def forward(self, x: torch.Tensor, anchor: torch.Tensor, entropy_autocast: bool = False):
+        return self.teacher(x, anchor, entropy_autocast)
 
     def remove_hooks(self) -> None:
         for handle in self._handles:
@@ -296,12 +302,16 @@ def channel_importance(group: MaskGroup) -> torch.Tensor:
     return written.sqrt() * read.sqrt()
 
 
+def top_channels(scores: torch.Tensor, keep: int) -> torch.Tensor:
+    """The indices of the ``keep`` highest of a group's channel ``scores`` (width,), in ascending order
+    (the order the merged student keeps them in). Raises RuntimeError if ``keep`` exceeds the width."""
+    return torch.sort(torch.topk(scores, keep).indices).values
+
+
 @torch.no_grad()
 def select_channels(masked: MaskedTeacher) -> dict[str, torch.Tensor]:
     """For every group, the sorted indices of the ``keep`` channels with the highest importance."""
-    return {
-        g.name: torch.sort(torch.topk(channel_importance(g), g.keep).indices).values for g in masked.groups
-    }
+    return {g.name: top_channels(channel_importance(g), g.keep) for g in masked.groups}
 
 
 def removed_channels(group: MaskGroup, kept: torch.Tensor) -> torch.Tensor:
@@ -315,7 +325,7 @@ def removed_masks(masked: MaskedTeacher, kept: dict[str, torch.Tensor]) -> dict[
     """The raw mask parameters of the channels to remove (what the sparsity loss drives to zero)."""
     out = {}
     for group in masked.groups:
-        mask = masked.masks[group.name.replace(".", "_")]
+        mask = masked.masks[group.key]
         out[group.name] = mask[removed_channels(group, kept[group.name]).to(mask.device)]
     return out
 
@@ -399,5 +409,6 @@ __all__ = [
     "removed_channels",
     "removed_masks",
     "select_channels",
+    "top_channels",
     "transform_groups",
 ]

@@ -18,6 +18,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from evc.entropy import streams
 from evc.entropy.streams import NUM_STEPS  # noqa: F401  (the layout's; re-exported)
 from evc.nn.blocks import DepthConvBlock
 from evc.nn.transforms import LATENT_CHANNELS
@@ -30,12 +31,9 @@ class StepQuantizer(Protocol):
 
 
 def step_one_mask(channels: int, height: int, width: int, device: torch.device | str) -> torch.Tensor:
-    """Boolean (1, C, H, W): true for the elements coded in step 1 (y0 at m0, y1 at m1)."""
-    rows = torch.arange(height, device=device).view(-1, 1)
-    cols = torch.arange(width, device=device).view(1, -1)
-    m0 = (rows + cols) % 2 == 0
-    half = channels // 2
-    return torch.cat([m0.expand(half, -1, -1), (~m0).expand(channels - half, -1, -1)]).unsqueeze(0)
+    """Boolean (1, C, H, W): true for the elements coded in step 1 (y0 at m0, y1 at m1), on ``device``
+    (the layout is :func:`evc.entropy.streams.step_one_mask`'s)."""
+    return torch.from_numpy(streams.step_one_mask(channels, height, width)).to(device)
 
 
 class DualSpatialPrior(nn.Module):

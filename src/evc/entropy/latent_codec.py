@@ -12,8 +12,9 @@ entropy decoding.
 
 from __future__ import annotations
 
-import math
-import zlib
+import dataclasses
+import threading
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
@@ -27,24 +28,31 @@ from evc.entropy.coder import SymbolTables, decode_substreams, encode_substreams
 from evc.entropy.dual_prior import DualSpatialPrior
 from evc.entropy.exact_parameters import ExactEntropyParameters
 from evc.entropy.networks import EntropyNetworks
-# The stream layout and coding options live without torch (evc info reads them); re-exported here.
-from evc.entropy.streams import MAX_SUBSTREAMS, NUM_STEPS, CodingOptions, decoding_options  # noqa: F401
+# The stream layout and coding options live without torch (evc info and the ONNX Runtime codec read
+# them); re-exported here.
+from evc.entropy.streams import (  # noqa: F401
+    MAX_SUBSTREAMS,
+    NUM_STEPS,
+    PIXELS_PER_HYPER_LATENT,
+    PIXELS_PER_LATENT,
+    CodingOptions,
+    check_encoded_symbols,
+    checked_symbols as _checked_decoded,
+    decoding_options,
+    symbols_crc as _crc_of,
+    z_table_index as _z_table_index,
+)
 from evc.entropy.gaussian import gaussian_bits, scale_index, scale_pmfs
-from evc.errors import EVCError, FormatError
+from evc.errors import FormatError
 from evc.nn.execution import DEFAULT_EXECUTION, Execution, Timing
 from evc.nn.hyperprior import Q_STEP_MIN
 from evc.nn.ops import lower_bound, parameters_key, ste_round
 from evc.nn.tile_policy import TiledNetwork
 
-# Symbols are coded as integers; beyond this the latent is broken, not merely unusual.
-_MAX_ABS_SYMBOL = 2.0**31 - 1
 # Why a file's symbols come out wrong although its streams are intact (float entropy parameters).
 _FLOAT_ELSEWHERE = (
     "this file was encoded on a device or CPU whose arithmetic differs from this one; decode it where it was encoded"
 )
-# Image pixels per pixel of y and of z (g_a's four stride-2 stages, then h_a's two).
-PIXELS_PER_LATENT = 16
-PIXELS_PER_HYPER_LATENT = 64
 
 
 @dataclass(frozen=True)
@@ -87,18 +95,6 @@ def entropy_parameter_threads(device: torch.device, enabled: bool = True) -> Ite
         torch.set_num_threads(previous)
 
 
-def _crc_of(values: np.ndarray, crc: int) -> int:
-    return zlib.crc32(values.astype("<i4").tobytes(), crc)
-
-
-def _checked_decoded(values: np.ndarray) -> np.ndarray:
-    """Refuse decoded symbols that no encoder writes (beyond +-_MAX_ABS_SYMBOL). The symbols CRC covers
-    them as int32, so a value 2^32 away from the true one would pass it and garble the image silently."""
-    if values.size and max(-int(values.min()), int(values.max())) > _MAX_ABS_SYMBOL:
-        raise FormatError("corrupt stream: a decoded symbol lies outside the int32 range of the format")
-    return values
-
-
 _GAUSSIAN_TABLES: SymbolTables | None = None
 
 
@@ -115,8 +111,7 @@ def _symbols_to_numpy(symbols: torch.Tensor) -> np.ndarray:
     if symbols.numel() == 0:
         return np.zeros(0, dtype=np.int64)
     largest = float(symbols.abs().max())  # one device sync for both checks below
-    if not math.isfinite(largest) or largest > _MAX_ABS_SYMBOL:
-        raise EVCError("the model produced a non-finite or out-of-range latent; its weights are unusable")
+    check_encoded_symbols(largest)
     compact = torch.int16 if largest < 2**15 else torch.int32
     return symbols.to(compact).cpu().numpy().astype(np.int64)
 
@@ -129,11 +124,6 @@ def _table_index_to_numpy(sigma: torch.Tensor, mask: torch.Tensor) -> np.ndarray
 def _dequantize(symbols: torch.Tensor, mu: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     # The one place y_hat is formed from symbols, for the encoder and the decoder alike.
     return torch.where(mask, symbols + mu, torch.zeros_like(mu))
-
-
-def _z_table_index(z_shape: tuple[int, ...]) -> np.ndarray:
-    _, c, h, w = z_shape
-    return np.repeat(np.arange(c, dtype=np.int64), h * w)
 
 
 class _TrainingQuantizer:
@@ -310,7 +300,8 @@ class LatentCodec:
 
     def _hyper_analysis(self, y: torch.Tensor, run: Execution) -> torch.Tensor:
         # Encoder only: z is transmitted, so how h_a is tiled never has to match anything.
-        (z,) = self._run_tiled(self._tiled_h_a, lambda t: (self.networks.h_a(t),), (y,), 1, run)
+        with run.timing("entropy networks"):
+            (z,) = self._run_tiled(self._tiled_h_a, lambda t: (self.networks.h_a(t),), (y,), 1, run)
         return z
 
     def _latent_params(
@@ -325,10 +316,12 @@ class LatentCodec:
         else:
             hyper = self.params
             step_two = self.networks.dual_prior.step_two_params
-        q_step, sigma, mu = self._run_tiled(self._tiled_hyper, hyper, (z_hat,), 3, run)
+        with run.timing("entropy networks"):
+            q_step, sigma, mu = self._run_tiled(self._tiled_hyper, hyper, (z_hat,), 3, run)
 
         def tiled_step_two(y_hat1: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, q_step: torch.Tensor):
-            return self._run_tiled(self._tiled_step_two, step_two, (y_hat1, mu, sigma, q_step), 2, run)
+            with run.timing("entropy networks"):
+                return self._run_tiled(self._tiled_step_two, step_two, (y_hat1, mu, sigma, q_step), 2, run)
 
         return q_step, sigma, mu, tiled_step_two
 
@@ -393,3 +386,34 @@ class LatentCodec:
         if dequantize.crc != coded.symbols_crc:
             raise FormatError(f"decoded symbols differ from the encoder's (checksum mismatch): {_FLOAT_ELSEWHERE}")
         return y_hat, q_step
+
+
+class EncoderOptions:
+    """The coding options an encoder asked for, settled against the model at the first :meth:`get`.
+
+    Exact int8 arithmetic converts the entropy networks (:meth:`LatentCodec.exact_parameters`) then,
+    not at construction, so that an encoder that only ever decodes never pays for it; weights beyond
+    8 bits' reach (|w| > 63 on every grid) warn (UserWarning, naming ``model``) and code with float64
+    fixed point instead (format version 2). Threads sharing it see the settled options whole.
+    """
+
+    def __init__(self, latent_codec: LatentCodec, options: CodingOptions, model: str) -> None:
+        self._latent_codec, self._options, self._model = latent_codec, options, model
+        self._settled = not (options.exact and options.arithmetic == "int8")
+        self._lock = threading.Lock()
+
+    def get(self) -> CodingOptions:
+        """The options to code with (the first call with int8 arithmetic converts the networks)."""
+        if not self._settled:
+            # A second thread waits here until the first has settled the arithmetic, rather than
+            # encoding in int8 while the first finds the weights beyond its reach.
+            with self._lock:
+                if not self._settled:
+                    try:
+                        self._latent_codec.exact_parameters("int8")
+                    except ValueError as exc:  # version 2 still codes them
+                        message = f"{exc}: {self._model} codes with float64 fixed point instead (format version 2)"
+                        warnings.warn(message, UserWarning, stacklevel=4)
+                        self._options = dataclasses.replace(self._options, arithmetic="float64")
+                    self._settled = True
+        return self._options

@@ -4,13 +4,16 @@ Encode and decode are timed separately, after warm-up, with the device synchroni
 included. The breakdown, from separate instrumented runs, splits each into the transforms (g_a, g_s), entropy
 coding (the ANS coder; on the encoder it runs on a background thread, overlapped with the networks),
 image I/O (conversion between PIL images and tensors, container packing; timed on its own) and the rest
-(entropy-parameter networks, rounding, transfers). Peak memory: CUDA allocator peak on GPU, process
-peak RSS on CPU.
+(entropy-parameter networks, rounding, transfers). Peak memory is each row's own: the CUDA allocator's
+peak since the row began on GPU; on the CPU the process's peak resident memory since the row began
+(Linux resets the peak, "VmHWM", through /proc/self/clear_refs; where that cannot be done, the peak since
+the process started, which later rows repeat).
 """
 
 from __future__ import annotations
 
 import resource
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -143,14 +146,56 @@ def _median_time(fn, repeat: int, device: torch.device) -> float:
     return float(np.median(times))
 
 
+class RowPeak:
+    """The peak memory of one row of a benchmark, in MB: made when the row starts, read with
+    :meth:`mb` when it ends. On a CUDA ``device``, the allocator's peak since then; on the CPU, the
+    process's peak resident set since then (Linux), else since the process started (``own`` False)."""
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.own = True
+            return
+        try:  # "5": reset the peak resident set size to the current one (Linux 4.0 and later)
+            with open("/proc/self/clear_refs", "w") as clear:
+                clear.write("5")
+            # Some kernels accept the write and keep the old peak: the reset took only if the peak is
+            # now the current resident set (a few pages may be touched in between).
+            peak, resident = _status_kb("VmHWM"), _status_kb("VmRSS")
+            self.own = peak is not None and resident is not None and peak - resident < 4096
+        except OSError:
+            self.own = False
+
+    def mb(self) -> float:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        peak = _status_kb("VmHWM") if self.own else None
+        if peak is None:
+            scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, kB elsewhere
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale / 1024
+        return peak / 1024
+
+
+def _status_kb(field: str) -> int | None:
+    """A kB field of /proc/self/status (Linux), or None."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def bench_codec(codec: Codec, image: Image.Image, repeat: int = 3, quality: float = 0.5) -> BenchResult:
     """Encode and decode latency (medians of ``repeat`` plain runs after warm-up), then the breakdown
     from separate instrumented runs, so the instrumentation never slows the reported FPS."""
     device = codec.device
+    peak = RowPeak(device)  # this row's own, warm-up included; the model is loaded already
     data = codec.compress(image, quality)  # warm-up
     codec.decompress(data)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     encode_s = _median_time(lambda: codec.compress(image, quality), repeat, device)
     decode_s = _median_time(lambda: codec.decompress(data), repeat, device)
 
@@ -169,13 +214,9 @@ def bench_codec(codec: Codec, image: Image.Image, repeat: int = 3, quality: floa
     header, streams = parse(data)
     io_encode_s = _median_time(lambda: (to_rgb_array(image), pack(header, streams)), repeat, torch.device("cpu"))
     io_decode_s = _median_time(lambda: (parse(data), rgb_to_pil(rgb, colour)), repeat, torch.device("cpu"))
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device) / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
     return BenchResult(
         codec.name, str(device), image.width, image.height, encode_s, decode_s, encode_parts["coding"],
-        decode_parts["coding"], io_encode_s, io_decode_s, peak, len(data) * 8 / (image.width * image.height),
+        decode_parts["coding"], io_encode_s, io_decode_s, peak.mb(), len(data) * 8 / (image.width * image.height),
         encode_parts["transforms"], decode_parts["transforms"],
     )
 

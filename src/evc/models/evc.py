@@ -10,10 +10,8 @@ quantised (straight-through rounding vs. rounding plus entropy coding).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Executor
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import torch
@@ -36,22 +34,6 @@ from evc.nn.transforms import LATENT_CHANNELS, AnalysisTransform, SynthesisTrans
 
 # Spatial size of the input must be a multiple of this (four stride-2 stages, then two in h_a).
 PADDING_MULTIPLE = PIXELS_PER_HYPER_LATENT
-
-
-# Training only: whether the entropy-model networks follow the caller's autocast (see rd_forward). A
-# setting of the training step, not of the model: the trainer enters entropy_networks_follow_autocast.
-_ENTROPY_NETWORKS_AUTOCAST: ContextVar[bool] = ContextVar("entropy_networks_autocast", default=False)
-
-
-@contextmanager
-def entropy_networks_follow_autocast(enabled: bool = True) -> Iterator[None]:
-    """Within this block, a training forward runs the entropy-model networks under the caller's
-    autocast too (when ``enabled``); outside it they always run in float32. See :meth:`EVC.rd_forward`."""
-    token = _ENTROPY_NETWORKS_AUTOCAST.set(enabled)
-    try:
-        yield
-    finally:
-        _ENTROPY_NETWORKS_AUTOCAST.reset(token)
 
 
 def check_padded(x: torch.Tensor) -> None:
@@ -82,15 +64,17 @@ class RDOutput:
 
 
 class EVC(nn.Module):
-    """One EVC codec: encoder size X, decoder size Y (EVC-XY)."""
+    """One EVC codec: encoder size X, decoder size Y (EVC-XY). ``encoder``: what stands in g_a's place,
+    a scalable model's encoders (:class:`~evc.models.scalable.ScalableEVC`); default one analysis
+    transform of ``encoder_size``."""
 
     num_levels = 1  # encoder levels (a scalable model has several)
 
-    def __init__(self, encoder_size: str = "L", decoder_size: str = "L") -> None:
+    def __init__(self, encoder_size: str = "L", decoder_size: str = "L", encoder: nn.Module | None = None) -> None:
         super().__init__()
         self.encoder_size = encoder_size
         self.decoder_size = decoder_size
-        self.g_a = AnalysisTransform(encoder_size)  # type: ignore[arg-type]
+        self.g_a = AnalysisTransform(encoder_size) if encoder is None else encoder  # type: ignore[arg-type]
         self.g_s = SynthesisTransform(decoder_size)  # type: ignore[arg-type]
         self.h_a = HyperAnalysis(LATENT_CHANNELS, HYPER_CHANNELS)
         self.h_s = HyperSynthesis(LATENT_CHANNELS, HYPER_CHANNELS)
@@ -124,27 +108,30 @@ class EVC(nn.Module):
         return run.run_transform(self.g_s, (y_hat * q_step).float() * divisor, PIXELS_PER_LATENT)
 
     # -- training --------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, anchor: torch.Tensor) -> RDOutput:
+    def forward(self, x: torch.Tensor, anchor: torch.Tensor, entropy_autocast: bool = False) -> RDOutput:
         """Training/validation forward; ``anchor`` holds each sample's rate anchor (0..3).
 
         ``x``: (B, 3, H, W) in [0, 1] with H and W multiples of 64 (pad or crop first).
+        ``entropy_autocast``: see :meth:`rd_forward`.
         """
         check_padded(x)
-        return self.rd_forward(x, self.analyse(x), self.rate.anchor_q_scale(anchor))
+        return self.rd_forward(x, self.analyse(x), self.rate.anchor_q_scale(anchor), entropy_autocast)
 
-    def rd_forward(self, x: torch.Tensor, y: torch.Tensor, q_scale: torch.Tensor) -> RDOutput:
+    def rd_forward(
+        self, x: torch.Tensor, y: torch.Tensor, q_scale: torch.Tensor, entropy_autocast: bool = False
+    ) -> RDOutput:
         """Rate and reconstruction from a latent.
 
         Under autocast the transforms run in reduced precision. The entropy model's arithmetic
         (scaling, rounding y - mu, the rate terms) always runs in float32, since rounding in bf16 would
         quantise a different value than the codec does. Its networks (h_a, h_s, prior fusion, the
-        spatial prior) follow the caller's autocast only inside :func:`entropy_networks_follow_autocast`
-        (the fast training step: they are a third of the step's work); their outputs are made float32 at
+        spatial prior) follow the caller's autocast only with ``entropy_autocast``, a setting of the
+        training step (they are a third of the fast step's work); their outputs are made float32 at
         once, so only their own rounding differs from the codec's float32 or exact evaluation.
         """
         device_type = y.device.type
         reduced = (
-            _ENTROPY_NETWORKS_AUTOCAST.get()
+            entropy_autocast
             and torch.is_autocast_enabled(device_type)
             and torch.get_autocast_dtype(device_type)
         )

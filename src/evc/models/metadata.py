@@ -1,5 +1,6 @@
-"""Weights files read without torch: which files a weights location holds, their metadata, and the
-identity of the weights in them (fingerprint and rate anchors), computed with numpy.
+"""Weights files read without torch: which files a weights location holds, their metadata, which model
+they hold (:func:`held_model`, the one place that settles it), and the identity of the weights in them
+(fingerprint and rate anchors), computed with numpy.
 
 `evc models` (model cards) and `evc info` (whether the shipped weights made a file, and its quality)
 need no more than this, so they answer without importing torch, which takes longer to import than
@@ -12,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ from typing import Any
 from safetensors import SafetensorError, safe_open
 
 from evc.errors import ModelError
-from evc.weights_keys import PARTS_KEY
+from evc.models.registry import ModelSpec, get_spec
+from evc.weights_keys import MODEL_KEY, PARTS_KEY
 
 # The tensor that holds the rate anchors' q_scale values, which the codec codes with.
 Q_SCALE_TENSOR = "rate.q_scale"
@@ -73,7 +75,29 @@ def _header_metadata(file: Path) -> dict[str, str]:
     return metadata
 
 
-def check_parts(path: str | Path, files: list[Path], metadata: dict[str, str]) -> None:
+def held_model(
+    source: str | Path, metadata: Mapping[str, str], name: str | None = None, default: str | None = None
+) -> ModelSpec:
+    """The model the weights at ``source`` hold, from their ``metadata`` (:func:`read_metadata`): the
+    one it names (``evc.model``), else ``name``, else ``default``.
+
+    ``name``: the model the caller asks for, which the weights must hold; ``default``: the model taken
+    when the metadata names none, without that demand. Raises ModelError when the metadata names
+    another model than ``name``, when nothing names a model, or for an unknown model name.
+    """
+    named = metadata.get(MODEL_KEY)
+    if named is None:
+        fallback = name if name is not None else default
+        if fallback is None:
+            raise ModelError(f"{source} does not say which model it holds; pass the model name")
+        return get_spec(fallback)
+    held = get_spec(named)
+    if name is not None and get_spec(name) != held:
+        raise ModelError(f"{source} holds weights for {held.name}, not {get_spec(name).name}")
+    return held
+
+
+def check_parts(path: str | Path, files: list[Path], metadata: Mapping[str, str]) -> None:
     """ModelError when the metadata declares another number of parts than ``files`` holds."""
     declared = metadata.get(PARTS_KEY)
     if declared is not None and declared != str(len(files)):

@@ -70,6 +70,13 @@ def quality_for_q_index(q_index: int, anchor_q_scales: list[float]) -> float | N
     return (math.log(q_index_to_scale(q_index)) - low) / (high - low)
 
 
+def lambda_for_q_index(q_index: int, anchor_q_scales: list[float]) -> float:
+    """The RD trade-off at a q index: lambda interpolated log-linearly between the end anchors' lambdas
+    along the anchors' q_scale (clamped to them; the lowest anchor's where the anchors' ends coincide)."""
+    t = min(max(quality_for_q_index(q_index, anchor_q_scales) or 0.0, 0.0), 1.0)
+    return math.exp(math.log(LAMBDAS[0]) + t * (math.log(LAMBDAS[-1]) - math.log(LAMBDAS[0])))
+
+
 def q_scale_to_index(q_scale: float) -> int:
     """The file's q index of a q_scale: round(100 * q_scale), clamped to 1..Q_INDEX_MAX."""
     return int(min(max(round(q_scale * Q_INDEX_SCALE), 1), Q_INDEX_MAX))

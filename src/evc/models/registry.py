@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from evc.errors import ModelError
+from evc.errors import ModelError, UntrainedModelError
 
 if TYPE_CHECKING:
     from evc.models.evc import EVC
@@ -35,14 +35,25 @@ class ModelSpec:
             return f"scalable: four {sizes[self.encoder]} encoders (RRL), {sizes[self.decoder]} decoder"
         return f"{sizes[self.encoder]} encoder, {sizes[self.decoder]} decoder"
 
-    def build(self) -> EVC:
-        """A freshly initialised (untrained) model of this structure."""
+    def build(self, seed: int | None = None) -> EVC:
+        """A freshly initialised (untrained) model of this structure. ``seed``: its weights are
+        reproducible, drawn from that seed without touching torch's global random state."""
+        import torch
+
         from evc.models.evc import EVC
         from evc.models.scalable import ScalableEVC
 
-        if self.scalable:
-            return ScalableEVC(self.encoder, self.decoder)
-        return EVC(self.encoder, self.decoder)
+        def build() -> EVC:
+            return ScalableEVC(self.encoder, self.decoder) if self.scalable else EVC(self.encoder, self.decoder)
+
+        if seed is None:
+            return build()
+        state = torch.random.get_rng_state()
+        try:
+            torch.manual_seed(seed)
+            return build()
+        finally:
+            torch.random.set_rng_state(state)
 
     @property
     def weights_dir(self) -> Path:
@@ -84,17 +95,21 @@ def get_spec(name: str) -> ModelSpec:
 
 def create_model(name: str, seed: int | None = None) -> EVC:
     """A freshly initialised (untrained) model; ``seed`` makes its weights reproducible."""
-    import torch
+    return get_spec(name).build(seed)
 
+
+def shipped_model(name: str | None = None) -> ModelSpec:
+    """The model ``name`` (None: :func:`default_model_name`'s), which ships trained weights (in its
+    ``weights_dir``). Raises UntrainedModelError when it ships none (or, without a name, none does),
+    ModelError for an unknown name."""
+    if name is None:
+        name = default_model_name()
+        if name is None:
+            raise UntrainedModelError(None)
     spec = get_spec(name)
-    if seed is None:
-        return spec.build()
-    state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(seed)
-        return spec.build()
-    finally:
-        torch.random.set_rng_state(state)
+    if not spec.has_weights():
+        raise UntrainedModelError(spec.name)
+    return spec
 
 
 def default_model_name() -> str | None:

@@ -24,9 +24,9 @@ class ScalableEVC(EVC):
     (the last level's) whose ``levels`` hold every level's."""
 
     def __init__(self, encoder_size: str = "S", decoder_size: str = "S", num_levels: int = NUM_LEVELS) -> None:
-        super().__init__(encoder_size, decoder_size)
+        encoders = nn.ModuleList([AnalysisTransform(encoder_size) for _ in range(num_levels)])  # type: ignore[arg-type]
+        super().__init__(encoder_size, decoder_size, encoder=encoders)
         self.num_levels = num_levels
-        self.g_a = nn.ModuleList([AnalysisTransform(encoder_size) for _ in range(num_levels)])  # type: ignore[arg-type]
 
     def analyse(self, x: torch.Tensor, level: int | None = None, run: Execution = DEFAULT_EXECUTION) -> torch.Tensor:
         """Latent of ``level`` (default: the last): mean of encoders 0..level; runs only those."""
@@ -58,11 +58,12 @@ class ScalableEVC(EVC):
             detached_sum = out.detach() if detached_sum is None else detached_sum + out.detach()
         return latents
 
-    def forward(self, x: torch.Tensor, anchor: torch.Tensor) -> RDOutput:
-        """The last level's RD output; its ``levels`` hold every level's (train on all of them)."""
+    def forward(self, x: torch.Tensor, anchor: torch.Tensor, entropy_autocast: bool = False) -> RDOutput:
+        """The last level's RD output; its ``levels`` hold every level's (train on all of them).
+        ``entropy_autocast``: see :meth:`EVC.rd_forward`."""
         check_padded(x)
         q_scale = self.rate.anchor_q_scale(anchor)
-        levels = [self.rd_forward(x, y, q_scale) for y in self.training_latents(x)]
+        levels = [self.rd_forward(x, y, q_scale, entropy_autocast) for y in self.training_latents(x)]
         last = levels[-1]
         return RDOutput(last.x_hat, last.y_bits, last.z_bits, last.bpp, levels=levels)
 

@@ -7,8 +7,6 @@ file stores q_index = round(100 * q_scale), so the rate is continuous in steps o
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -18,6 +16,7 @@ from evc.models.rates import (  # noqa: F401
     LAMBDAS,
     NUM_ANCHORS,
     Q_INDEX_SCALE,
+    lambda_for_q_index,
     q_index_for_quality,
     q_index_to_scale,
     q_scale_to_index,
@@ -57,9 +56,8 @@ class VariableRate(nn.Module):
         return [float(s) for s in self.q_scale.detach().cpu()]
 
     def q_index_for_quality(self, quality: float) -> int:
-        """quality 0 = lowest-rate anchor, 1 = highest-rate anchor, log-uniform in q_scale between."""
-        if not (isinstance(quality, (int, float)) and 0.0 <= quality <= 1.0):
-            raise ValueError(f"quality must be a number in [0, 1], got {quality!r}")
+        """quality 0 = lowest-rate anchor, 1 = highest-rate anchor, log-uniform in q_scale between
+        (``quality``: in [0, 1], as :func:`evc.arguments.quality` checks it)."""
         return q_index_for_quality(quality, self.anchor_q_scales())
 
     def quality_for_q_index(self, q_index: int) -> float:
@@ -69,5 +67,4 @@ class VariableRate(nn.Module):
 
     def lambda_for_q_index(self, q_index: int) -> float:
         """The RD trade-off at a q_index: lambda interpolated log-linearly along the anchors' q_scale."""
-        t = min(max(self.quality_for_q_index(q_index), 0.0), 1.0)
-        return math.exp(math.log(LAMBDAS[0]) + t * (math.log(LAMBDAS[-1]) - math.log(LAMBDAS[0])))
+        return lambda_for_q_index(q_index, self.anchor_q_scales())

@@ -1,14 +1,17 @@
 """Weights files: fp16 safetensors with metadata, split into parts, and a fingerprint of the weights.
 
 A weights location is a .safetensors file or a folder of them (a model split into parts, each under
-16 MiB); all parts are merged. Each file's metadata names the model ("evc.model").
+16 MiB); all parts are merged. Each file's metadata names the model ("evc.model"). :func:`load_model`
+is the one loader: it reads the metadata once and settles which model the weights hold there
+(:func:`evc.models.metadata.held_model`).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -19,7 +22,8 @@ from evc.errors import ModelError
 from evc.fileutil import default_file_mode
 from evc.models.evc import EVC
 # Reading metadata needs no torch (evc.models.metadata); re-exported, code imports it from here.
-from evc.models.metadata import check_parts, read_metadata, tensors_fingerprint, weight_files  # noqa: F401
+from evc.models.metadata import check_parts, held_model, read_metadata, tensors_fingerprint, weight_files  # noqa: F401
+from evc.models.registry import ModelSpec
 from evc.weights_keys import *  # noqa: F403  every metadata key, re-exported: code imports them from here
 
 MAX_PART_BYTES = 15 * 1024 * 1024
@@ -53,10 +57,44 @@ def round_to_stored_precision(model: torch.nn.Module) -> None:
             tensor.copy_(tensor.to(STORED_DTYPE).to(tensor.dtype))
 
 
+def stored_copy(model: EVC) -> tuple[EVC, int]:
+    """A copy of ``model`` with its weights rounded to what :func:`save_weights` stores
+    (:func:`round_to_stored_precision`), so that it codes exactly as it will once saved and loaded, and
+    their fingerprint (:func:`weights_fingerprint`). ``model`` itself is left as it was."""
+    stored = copy.deepcopy(model)
+    round_to_stored_precision(stored)
+    return stored, weights_fingerprint(stored)
+
+
+def load_model(
+    source: str | Path, name: str | None = None, default: str | None = None
+) -> tuple[EVC, ModelSpec, dict[str, str]]:
+    """The model whose weights are at ``source`` (a .safetensors file or folder), its spec and the
+    weights' metadata, read once.
+
+    Which model they hold is settled by :func:`~evc.models.metadata.held_model`: the one their metadata
+    names, which must be ``name`` when given; else ``name``, else ``default``. The model is built
+    without touching torch's global random state. Raises ModelError for unreadable weights, weights of
+    another model than ``name``, weights that name no model when neither ``name`` nor ``default`` is
+    given, and tensors that do not fit the model (:func:`apply_state`).
+    """
+    metadata = read_metadata(source)
+    spec = held_model(source, metadata, name, default)
+    model = spec.build(seed=0)  # every weight is then replaced: the seed only spares the caller's random state
+    apply_state(model, _tensors(source, metadata), str(source))
+    return model, spec, metadata
+
+
 def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """All tensors (as float32) and the metadata of a weights file or folder."""
-    files = weight_files(Path(path))
     metadata = read_metadata(path)
+    return _tensors(path, metadata), metadata
+
+
+def _tensors(path: str | Path, metadata: Mapping[str, str]) -> dict[str, torch.Tensor]:
+    """Every tensor of a weights location (as float32; a later part's tensor of the same name wins),
+    once ``metadata`` (its first part's) agrees with the number of parts."""
+    files = weight_files(Path(path))
     check_parts(path, files, metadata)
     state: dict[str, torch.Tensor] = {}
     for file in files:
@@ -65,7 +103,7 @@ def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str
         except (SafetensorError, OSError, ValueError) as exc:
             raise ModelError(f"{file} is not a readable safetensors file ({exc})") from None
         state.update({k: v.float() for k, v in part.items()})
-    return state, metadata
+    return state
 
 
 def apply_state(model: EVC, state: dict[str, torch.Tensor], source: str) -> None:

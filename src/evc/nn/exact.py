@@ -199,17 +199,11 @@ def _integers(weight: torch.Tensor, bias: torch.Tensor, bits: int) -> tuple[torc
 
 
 def _convert(
-    name: str, conv: nn.Conv2d, device: torch.device
+    name: str, weight: torch.Tensor, bias: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, int, float, float, bool]:
     """A conv's (integer weights, integer biases, weight bits, input limit in activation integers, largest
-    row L1 norm of the real weights, within the bound), by the rules of the module docstring."""
-    weight = conv.weight.detach().to(device=device, dtype=torch.float64)
-    if conv.bias is None:
-        bias = torch.zeros(conv.out_channels, dtype=torch.float64, device=device)
-    else:
-        bias = conv.bias.detach().to(device=device, dtype=torch.float64)
-    if not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
-        raise ValueError(f"{name}: non-finite weights")
+    row L1 norm of the real weights, within the bound), from its :func:`read_conv` weights and biases, by
+    the rules of the module docstring."""
     row_l1 = weight.abs().flatten(1).sum(dim=1).max().item()
     w_int, b_int = _integers(weight, bias, WEIGHT_FRAC_BITS)
     limit = _saturation_limit(w_int, b_int)
@@ -250,6 +244,22 @@ def check_conv(name: str, conv: nn.Module, fused: bool) -> None:
         raise TypeError(f"{name}: exact evaluation supports stride-1 1x1 and depthwise 3x3 (padding 1) convs only")
 
 
+def read_conv(name: str, conv: nn.Module, device: torch.device, fused: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The real weights (C_out, C_in / groups, kh, kw) and biases (C_out,; zeros for a conv without one)
+    of a conv that exact evaluation supports (:func:`check_conv`; ``fused``: with others into one GEMM),
+    float64 on ``device``: what both arithmetics convert. Raises TypeError for another module,
+    ValueError for non-finite weights."""
+    check_conv(name, conv, fused)
+    weight = conv.weight.detach().to(device=device, dtype=torch.float64)
+    if conv.bias is None:
+        bias = torch.zeros(conv.out_channels, dtype=torch.float64, device=device)
+    else:
+        bias = conv.bias.detach().to(device=device, dtype=torch.float64)
+    if not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
+        raise ValueError(f"{name}: non-finite weights")
+    return weight, bias
+
+
 @dataclass(frozen=True)
 class Arithmetic:
     """The operations of one fixed-point arithmetic, which :func:`compile_with` assembles into a network by
@@ -259,7 +269,7 @@ class Arithmetic:
     several 1x1 convs reading the same input, fused along the output channels. ``leaky_relu(module,
     name, in_place)``: ``in_place`` when the input is a tensor the network owns and may overwrite.
     ``pixel_shuffle(module, name)``. ``branches(entry, chains, accumulator)``: parallel chains on one
-    input, summed and saturated (see :class:`_Branches`).
+    input, summed and saturated (see :class:`FixedBranches`).
     """
 
     conv: Callable[[Sequence[tuple[str, nn.Conv2d]], Build], _Op]
@@ -290,8 +300,8 @@ class _Conv:
         bits: list[int] = []  # weight fractional bits of each conv
         found: list[tuple[str, float, bool]] = []  # name, largest row L1 norm, within the bound
         for name, conv in convs:
-            check_conv(name, conv, fused=len(convs) > 1)
-            w_int, b_int, conv_bits, limit, row_l1, within = _convert(name, conv, device)
+            weight, bias = read_conv(name, conv, device, fused=len(convs) > 1)
+            w_int, b_int, conv_bits, limit, row_l1, within = _convert(name, weight, bias)
             weights.append(w_int)
             biases.append(b_int)
             limits.append(limit)
@@ -359,7 +369,10 @@ class _Sequence:
         return x
 
 
-class _PixelShuffle:
+class FixedPixelShuffle:
+    """PixelShuffle of activation integers in (N, C, H, W): it only moves values, so it is exact as it is.
+    :mod:`evc.nn.exact_int8` keeps the check and the factor, and moves its (N, H, W, C) values itself."""
+
     def __init__(self, module: nn.PixelShuffle, name: str) -> None:
         check_plain(module, name)
         self.factor = module.upscale_factor
@@ -368,26 +381,33 @@ class _PixelShuffle:
         return F.pixel_shuffle(x, self.factor)
 
 
-
-
-class _Branches:
+class FixedBranches:
     """Parallel chains on one input, summed and saturated.
 
     ``entry`` (optional) is the fused GEMM of the chains that start with a 1x1 conv; such a chain starts
-    from its slice ``part`` of the entry's output, the others from the input. The sum accumulates in
-    place into the output of chain ``accumulator`` (one the network owns), or into a new tensor if None.
+    from its slice ``part`` of the entry's output channels, the others from the input. The sum
+    accumulates in place into the output of chain ``accumulator`` (one the network owns), or into a new
+    tensor if None. :mod:`evc.nn.exact_int8` runs the chains the same way (:meth:`outputs`, its channels
+    last: ``CHANNELS``) and sums in its own arithmetic.
     """
+
+    CHANNELS: tuple[object, ...] = (slice(None),)  # the index up to the channel axis: (N, C, H, W)
 
     def __init__(
         self, entry: _Op | None, chains: list[tuple[slice | None, _Op]], accumulator: int | None
     ) -> None:
         self.entry, self.chains, self.accumulator = entry, chains, accumulator
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each chain's output, in order."""
         fused = self.entry(x) if self.entry is not None else None
-        outs = []
-        for part, chain in self.chains:
-            outs.append(chain(x if part is None else fused[:, part]))  # type: ignore[index]
+        return [
+            chain(x if part is None else fused[(*self.CHANNELS, part)])  # type: ignore[index]
+            for part, chain in self.chains
+        ]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        outs = self.outputs(x)
         if self.accumulator is None:
             total, rest = outs[0] + outs[1], outs[2:]
         else:
@@ -398,7 +418,7 @@ class _Branches:
 
 
 # Activation integers in float64 tensors (N, C, H, W): the arithmetic of the module docstring.
-FLOAT64 = Arithmetic(_Conv, _LeakyReLU, _PixelShuffle, _Branches)
+FLOAT64 = Arithmetic(_Conv, _LeakyReLU, FixedPixelShuffle, FixedBranches)
 
 
 def _arithmetic(build: Build) -> Arithmetic:

@@ -151,13 +151,8 @@ class _Conv:
         device = build.device
         weights, biases, bits = [], [], []
         for name, conv in convs:
-            exact.check_conv(name, conv, fused=len(convs) > 1)
-            weight = conv.weight.detach().to(torch.float64).flatten(1).cpu()
-            bias = torch.zeros(conv.out_channels, dtype=torch.float64)
-            if conv.bias is not None:
-                bias = conv.bias.detach().to(torch.float64).cpu()
-            if not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
-                raise ValueError(f"{name}: non-finite weights")
+            weight, bias = exact.read_conv(name, conv, torch.device("cpu"), fused=len(convs) > 1)
+            weight = weight.flatten(1)  # (C, K), converted on the CPU; the result moves to the device below
             fw = _weight_bits(weight, bias, conv.groups > 1, name)
             scale = torch.exp2(fw.to(torch.float64))
             weights.append((weight * scale[:, None]).round())
@@ -213,6 +208,9 @@ class _Conv:
 
 
 class _LeakyReLU:
+    """Not float64 fixed point's: an integer slope of SLOPE_BITS and a shift on this grid's int32, and
+    float64 fixed point's own after the network's last conv (on the fine grid)."""
+
     def __init__(self, module: nn.LeakyReLU, name: str, in_place: bool) -> None:
         exact.check_plain(module, name)
         if not 0 <= module.negative_slope <= 1:
@@ -229,10 +227,8 @@ class _LeakyReLU:
         return torch.maximum(x, scaled.bitwise_right_shift_(SLOPE_BITS), out=scaled)
 
 
-class _PixelShuffle:
-    def __init__(self, module: nn.PixelShuffle, name: str) -> None:
-        exact.check_plain(module, name)
-        self.factor = module.upscale_factor
+class _PixelShuffle(exact.FixedPixelShuffle):
+    """The same moves on channels last."""
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         # (N, H, W, C r r) -> (N, H r, W r, C), as F.pixel_shuffle orders channels (c, i, j).
@@ -242,13 +238,14 @@ class _PixelShuffle:
         return out.reshape(n, h * r, w * r, c // (r * r))
 
 
-class _Branches:
-    def __init__(self, entry: _Op | None, chains: list[tuple[slice | None, _Op]], accumulator: int | None) -> None:
-        self.entry, self.chains = entry, chains
+class _Branches(exact.FixedBranches):
+    """The chains run as in float64 fixed point, on channels last; the sum is a new tensor (``accumulator``
+    unused), on this grid, or on the fine one once a chain has passed the network's last conv."""
+
+    CHANNELS = (Ellipsis,)  # (N, H, W, C)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        fused = self.entry(x) if self.entry is not None else None
-        outs = [chain(x if part is None else fused[..., part]) for part, chain in self.chains]  # type: ignore[index]
+        outs = self.outputs(x)
         if any(out.dtype == torch.float64 for out in outs):  # after the last conv: the fine grid
             total = to_fine(outs[0])
             if total is outs[0]:

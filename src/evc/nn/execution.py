@@ -17,7 +17,8 @@ from torch import nn
 
 from evc.nn.tile_policy import TiledNetwork, TilePolicy
 
-# A hook that times a named part of the coding path ("transforms", "coding"): part -> context manager.
+# A hook that times a named part of the coding path ("transforms", "entropy networks", "coding"): part ->
+# context manager.
 Timing = Callable[[str], AbstractContextManager]
 
 TRANSFORM_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -35,8 +36,8 @@ class Execution:
     ``transform_dtype`` / ``channels_last``: precision (float32, float16, bfloat16) and memory layout of
     g_a and g_s while coding (the caller converts the transforms' weights to channels_last once, see
     :meth:`prepare`). ``tile_policy``: when networks run in tiles (:mod:`evc.nn.tile_policy`).
-    ``timing``: a hook around the transforms ("transforms") and the entropy coder ("coding"), for
-    benchmarks. ``deterministic_float_parameters``: run float32 entropy parameters single-threaded so
+    ``timing``: a hook around the transforms ("transforms"), h_a and the entropy-parameter networks
+    ("entropy networks") and the entropy coder ("coding"), for benchmarks. ``deterministic_float_parameters``: run float32 entropy parameters single-threaded so
     that encoder and decoder agree (only a benchmark of what that costs turns it off: its files may
     then fail to decode). Raises ValueError for another transform dtype.
     """

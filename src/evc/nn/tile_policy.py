@@ -9,22 +9,14 @@ with the same policy run identical pieces.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from fractions import Fraction
 
 import torch
 from torch import nn
 
+# The policy and the windows live without torch (the ONNX Runtime codec tiles by them too); re-exported.
+from evc.nn.tile_grid import TilePolicy, is_tiled
 from evc.nn.tiling import halo_for, run_tiled, scale_factor
-
-
-@dataclass(frozen=True)
-class TilePolicy:
-    """``untiled_max_pixels``: the largest input, in image pixels, run in one piece.
-    ``tile_pixels``: the tile side in image pixels (a multiple of 64, so every network's tile is whole)."""
-
-    untiled_max_pixels: int = 1 << 22
-    tile_pixels: int = 1024
 
 
 class TiledNetwork:
@@ -49,7 +41,7 @@ class TiledNetwork:
         return self._plan
 
     def is_tiled(self, x: torch.Tensor, policy: TilePolicy) -> bool:
-        return x.shape[-2] * x.shape[-1] * self.input_pixel**2 > policy.untiled_max_pixels
+        return is_tiled(x.shape[-2], x.shape[-1], self.input_pixel, policy)
 
     def run(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, policy: TilePolicy) -> torch.Tensor:
         """``fn(x)``, where ``fn`` computes this network (in any precision or arithmetic), in tiles when

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from evc.nn.blocks import POINTWISE, describe
+from evc.nn.tile_grid import tile_windows
 
 __all__ = ["alignment", "halo_for", "receptive_radius", "run_tiled", "scale_factor"]
 
@@ -300,27 +301,16 @@ def run_tiled(
         return out
 
     channels: int | None = None
-    for top in range(0, height, tile_h):
-        bottom = min(top + tile_h, height)
-        in_top, in_bottom = max(0, top - halo_h), min(height, bottom + halo_h)
-        for left in range(0, width, tile_w):
-            right = min(left + tile_w, width)
-            in_left, in_right = max(0, left - halo_w), min(width, right + halo_w)
-            # A view, not a copy: fn moves it to its device if it needs to.
-            result = fn(x[:, :, in_top:in_bottom, in_left:in_right])
-            result = _check_result(result, batch, channels, (in_bottom - in_top, in_right - in_left), ratio)
-            if channels is None:
-                channels = result.shape[1]
-                if out is None:
-                    out = result.new_empty((batch, channels, out_h, out_w))
-                else:
-                    _check_out(out, (batch, channels, out_h, out_w))
-            crop = result[
-                :,
-                :,
-                int((top - in_top) * ratio) : int((bottom - in_top) * ratio),
-                int((left - in_left) * ratio) : int((right - in_left) * ratio),
-            ]
-            out[:, :, int(top * ratio) : int(bottom * ratio), int(left * ratio) : int(right * ratio)] = crop
+    for (rows, cols), crop, (out_rows, out_cols) in tile_windows(height, width, (tile_h, tile_w), (halo_h, halo_w), ratio):
+        # A view, not a copy: fn moves it to its device if it needs to.
+        result = fn(x[:, :, rows, cols])
+        result = _check_result(result, batch, channels, (rows.stop - rows.start, cols.stop - cols.start), ratio)
+        if channels is None:
+            channels = result.shape[1]
+            if out is None:
+                out = result.new_empty((batch, channels, out_h, out_w))
+            else:
+                _check_out(out, (batch, channels, out_h, out_w))
+        out[:, :, out_rows, out_cols] = result[:, :, crop[0], crop[1]]
     assert out is not None  # the loops ran at least once, as the input exceeds one tile
     return out

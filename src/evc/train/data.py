@@ -124,6 +124,12 @@ class RandomCrops(Dataset):
     def __len__(self) -> int:
         return 2**62  # samples are numbered, not enumerated; the batch sampler picks them
 
+    def fill_cache(self) -> None:
+        """Decode every image now (with ``cache``: the state of a run after its first minutes, which the
+        benchmarks time); unreadable ones are skipped with a warning, as in training."""
+        for record in self.records:
+            self._load(record)
+
     def _load(self, record: ImageRecord) -> np.ndarray | None:
         if record.path in self._unreadable:
             return None

@@ -22,8 +22,12 @@ class RateDistortionLoss(nn.Module):
         self.model = model
         self.register_buffer("mse_weights", torch.tensor([rd_loss_weight(l) for l in LAMBDAS]), persistent=False)
 
-    def forward(self, x: torch.Tensor, anchor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        outputs = self.model(x, anchor).all_levels
+    def forward(
+        self, x: torch.Tensor, anchor: torch.Tensor, entropy_autocast: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``entropy_autocast``: the model's entropy networks follow the step's autocast
+        (:meth:`evc.models.evc.EVC.rd_forward`)."""
+        outputs = self.model(x, anchor, entropy_autocast).all_levels
         weights = self.mse_weights[anchor]
         losses = []
         for out in outputs:

@@ -44,7 +44,7 @@ from evc.entropy.exact_parameters import exact_headroom, format_headroom
 from evc.errors import EVCError
 from evc.extras import require
 from evc.models.card import TrainingTotals, training_totals
-from evc.models.evc import EVC, entropy_networks_follow_autocast
+from evc.models.evc import EVC
 from evc.models.registry import create_model, get_spec
 from evc.models.scalable import expand_single_encoder_state
 from evc.models.variable_rate import LAMBDAS, NUM_ANCHORS
@@ -63,7 +63,7 @@ from evc.models.weights import (
     STEPS_KEY,
     TRAINING_SECONDS_KEY,
     apply_state,
-    load_state,
+    load_model,
     read_metadata,
     save_weights,
 )
@@ -114,23 +114,21 @@ def build_model(config: TrainConfig) -> EVC:
     """The model to train: fresh, or from --init-weights. A scalable model also starts from the
     single-encoder model of the same sizes (Scale-SL from EVC-SL): that encoder fills every level.
 
-    Raises ConfigError when --init-weights holds another model.
+    Raises ConfigError when --init-weights holds another model, ModelError for unusable weights.
     """
     spec = get_spec(config.model)
-    model = create_model(spec.name, seed=config.seed)
-    if config.init_weights:
-        named = read_metadata(config.init_weights).get(MODEL_KEY)
-        state, _ = load_state(config.init_weights)
-        source = get_spec(named) if named is not None else spec
-        single_for_scalable = spec.scalable and not source.scalable and (source.encoder, source.decoder) == (
-            spec.encoder, spec.decoder
-        )
-        if single_for_scalable:
-            state = expand_single_encoder_state(state, model.num_levels)  # type: ignore[attr-defined]
-        elif source.name != spec.name:
-            raise ConfigError(f"--init-weights {config.init_weights} holds {source.name}, not {spec.name}")
+    if not config.init_weights:
+        return create_model(spec.name, seed=config.seed)
+    # Weights that name no model are taken for the model trained.
+    loaded, source, _ = load_model(config.init_weights, default=spec.name)
+    if source == spec:
+        return loaded
+    if spec.scalable and not source.scalable and (source.encoder, source.decoder) == (spec.encoder, spec.decoder):
+        model = create_model(spec.name, seed=config.seed)
+        state = expand_single_encoder_state(loaded.state_dict(), model.num_levels)  # type: ignore[attr-defined]
         apply_state(model, state, config.init_weights)
-    return model
+        return model
+    raise ConfigError(f"--init-weights {config.init_weights} holds {source.name}, not {spec.name}")
 
 
 class TrainingTask:
@@ -156,7 +154,8 @@ class TrainingTask:
         return [module.g_a, module.g_s]
 
     def objective(self, module: nn.Module) -> nn.Module:
-        """A module whose forward(x, anchor) returns (loss, mse, bpp)."""
+        """A module whose forward(x, anchor, entropy_autocast) returns (loss, mse, bpp)
+        (:class:`~evc.train.objective.RateDistortionLoss`)."""
         return RateDistortionLoss(module)
 
     def param_groups(self, module: nn.Module) -> list[dict]:
@@ -236,7 +235,7 @@ class Trainer:
         batches = None
         restore_signals = _stop_cleanly_on_signals()
         try:
-            batches = self._batches()
+            batches = self.batches()
             self.follow_free_cores()
             while self.step < last:
                 images, anchors = next(batches)
@@ -356,8 +355,9 @@ class Trainer:
         self.procs.close()
 
     # -- one step --------------------------------------------------------------------------------
-    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(uint8 images (B, 3, crop, crop), anchors (B,)) of this process, from step ``self.step`` on."""
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(uint8 images (B, 3, crop, crop), anchors (B,)) of this process, from step ``self.step`` on, for
+        :meth:`train_step`."""
         sampler = StepBatches(self.step, self.config.batch_size, self.procs.rank, self.procs.world_size)
         if self.config.workers == 0 and self.config.prefetch:  # a thread of this process, overlapping the step
             return Prefetcher(step_batches(self.data, sampler))
@@ -402,11 +402,8 @@ class Trainer:
         if config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         anchors = anchors.to(device, non_blocking=True)
-        with (
-            torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp),
-            entropy_networks_follow_autocast(self.settings.entropy_networks_autocast),
-        ):
-            loss, mse, bpp = self.objective(x, anchors)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
+            loss, mse, bpp = self.objective(x, anchors, entropy_autocast=self.settings.entropy_networks_autocast)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:

@@ -20,6 +20,7 @@ from PIL import Image, PngImagePlugin
 
 import evc
 from evc.bitstream.container import HEADER_BYTES
+from evc.entropy.latent_codec import EncoderOptions
 
 HERE = Path(__file__).resolve().parent
 XMP = (b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
@@ -67,7 +68,9 @@ def main() -> None:
     plain.info.clear()
     # Version 1: version 2's layout without the flags byte, so flags 0: float arithmetic, every symbol coded.
     float_codec = codec(exact=False)
-    float_codec._options = dataclasses.replace(float_codec._options, skip_certain=False)
+    float_codec._encoder_options = EncoderOptions(
+        float_codec.model.latent_codec, dataclasses.replace(float_codec.options, skip_certain=False), float_codec.name
+    )
     v2_flags0 = float_codec.compress(plain, 0.5)
     flags_at = HEADER_BYTES - 6
     assert v2_flags0[flags_at] == 0
