@@ -150,10 +150,17 @@ def test_each_bench_row_measures_its_own_peak_memory() -> None:
     2026-12-07 both 1080p rows of `evc bench` read 2443)."""
     from evc.eval.bench import RowPeak
 
+    import mmap
+
+    # An anonymous mapping, every page touched, then unmapped: new resident memory whatever the heap
+    # holds free from earlier tests (a numpy array may reuse it and leave the resident set as it was).
+    size = 64 * 2**20
     big = RowPeak()
-    block = np.ones(64 * 2**20, dtype=np.uint8)  # 64 MiB, touched
+    block = mmap.mmap(-1, size)
+    for offset in range(0, size, mmap.PAGESIZE):
+        block[offset] = 1
     held = big.mb()
-    del block
+    block.close()
     small = RowPeak()
     if not small.own:
         pytest.skip("this system cannot reset the peak resident memory (Linux /proc/self/clear_refs)")
