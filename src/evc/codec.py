@@ -23,7 +23,7 @@ from evc.alpha import decode_alpha
 from evc.arguments import Rate
 from evc.bitstream.container import pack
 # What this codec shares with the ONNX Runtime one lives without torch (EncodeResult re-exported).
-from evc.coding import EncodeResult, Probe, coded_probe, decodable, file_header, prepared_image
+from evc.coding import EncodeResult, Probe, coded_probe, decodable, file_header, prepared_image, tell
 from evc.entropy.latent_codec import CodedLatent, CodingOptions, EncoderOptions, decoding_options
 from evc.fileinfo import FileInfo, file_bytes, file_info, parse_file  # noqa: F401  (without torch; re-exported)
 from evc.fileinfo import weights_path as _weights_path
@@ -35,11 +35,6 @@ from evc.models.weights import load_model, stored_copy
 from evc.nn.execution import Execution
 from evc.ratecontrol import Progress
 from evc.threads import ThreadPolicy, per_call
-
-
-def _tell(progress: Progress | None, step: str) -> None:
-    if progress is not None:
-        progress(step)
 
 
 class _Probe(Probe):
@@ -56,11 +51,11 @@ class _Probe(Probe):
         self._codec, self._y, self.source = codec, y, source
         self.q_index, self.level = q_index, level
         self._result: EncodeResult | None = None
-        _tell(stages, "entropy coding")
+        tell(stages, "entropy coding")
         coded, self._synthesis = self._code()
         x_hat = None
         if reconstruct:
-            _tell(stages, "synthesis")
+            tell(stages, "synthesis")
             x_hat = self._synthesis()
         streams = coded()
         header = file_header(codec.spec, codec.fingerprint, codec.options, source, alpha_block, q_index, streams.symbols_crc)
@@ -83,7 +78,7 @@ class _Probe(Probe):
         if self._result is None:
             if self._synthesis is None:  # released: the same q codes to the same bytes again
                 _, self._synthesis = self._code()
-            _tell(stages, "synthesis")
+            tell(stages, "synthesis")
             self._result = self._finish(self._synthesis())
             self._synthesis = None
         return self._result
@@ -259,7 +254,7 @@ class Codec:
         checked_progress = arguments.progress(progress)
         # stacklevel: past this method, its two decorators and compress / encode, to the caller's line.
         coded_image, alpha_block = prepared_image(image, strip, self.options.arithmetic, self.max_pixels, stacklevel=5)
-        _tell(checked_progress, "analysis")
+        tell(checked_progress, "analysis")
         latents = self._latents(coded_image.rgb, level)
         # One file at a known q index runs g_s while the coder thread finishes its streams; a search's
         # probes run it only where compared (a PSNR target, a scalable model's levels).
@@ -308,7 +303,7 @@ class Codec:
         options = decoding_options(len(streams), header.exact, header.skip_certain, header.exact_arithmetic)
         # Before the networks run: a damaged alpha plane is refused at once.
         alpha = None if header.alpha is None else decode_alpha(header.alpha, header.width, header.height)
-        _tell(progress, "entropy decoding")
+        tell(progress, "entropy decoding")
         x_hat = self.model.decompress_latent(
             CodedLatent(streams, header.symbols_crc),
             padded(header.height),

@@ -35,6 +35,12 @@ from evc.models.registry import ModelSpec
 from evc.ratecontrol import Progress, coded_at
 
 
+def tell(progress: Progress | None, step: str) -> None:
+    """Report a coding step (e.g. "analysis") to ``progress``, if one was given."""
+    if progress is not None:
+        progress(step)
+
+
 @dataclass(frozen=True)
 class EncodeResult:
     """A coded image with what the decoder will reconstruct from it."""

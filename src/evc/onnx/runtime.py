@@ -33,7 +33,7 @@ from evc import arguments
 from evc.alpha import decode_alpha
 from evc.arguments import Rate
 from evc.bitstream.container import FORMAT_VERSION, INT8_ARITHMETIC_SINCE, Header, pack
-from evc.coding import EncodeResult, Probe, coded_probe, decodable, file_header, prepared_image
+from evc.coding import EncodeResult, Probe, coded_probe, decodable, file_header, prepared_image, tell
 from evc.entropy.coder import SymbolTables, decode_substreams, encode_substreams
 from evc.entropy.streams import (
     PIXELS_PER_HYPER_LATENT,
@@ -64,11 +64,6 @@ _PARTS = {"g_a": "transforms", "g_s": "transforms", "h_a": "entropy networks", "
 
 def _untimed(part: str) -> AbstractContextManager:
     return nullcontext()
-
-
-def _tell(progress: Progress | None, step: str) -> None:
-    if progress is not None:
-        progress(step)
 
 
 def _symbols(rounded: np.ndarray) -> np.ndarray:
@@ -263,9 +258,9 @@ class OnnxCodec:
         header, streams = self._decodable(data)
         # Before the networks run: a damaged alpha plane is refused at once.
         alpha = None if header.alpha is None else decode_alpha(header.alpha, header.width, header.height)
-        _tell(progress, "entropy decoding")
+        tell(progress, "entropy decoding")
         latent = self._decode(header, streams)
-        _tell(progress, "synthesis")
+        tell(progress, "synthesis")
         x_hat = self._synthesis(latent, header.q_index)
         rgb = to_pixels(x_hat[:, :, : header.height, : header.width])
         return rgb_to_pil(rgb, header.colour, header.icc_profile, header.exif, header.xmp, alpha)  # type: ignore[arg-type]
@@ -360,7 +355,7 @@ class OnnxCodec:
         progress = arguments.progress(progress)
         # stacklevel: past this method and compress / encode, to the caller's line.
         source, alpha_block = prepared_image(image, strip, self.options.arithmetic, self.max_pixels, stacklevel=3)
-        _tell(progress, "analysis")
+        tell(progress, "analysis")
         x = network_input(source.rgb)
         if levels == 1:
             latents: list[tuple[int | None, np.ndarray]] = [(None, self._run("g_a", ["y"], x=x)[0])]
@@ -369,7 +364,7 @@ class OnnxCodec:
             outputs = self._run("g_a", [f"y{k}" for k in wanted], x=x)
             latents = list(zip(wanted, outputs))
         if not rate.is_target:
-            _tell(progress, "entropy coding")
+            tell(progress, "entropy coding")
 
         def probe(q: int, latent: tuple[int | None, np.ndarray]) -> _Probe:
             return _Probe(self, latent[1], source, alpha_block, q, latent[0])
